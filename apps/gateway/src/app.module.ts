@@ -1,0 +1,19 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { HttpExceptionFilter } from './http-exception.filter';
+import { P2PHTTP_SERVICE, P2pHttpController } from './p2phttp.controller';
+import { type P2pHttpService } from './p2phttp.service';
+
+@Module({})
+export class GatewayModule {
+  static forRoot(service: P2pHttpService): DynamicModule {
+    return {
+      module: GatewayModule,
+      controllers: [P2pHttpController],
+      providers: [
+        { provide: P2PHTTP_SERVICE, useValue: service },
+        { provide: APP_FILTER, useClass: HttpExceptionFilter },
+      ],
+    };
+  }
+}

@@ -1,0 +1,378 @@
+/**
+ * The HTTP API of `git annex p2phttp` (PROTOCOL.md §2), request by request: resolve the served
+ * repository, check the version and the permission, validate every parameter, hand the operation
+ * to the Dispatcher and shape its answer for the API version. Routing and Nest wiring live in the
+ * controller; this class knows Fastify's request and reply only.
+ */
+import { type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  checkPresentResult,
+  keepLockedResult,
+  lockContentResult,
+  operationAvailable,
+  parseApiVersion,
+  permissionClass,
+  putOffsetResult,
+  putResult,
+  removeResult,
+  timestampResult,
+  type ApiVersion,
+  type Operation,
+} from '@annex-p2phttp/protocol';
+import {
+  authorize,
+  parseAuthorization,
+  type AuthPolicy,
+  type RepositoryRegistry,
+  type User,
+} from '@annex-p2phttp/config';
+import { type Dispatcher } from '@annex-p2phttp/dispatch';
+import { type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
+import { type FastifyReply, type FastifyRequest } from 'fastify';
+import { badRequest, HttpError, notFound } from './http-error';
+import { type LockService } from './lock.service';
+import {
+  associatedFileParam,
+  bypassParam,
+  clientUuidParam,
+  dataLengthHeader,
+  dataPresentParam,
+  keyParam,
+  lockIdParam,
+  offsetParam,
+  optionalClientUuid,
+  timestampParam,
+  validKey,
+  type Query,
+} from './request-params';
+
+const JSON_TYPE = 'application/json;charset=utf-8';
+/** The peer uuid recorded for reads whose client did not say who it is. */
+const ANONYMOUS_CLIENT = '00000000-0000-0000-0000-000000000000';
+/** The longest keeplocked message line accepted. */
+const MAX_KEEPLOCKED_LINE = 1024;
+
+const POST_OPERATIONS = new Set<Operation>([
+  'checkpresent',
+  'put',
+  'putoffset',
+  'remove',
+  'remove-before',
+  'gettimestamp',
+  'lockcontent',
+  'keeplocked',
+]);
+
+export interface ApiContext {
+  readonly registry: RepositoryRegistry;
+  readonly dispatcher: Dispatcher;
+  readonly locks: LockService;
+  readonly policy: AuthPolicy;
+  readonly users: Map<string, User>;
+}
+
+interface Resolved {
+  readonly repoPath: string;
+  readonly serverUuid: string;
+  readonly mode: ServerMode;
+}
+
+export class P2pHttpService {
+  constructor(private readonly context: ApiContext) {}
+
+  /** POST /git-annex/:uuid/:version/:op */
+  async post(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    uuid: string,
+    versionSegment: string,
+    op: string,
+  ): Promise<void> {
+    const version = parseApiVersion(versionSegment);
+    const operation = op as Operation;
+    if (
+      version === undefined ||
+      !POST_OPERATIONS.has(operation) ||
+      !operationAvailable(operation, version)
+    ) {
+      throw notFound(`no such endpoint: ${versionSegment}/${op}`);
+    }
+    const resolved = await this.resolve(request, uuid, operation);
+    const query = request.query as Query;
+    const signal = abortSignalOf(reply.raw);
+    const target = (clientUuid: string): SessionTarget => ({
+      repoPath: resolved.repoPath,
+      serverUuid: resolved.serverUuid,
+      clientUuid,
+      bypass: bypassParam(query),
+      version,
+      mode: resolved.mode,
+    });
+    const { dispatcher, locks } = this.context;
+    switch (operation) {
+      case 'checkpresent': {
+        const key = keyParam(query);
+        const present = await dispatcher.checkPresent(target(clientUuidParam(query)), key, signal);
+        return sendJson(reply, checkPresentResult(present));
+      }
+      case 'gettimestamp': {
+        const timestamp = await dispatcher.getTimestamp(target(clientUuidParam(query)), signal);
+        return sendJson(reply, timestampResult(timestamp));
+      }
+      case 'remove':
+      case 'remove-before': {
+        const key = keyParam(query);
+        const clientUuid = clientUuidParam(query);
+        const before = operation === 'remove-before' ? timestampParam(query) : undefined;
+        const t = target(clientUuid);
+        if (await locks.isLocked(t.serverUuid, key)) {
+          return sendJson(reply, removeResult(version, false, []));
+        }
+        const result = await dispatcher.remove(t, key, before, signal);
+        return sendJson(reply, removeResult(version, result.ok, result.plusUuids));
+      }
+      case 'putoffset': {
+        const key = keyParam(query);
+        const result = await dispatcher.putOffset(target(clientUuidParam(query)), key, signal);
+        return sendJson(
+          reply,
+          putOffsetResult(
+            version,
+            result.kind === 'offset'
+              ? { offset: result.offset }
+              : { alreadyHave: true, plusuuids: result.plusUuids },
+          ),
+        );
+      }
+      case 'put':
+        return this.put(request, reply, query, version, target);
+      case 'lockcontent': {
+        const key = keyParam(query);
+        const lockid = await locks.lock(target(clientUuidParam(query)), key);
+        return sendJson(reply, lockContentResult(lockid));
+      }
+      case 'keeplocked':
+        return this.keepLocked(request, reply, query);
+      case 'get':
+        throw notFound('no such endpoint');
+    }
+  }
+
+  /** GET (and HEAD) /git-annex/:uuid[/:version]/key/:key */
+  async get(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    uuid: string,
+    versionSegment: string | null,
+    rawKey: string,
+  ): Promise<void> {
+    let version: ApiVersion | null = null;
+    if (versionSegment !== null) {
+      const parsed = parseApiVersion(versionSegment);
+      if (parsed === undefined) {
+        throw notFound(`no such endpoint: ${versionSegment}/key`);
+      }
+      version = parsed;
+    }
+    const resolved = await this.resolve(request, uuid, 'get');
+    const query = request.query as Query;
+    const key = validKey(rawKey);
+    // The unversioned form ignores every parameter (PROTOCOL.md §2.1).
+    const clientUuid =
+      (version === null ? undefined : optionalClientUuid(query)) ?? ANONYMOUS_CLIENT;
+    const target: SessionTarget = {
+      repoPath: resolved.repoPath,
+      serverUuid: resolved.serverUuid,
+      clientUuid,
+      bypass: version === null ? [] : bypassParam(query),
+      version: version ?? 4,
+      mode: resolved.mode,
+    };
+    const outcome = await this.context.dispatcher.get(
+      target,
+      {
+        key,
+        associatedFile: version === null ? null : associatedFileParam(query),
+        offset: version === null ? 0 : offsetParam(query),
+        signalInvalid: version !== null && version >= 1,
+      },
+      abortSignalOf(reply.raw),
+    );
+    if (outcome.kind === 'absent') {
+      throw notFound('key not present');
+    }
+    reply
+      .code(200)
+      .header('content-type', 'application/octet-stream')
+      .header('x-git-annex-data-length', String(outcome.length));
+    if (request.method === 'HEAD') {
+      outcome.body.destroy();
+      return reply.send();
+    }
+    return reply.send(outcome.body);
+  }
+
+  private async put(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    query: Query,
+    version: ApiVersion,
+    target: (clientUuid: string) => SessionTarget,
+  ): Promise<void> {
+    const key = keyParam(query);
+    const clientUuid = clientUuidParam(query);
+    const length = dataLengthHeader(request.headers['x-git-annex-data-length']);
+    const outcome = await this.context.dispatcher.put(
+      target(clientUuid),
+      {
+        key,
+        associatedFile: associatedFileParam(query),
+        offset: offsetParam(query),
+        length,
+        body: request.raw,
+        dataPresent: version >= 4 && dataPresentParam(query),
+      },
+      abortSignalOf(reply.raw),
+    );
+    switch (outcome.kind) {
+      case 'done':
+        return sendJson(reply, putResult(version, outcome.stored, outcome.plusUuids));
+      case 'short-body':
+      case 'offset-mismatch':
+        // A body one or more bytes short is how a client marks content that changed while it
+        // was sent; the partial upload stays resumable.
+        return sendJson(reply, putResult(version, false, []));
+      case 'long-body':
+        throw badRequest('request body is longer than X-git-annex-data-length');
+    }
+  }
+
+  /**
+   * keeplocked: a long poll whose request body is newline-framed JSON (`{"unlock":false}` any
+   * number of times, then `{"unlock":true}`). The lock is held while the request is open and is
+   * released at once on unlock; a request that ends or breaks without unlocking leaves the lock
+   * to expire ten minutes later, as the design doc says.
+   */
+  private async keepLocked(request: FastifyRequest, reply: FastifyReply, query: Query) {
+    const lockid = lockIdParam(query);
+    const keeper = await this.context.locks.keep(lockid);
+    if (!keeper) {
+      return sendJson(reply, keepLockedResult());
+    }
+    let unlock = false;
+    try {
+      unlock = await readUnlockRequest(request.raw);
+    } catch (error) {
+      await keeper.end();
+      if (error instanceof HttpError) {
+        throw error;
+      }
+      return; // The client went away; nobody is left to answer.
+    }
+    if (unlock) {
+      await this.context.locks.unlock(lockid);
+    } else {
+      await keeper.end();
+    }
+    return sendJson(reply, keepLockedResult());
+  }
+
+  /** Finds the served repository and checks the caller may do `op` there. */
+  private async resolve(request: FastifyRequest, uuid: string, op: Operation): Promise<Resolved> {
+    const repository = await this.context.registry.lookup(uuid);
+    if (!repository) {
+      throw notFound('unknown repository uuid');
+    }
+    const credentials = parseAuthorization(request.headers.authorization);
+    if (credentials === 'malformed') {
+      throw badRequest('malformed Authorization header: only Basic is supported');
+    }
+    const { policy, users } = this.context;
+    const tls = request.protocol === 'https';
+    const decision = authorize({ policy, users, credentials, tls, cls: permissionClass(op) });
+    if (!decision.ok) {
+      throw decision.status === 401
+        ? new HttpError(401, 'authentication required', {
+            'www-authenticate': 'Basic realm="git-annex", charset="UTF-8"',
+          })
+        : new HttpError(403, 'not permitted');
+    }
+    return {
+      repoPath: repository.path,
+      serverUuid: repository.uuid,
+      mode: this.mode(decision.user),
+    };
+  }
+
+  /** The git-annex-shell mode matching the caller's rights: a second fence behind the check. */
+  private mode(user: string | null): ServerMode {
+    if (user !== null) {
+      const permission = this.context.users.get(user)?.permission ?? 'full';
+      return permission;
+    }
+    const { policy } = this.context;
+    if (policy.wideopen) {
+      return 'full';
+    }
+    return policy.unauthAppendonly ? 'appendonly' : 'readonly';
+  }
+}
+
+function sendJson(reply: FastifyReply, body: object): void {
+  void reply.code(200).header('content-type', JSON_TYPE).send(JSON.stringify(body));
+}
+
+/** An AbortSignal that fires when the HTTP client goes away before the response is complete. */
+function abortSignalOf(response: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  response.once('close', () => {
+    if (!response.writableFinished) {
+      controller.abort(new Error('client disconnected'));
+    }
+  });
+  return controller.signal;
+}
+
+/**
+ * Reads keeplocked messages until `{"unlock":true}` (true) or the end of the body (false).
+ * Rejects with HttpError 400 on a malformed message and with the stream error when the client
+ * disconnects.
+ */
+async function readUnlockRequest(body: IncomingMessage): Promise<boolean> {
+  let pending = '';
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    pending += chunk.toString('utf8');
+    let newline: number;
+    while ((newline = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, newline).trim();
+      pending = pending.slice(newline + 1);
+      if (line !== '' && parseUnlock(line)) {
+        return true;
+      }
+    }
+    if (pending.length > MAX_KEEPLOCKED_LINE) {
+      throw badRequest('keeplocked message too long');
+    }
+  }
+  if (!body.complete) {
+    throw new Error('client disconnected');
+  }
+  return pending.trim() !== '' && parseUnlock(pending.trim());
+}
+
+function parseUnlock(line: string): boolean {
+  let message: unknown;
+  try {
+    message = JSON.parse(line);
+  } catch {
+    throw badRequest('malformed keeplocked message');
+  }
+  if (
+    typeof message !== 'object' ||
+    message === null ||
+    typeof (message as { unlock?: unknown }).unlock !== 'boolean'
+  ) {
+    throw badRequest('malformed keeplocked message');
+  }
+  return (message as { unlock: boolean }).unlock;
+}

@@ -1,0 +1,128 @@
+/**
+ * Query parameters and headers of the HTTP API, decoded and validated (PROTOCOL.md §2.1): every
+ * value that reaches a P2P line or a process argument passed one of these checks first.
+ */
+import {
+  decodeParam,
+  InvalidParameterError,
+  parseKey,
+  validateUuid,
+} from '@annex-p2phttp/protocol';
+import { badRequest } from './http-error';
+
+export type Query = Record<string, string | string[] | undefined>;
+
+/** The first value of a parameter (a repeated single parameter keeps its first value). */
+export function first(query: Query, name: string): string | undefined {
+  const value = query[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function all(query: Query, name: string): string[] {
+  const value = query[name];
+  if (value === undefined) {
+    return [];
+  }
+  return Array.isArray(value) ? value : [value];
+}
+
+function decoded(query: Query, name: string): string | undefined {
+  const value = first(query, name);
+  return value === undefined ? undefined : guard(() => decodeParam(value, name));
+}
+
+function guard<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (error instanceof InvalidParameterError) {
+      throw badRequest(error.message);
+    }
+    throw error;
+  }
+}
+
+function required(query: Query, name: string): string {
+  const value = decoded(query, name);
+  if (value === undefined) {
+    throw badRequest(`Query parameter ${name} is required`);
+  }
+  return value;
+}
+
+export function keyParam(query: Query): string {
+  return validKey(required(query, 'key'));
+}
+
+export function validKey(key: string): string {
+  guard(() => parseKey(key));
+  return key;
+}
+
+export function clientUuidParam(query: Query): string {
+  return uuid(required(query, 'clientuuid'), 'clientuuid');
+}
+
+export function optionalClientUuid(query: Query): string | undefined {
+  const value = decoded(query, 'clientuuid');
+  return value === undefined ? undefined : uuid(value, 'clientuuid');
+}
+
+export function lockIdParam(query: Query): string {
+  return uuid(required(query, 'lockid'), 'lockid');
+}
+
+export function bypassParam(query: Query): string[] {
+  return all(query, 'bypass').map((value) =>
+    uuid(
+      guard(() => decodeParam(value, 'bypass')),
+      'bypass',
+    ),
+  );
+}
+
+export function associatedFileParam(query: Query): string | null {
+  const value = decoded(query, 'associatedfile');
+  return value === undefined || value === '' ? null : value;
+}
+
+export function offsetParam(query: Query): number {
+  const value = first(query, 'offset');
+  return value === undefined ? 0 : naturalNumber(value, 'offset');
+}
+
+export function timestampParam(query: Query): number {
+  const value = first(query, 'timestamp');
+  if (value === undefined) {
+    throw badRequest('Query parameter timestamp is required');
+  }
+  if (!/^-?[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw badRequest('invalid timestamp');
+  }
+  // A timestamp already in the past of any clock means "remove only if nothing changed"; the P2P
+  // line carries naturals only, and 0 is already before every CLOCK_BOOTTIME reading.
+  return Math.max(0, Number(value));
+}
+
+export function dataPresentParam(query: Query): boolean {
+  return first(query, 'data-present') === 'true';
+}
+
+export function dataLengthHeader(value: string | string[] | undefined): number {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (text === undefined) {
+    throw badRequest('Header X-git-annex-data-length is required');
+  }
+  return naturalNumber(text.trim(), 'X-git-annex-data-length');
+}
+
+function naturalNumber(text: string, name: string): number {
+  if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(Number(text))) {
+    throw badRequest(`invalid ${name}`);
+  }
+  return Number(text);
+}
+
+function uuid(value: string, name: string): string {
+  return guard(() => validateUuid(value, name));
+}

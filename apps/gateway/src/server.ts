@@ -1,0 +1,136 @@
+/**
+ * The embedded server: one process serving repositories over the HTTP P2P API, like
+ * `git annex p2phttp`. Builds the pieces (registry, pool, dispatcher, locks), the Nest app on
+ * Fastify, listens, and owns the shutdown order: stop listening, release locks, end sessions.
+ */
+import 'reflect-metadata';
+import { readFileSync } from 'node:fs';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { loadUsers, RepositoryRegistry, type ServeOptions } from '@annex-p2phttp/config';
+import { InProcessDispatcher } from '@annex-p2phttp/dispatch';
+import { MemoryLockStore } from '@annex-p2phttp/locks';
+import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
+import { GatewayModule } from './app.module';
+import { LockService } from './lock.service';
+import { P2pHttpService } from './p2phttp.service';
+
+export interface RunningServer {
+  readonly urls: string[];
+  readonly app: NestFastifyApplication;
+  readonly pool: SessionPool;
+  readonly locks: LockService;
+  close(): Promise<void>;
+}
+
+/** In-flight requests get this long to finish on shutdown before their sessions are cut. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+export async function startEmbeddedServer(
+  options: ServeOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<RunningServer> {
+  const registry = new RepositoryRegistry({
+    repos: options.repos,
+    directories: options.directories,
+    log: (message) => process.stderr.write(`annex-p2phttp: ${message}\n`),
+  });
+  await registry.init();
+  const pool = new SessionPool({
+    connector: new LocalShellConnector({ debug: options.debug }),
+    maxActive: options.jobs,
+    maxIdle: options.proxyConnections,
+  });
+  const dispatcher = new InProcessDispatcher(pool);
+  const locks = new LockService(new MemoryLockStore(), dispatcher, {
+    lockedFiles: options.lockedFiles,
+  });
+  const service = new P2pHttpService({
+    registry,
+    dispatcher,
+    locks,
+    policy: options,
+    users: loadUsers(env),
+  });
+
+  const adapter = new FastifyAdapter({
+    https: httpsOptions(options),
+    // keeplocked is a long poll and uploads can be long: no request timeout, as the client
+    // sets none either. Idle keep-alive connections still close.
+    requestTimeout: 0,
+    connectionTimeout: 0,
+    keepAliveTimeout: 72_000,
+    bodyLimit: Number.MAX_SAFE_INTEGER,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 10_000 },
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(
+    GatewayModule.forRoot(service),
+    adapter,
+    {
+      bodyParser: false,
+      logger: options.debug ? ['log', 'warn', 'error', 'debug'] : ['warn', 'error'],
+    },
+  );
+  const fastify = app.getHttpAdapter().getInstance();
+  // Request bodies are octet streams read by the handlers themselves (put, keeplocked).
+  fastify.removeAllContentTypeParsers();
+  fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  await app.init();
+
+  const urls = await listen(app, options);
+  const server = app.getHttpServer();
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      const stopListening = app.close();
+      await locks.close();
+      await dispatcher.close(SHUTDOWN_GRACE_MS);
+      await stopListening;
+    })();
+    return closing;
+  };
+  return { urls, app, pool, locks, close };
+}
+
+function httpsOptions(options: ServeOptions) {
+  if (!options.certFile || !options.privateKeyFile) {
+    return undefined;
+  }
+  return {
+    cert: readFileSync(options.certFile),
+    key: readFileSync(options.privateKeyFile),
+    ca: options.chainFiles.map((file) => readFileSync(file)),
+  };
+}
+
+async function listen(app: NestFastifyApplication, options: ServeOptions): Promise<string[]> {
+  const scheme = options.certFile ? 'https' : 'http';
+  if (options.socket) {
+    await app.listen({ path: options.socket });
+    return [`${scheme}+unix://${options.socket}`];
+  }
+  const hosts = options.bind.length > 0 ? options.bind : ['::'];
+  if (hosts.length > 1) {
+    throw new Error('only one --bind address is supported');
+  }
+  const host = hosts[0] ?? '::';
+  try {
+    await app.listen({ port: options.port, host });
+  } catch (error) {
+    if (options.bind.length > 0 || (error as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') {
+      throw error;
+    }
+    await app.listen({ port: options.port, host: '0.0.0.0' });
+  }
+  const address = (app.getHttpServer()).address();
+  if (address === null || typeof address === 'string') {
+    return [`${scheme}://${String(address)}`];
+  }
+  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return [`${scheme}://${shown}:${address.port}`];
+}

@@ -1,0 +1,5 @@
+export * from './errors';
+export * from './options';
+export * from './users';
+export * from './auth';
+export * from './repositories';

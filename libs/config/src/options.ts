@@ -1,0 +1,298 @@
+/**
+ * The `annex-p2phttp serve` command line. Options are named, spelt and defaulted like those of
+ * `git annex p2phttp`, so that switching means changing the command name (DESIGN.md, "Serving
+ * repositories"). Deliberate differences from the reference:
+ * - `--proxyconnections` defaults to the number of jobs (the reference: 1);
+ * - `--jobs` accepts 1 (the reference wants 2 or more, because its web server takes a slot);
+ * - `--repo PATH` (repeatable) names repositories explicitly; the reference serves the repository
+ *   in the current directory, which is what we do when neither `--repo` nor `--directory` is given.
+ */
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, HelpRequested } from './errors';
+
+export interface ServeOptions {
+  /** TCP port; 0 lets the system pick a free one. */
+  port: number;
+  /** Addresses to listen on; empty = all interfaces. */
+  bind: string[];
+  /** Listen on this unix socket instead of TCP. */
+  socket?: string;
+  /** Concurrent jobs (worker slots per repository). */
+  jobs: number;
+  /** Idle P2P connections kept for reuse, across all keys. */
+  proxyConnections: number;
+  /** Concurrent node operations per connection to a cluster. */
+  clusterJobs: number;
+  /** Content locks held at once; past it lockcontent answers locked:false. */
+  lockedFiles: number;
+  certFile?: string;
+  privateKeyFile?: string;
+  chainFiles: string[];
+  authEnv: boolean;
+  authEnvHttp: boolean;
+  unauthReadonly: boolean;
+  unauthAppendonly: boolean;
+  unauthNolocking: boolean;
+  wideopen: boolean;
+  /** Repositories served, absolute. */
+  repos: string[];
+  /** Directories whose repositories are served, absolute. */
+  directories: string[];
+  debug: boolean;
+}
+
+export const DEFAULT_PORT = 9417;
+export const DEFAULT_JOBS = 8;
+export const DEFAULT_CLUSTER_JOBS = 1;
+export const DEFAULT_LOCKED_FILES = 100;
+
+/** What commander hands back; numbers stay strings so every bad one can be reported at once. */
+interface RawOptions {
+  port?: string;
+  bind?: string[];
+  socket?: string;
+  jobs?: string;
+  proxyconnections?: string;
+  clusterjobs?: string;
+  lockedfiles?: string;
+  certfile?: string;
+  privatekeyfile?: string;
+  chainfile?: string[];
+  authenv?: boolean;
+  authenvHttp?: boolean;
+  unauthReadonly?: boolean;
+  unauthAppendonly?: boolean;
+  unauthNolocking?: boolean;
+  wideopen?: boolean;
+  repo?: string[];
+  directory?: string[];
+  debug?: boolean;
+}
+
+const collect = (value: string, previous: string[] | undefined): string[] => [
+  ...(previous ?? []),
+  value,
+];
+
+/** A single-valued option (`<ARG>` in `flags`) or a boolean flag. */
+const valued = (flags: string, description: string): Option => new Option(flags, description);
+const flag = valued;
+const repeatable = (flags: string, description: string): Option =>
+  new Option(flags, description).argParser(collect);
+
+function buildCommand(): Command {
+  const options = [
+    valued('--port <N>', `TCP port to listen on (default ${DEFAULT_PORT}; 0 = any free port)`),
+    repeatable('--bind <ADDRESS>', 'address to listen on; repeatable (default: all addresses)'),
+    valued('--socket <PATH>', 'listen on this unix socket instead of a TCP port'),
+    valued('-J, --jobs <N>', `concurrent jobs, a number or "cpus" (default ${DEFAULT_JOBS})`),
+    valued(
+      '--proxyconnections <N>',
+      'idle P2P connections kept for reuse (default: the number of jobs)',
+    ),
+    valued(
+      '--clusterjobs <N>',
+      `concurrent node accesses per connection to a cluster (default ${DEFAULT_CLUSTER_JOBS})`,
+    ),
+    valued(
+      '--lockedfiles <N>',
+      `maximum number of content locks held at once (default ${DEFAULT_LOCKED_FILES})`,
+    ),
+    valued('--certfile <FILE>', 'TLS certificate file for HTTPS'),
+    valued('--privatekeyfile <FILE>', 'TLS private key file for HTTPS'),
+    repeatable('--chainfile <FILE>', 'TLS chain file; repeatable'),
+    flag('--authenv', 'authenticate users from the environment (HTTPS only)'),
+    flag('--authenv-http', 'authenticate users from the environment (HTTP too)'),
+    flag('--unauth-readonly', 'allow unauthenticated users to read the repositories'),
+    flag(
+      '--unauth-appendonly',
+      'allow unauthenticated users to read and store content, not remove it',
+    ),
+    flag('--unauth-nolocking', 'forbid unauthenticated users to lock content'),
+    flag('--wideopen', 'give unauthenticated users full read, store and remove access'),
+    repeatable(
+      '--repo <PATH>',
+      'serve this git-annex repository; repeatable (default: the current one)',
+    ),
+    repeatable(
+      '--directory <PATH>',
+      'serve every git-annex repository below this directory; repeatable',
+    ),
+    flag('-d, --debug', 'show debug messages'),
+  ];
+  const cmd = new Command('annex-p2phttp serve')
+    .description('Serve the git-annex HTTP P2P API for one or more git-annex repositories.')
+    .helpOption('-h, --help', 'show this help text')
+    .allowExcessArguments(false)
+    .exitOverride()
+    .configureOutput({
+      writeOut: () => {},
+      writeErr: () => {},
+      outputError: () => {},
+      getOutHelpWidth: () => 100,
+      getErrHelpWidth: () => 100,
+    });
+  for (const option of options) {
+    cmd.addOption(option);
+  }
+  return cmd;
+}
+
+/** The help text of `annex-p2phttp serve`: every option with a one-line description. */
+export function serveHelp(): string {
+  return buildCommand().helpInformation();
+}
+
+/**
+ * A non-negative integer given as decimal digits, or an error text naming the option. `min`
+ * raises the lower bound, `max` caps it.
+ */
+function parseCount(
+  flag: string,
+  text: string,
+  problems: string[],
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    const range =
+      max === Number.MAX_SAFE_INTEGER
+        ? min === 0
+          ? 'a non-negative integer'
+          : `an integer >= ${min}`
+        : `an integer from ${min} to ${max}`;
+    problems.push(`${flag} ${JSON.stringify(text)}: must be ${range}`);
+    return undefined;
+  }
+  return value;
+}
+
+/**
+ * Parses the arguments that follow `serve`. Relative paths are resolved against `cwd`. Every
+ * problem found is reported in one ConfigError; `--help` throws HelpRequested (a ConfigError) with
+ * the help text.
+ */
+export function parseServeArgs(argv: string[], cwd: string): ServeOptions {
+  const cmd = buildCommand();
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') {
+        throw new HelpRequested(cmd.helpInformation());
+      }
+      throw new ConfigError(err.message.replace(/^error: /, ''));
+    }
+    throw err;
+  }
+  const raw = cmd.opts<RawOptions>();
+  const bind = raw.bind ?? [];
+  const chainFiles = raw.chainfile ?? [];
+  const repoArgs = raw.repo ?? [];
+  const directoryArgs = raw.directory ?? [];
+  const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
+  const problems: string[] = [];
+
+  const port =
+    raw.port === undefined ? DEFAULT_PORT : parseCount('--port', raw.port, problems, 0, 65535);
+  let jobs: number | undefined = DEFAULT_JOBS;
+  if (raw.jobs !== undefined) {
+    jobs =
+      raw.jobs === 'cpus' ? availableParallelism() : parseCount('--jobs', raw.jobs, problems, 1);
+  }
+  const proxyConnections =
+    raw.proxyconnections === undefined
+      ? jobs
+      : parseCount('--proxyconnections', raw.proxyconnections, problems);
+  const clusterJobs =
+    raw.clusterjobs === undefined
+      ? DEFAULT_CLUSTER_JOBS
+      : parseCount('--clusterjobs', raw.clusterjobs, problems);
+  const lockedFiles =
+    raw.lockedfiles === undefined
+      ? DEFAULT_LOCKED_FILES
+      : parseCount('--lockedfiles', raw.lockedfiles, problems);
+
+  for (const [flag, values] of [
+    ['--bind', bind],
+    ['--chainfile', chainFiles],
+    ['--repo', repoArgs],
+    ['--directory', directoryArgs],
+  ] as const) {
+    if (values.some((v) => v.trim() === '')) {
+      problems.push(`${flag}: must not be empty`);
+    }
+  }
+  for (const [flag, value] of [
+    ['--socket', raw.socket],
+    ['--certfile', raw.certfile],
+    ['--privatekeyfile', raw.privatekeyfile],
+  ] as const) {
+    if (value !== undefined && value.trim() === '') {
+      problems.push(`${flag}: must not be empty`);
+    }
+  }
+
+  if (raw.socket !== undefined) {
+    const clashing = ['port', 'bind'].filter(given).map((n) => `--${n}`);
+    if (clashing.length > 0) {
+      problems.push(`--socket cannot be combined with ${clashing.join(' or ')}`);
+    }
+  }
+  if ((raw.certfile === undefined) !== (raw.privatekeyfile === undefined)) {
+    problems.push(
+      raw.certfile === undefined
+        ? '--privatekeyfile needs --certfile (HTTPS needs both)'
+        : '--certfile needs --privatekeyfile (HTTPS needs both)',
+    );
+  }
+  if (chainFiles.length > 0 && raw.certfile === undefined) {
+    problems.push('--chainfile needs --certfile and --privatekeyfile');
+  }
+
+  if (
+    problems.length > 0 ||
+    port === undefined ||
+    jobs === undefined ||
+    proxyConnections === undefined ||
+    clusterJobs === undefined ||
+    lockedFiles === undefined
+  ) {
+    throw new ConfigError(problems.join('\n'));
+  }
+
+  const abs = (p: string): string => resolve(cwd, p);
+  const repos = repoArgs.map(abs);
+  const directories = directoryArgs.map(abs);
+  const options: ServeOptions = {
+    port,
+    bind,
+    jobs,
+    proxyConnections,
+    clusterJobs,
+    lockedFiles,
+    chainFiles: chainFiles.map(abs),
+    authEnv: raw.authenv === true,
+    authEnvHttp: raw.authenvHttp === true,
+    unauthReadonly: raw.unauthReadonly === true,
+    unauthAppendonly: raw.unauthAppendonly === true,
+    unauthNolocking: raw.unauthNolocking === true,
+    wideopen: raw.wideopen === true,
+    repos: repos.length === 0 && directories.length === 0 ? [resolve(cwd)] : repos,
+    directories,
+    debug: raw.debug === true,
+  };
+  if (raw.socket !== undefined) {
+    options.socket = abs(raw.socket);
+  }
+  if (raw.certfile !== undefined) {
+    options.certFile = abs(raw.certfile);
+  }
+  if (raw.privatekeyfile !== undefined) {
+    options.privateKeyFile = abs(raw.privatekeyfile);
+  }
+  return options;
+}

@@ -1,0 +1,215 @@
+import { availableParallelism } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, HelpRequested, parseServeArgs, serveHelp } from '../src/index';
+
+const CWD = '/srv/annex/repo';
+
+function failure(argv: string[]): ConfigError {
+  try {
+    parseServeArgs(argv, CWD);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`parseServeArgs(${JSON.stringify(argv)}) did not fail`);
+}
+
+describe('parseServeArgs', () => {
+  it('defaults like git annex p2phttp, serving the current directory', () => {
+    expect(parseServeArgs([], CWD)).toEqual({
+      port: 9417,
+      bind: [],
+      jobs: 8,
+      proxyConnections: 8,
+      clusterJobs: 1,
+      lockedFiles: 100,
+      chainFiles: [],
+      authEnv: false,
+      authEnvHttp: false,
+      unauthReadonly: false,
+      unauthAppendonly: false,
+      unauthNolocking: false,
+      wideopen: false,
+      repos: [CWD],
+      directories: [],
+      debug: false,
+    });
+  });
+
+  it('reads every option', () => {
+    const o = parseServeArgs(
+      [
+        '--port=8080',
+        '--bind',
+        '127.0.0.1',
+        '--bind',
+        '::1',
+        '--jobs',
+        '4',
+        '--proxyconnections',
+        '3',
+        '--clusterjobs',
+        '2',
+        '--lockedfiles',
+        '0',
+        '--certfile',
+        'tls/cert.pem',
+        '--privatekeyfile',
+        '/etc/key.pem',
+        '--chainfile',
+        'a.pem',
+        '--chainfile',
+        'b.pem',
+        '--authenv',
+        '--authenv-http',
+        '--unauth-readonly',
+        '--unauth-appendonly',
+        '--unauth-nolocking',
+        '--wideopen',
+        '--repo',
+        '../other',
+        '--repo',
+        '/abs/repo',
+        '--directory',
+        'many',
+        '--debug',
+      ],
+      CWD,
+    );
+    expect(o).toEqual({
+      port: 8080,
+      bind: ['127.0.0.1', '::1'],
+      jobs: 4,
+      proxyConnections: 3,
+      clusterJobs: 2,
+      lockedFiles: 0,
+      certFile: '/srv/annex/repo/tls/cert.pem',
+      privateKeyFile: '/etc/key.pem',
+      chainFiles: ['/srv/annex/repo/a.pem', '/srv/annex/repo/b.pem'],
+      authEnv: true,
+      authEnvHttp: true,
+      unauthReadonly: true,
+      unauthAppendonly: true,
+      unauthNolocking: true,
+      wideopen: true,
+      repos: ['/srv/annex/other', '/abs/repo'],
+      directories: ['/srv/annex/repo/many'],
+      debug: true,
+    });
+  });
+
+  it('accepts -J N, -JN and --jobs=N; --proxyconnections follows the jobs', () => {
+    for (const argv of [['-J', '3'], ['-J3'], ['--jobs=3'], ['--jobs', '3']]) {
+      const o = parseServeArgs(argv, CWD);
+      expect(o.jobs).toBe(3);
+      expect(o.proxyConnections).toBe(3);
+    }
+    expect(parseServeArgs(['-J', 'cpus'], CWD).jobs).toBe(availableParallelism());
+    expect(parseServeArgs(['-J2', '--proxyconnections', '0'], CWD).proxyConnections).toBe(0);
+  });
+
+  it('port 0 and -d', () => {
+    const o = parseServeArgs(['--port', '0', '-d'], CWD);
+    expect(o.port).toBe(0);
+    expect(o.debug).toBe(true);
+  });
+
+  it('with only --directory, no repository is served by default', () => {
+    const o = parseServeArgs(['--directory', '/srv'], CWD);
+    expect(o.repos).toEqual([]);
+    expect(o.directories).toEqual(['/srv']);
+  });
+
+  it('--socket, resolved, alone or with other options', () => {
+    const o = parseServeArgs(['--socket', 'p2p.sock', '--wideopen'], CWD);
+    expect(o.socket).toBe('/srv/annex/repo/p2p.sock');
+    expect(o.port).toBe(9417);
+    expect(o.bind).toEqual([]);
+  });
+
+  it.each([
+    [['--jobs', '0'], '--jobs "0": must be an integer >= 1'],
+    [['-J0'], '--jobs "0": must be an integer >= 1'],
+    [['--jobs', 'many'], '--jobs "many"'],
+    [['--jobs', '1.5'], '--jobs "1.5"'],
+    [['--jobs', '+2'], '--jobs "+2"'],
+    [['--port', '65536'], '--port "65536": must be an integer from 0 to 65535'],
+    [['--port', '-1'], '--port "-1"'],
+    [['--port', '0x50'], '--port "0x50"'],
+    [['--port', ''], '--port ""'],
+    [['--proxyconnections', '-1'], '--proxyconnections "-1": must be a non-negative integer'],
+    [['--clusterjobs', '1e3'], '--clusterjobs "1e3"'],
+    [['--lockedfiles', '99999999999999999999'], '--lockedfiles "99999999999999999999"'],
+    [['--socket', 's', '--port', '1'], '--socket cannot be combined with --port'],
+    [['--socket', 's', '--bind', '::'], '--socket cannot be combined with --bind'],
+    [
+      ['--socket', 's', '--port', '1', '--bind', '::'],
+      '--socket cannot be combined with --port or --bind',
+    ],
+    [['--certfile', 'c.pem'], '--certfile needs --privatekeyfile'],
+    [['--privatekeyfile', 'k.pem'], '--privatekeyfile needs --certfile'],
+    [['--chainfile', 'ch.pem'], '--chainfile needs --certfile'],
+    [['--repo', ''], '--repo: must not be empty'],
+    [['--bind', ''], '--bind: must not be empty'],
+    [['--frobnicate'], "unknown option '--frobnicate'"],
+    [['--prot', '80'], 'Did you mean --port?'],
+    [['--port'], "option '--port <N>' argument missing"],
+    [['serve'], 'too many arguments'],
+  ])('rejects %j', (argv, message) => {
+    expect(failure(argv).message).toContain(message);
+  });
+
+  it('reports every bad option in one error, one per line', () => {
+    const err = failure(['--jobs', '0', '--port', 'x', '--clusterjobs', '-2', '--certfile', 'c']);
+    expect(err.message.split('\n')).toEqual([
+      '--port "x": must be an integer from 0 to 65535',
+      '--jobs "0": must be an integer >= 1',
+      '--clusterjobs "-2": must be a non-negative integer',
+      '--certfile needs --privatekeyfile (HTTPS needs both)',
+    ]);
+  });
+
+  it('--help throws HelpRequested carrying the help text', () => {
+    for (const argv of [['--help'], ['-h'], ['--port', '1', '--help']]) {
+      const err = failure(argv);
+      expect(err).toBeInstanceOf(HelpRequested);
+      expect((err as HelpRequested).helpText).toBe(serveHelp());
+    }
+  });
+});
+
+describe('serveHelp', () => {
+  const help = serveHelp();
+  const flags = [
+    '--port',
+    '--bind',
+    '--socket',
+    '-J, --jobs',
+    '--proxyconnections',
+    '--clusterjobs',
+    '--lockedfiles',
+    '--certfile',
+    '--privatekeyfile',
+    '--chainfile',
+    '--authenv',
+    '--authenv-http',
+    '--unauth-readonly',
+    '--unauth-appendonly',
+    '--unauth-nolocking',
+    '--wideopen',
+    '--repo',
+    '--directory',
+    '-d, --debug',
+    '-h, --help',
+  ];
+
+  it.each(flags)('lists %s with a one-line description', (flag) => {
+    const line = help.split('\n').find((l) => l.trimStart().startsWith(`${flag} `));
+    expect(line).toBeDefined();
+    const index = help.split('\n').indexOf(line as string);
+    const next = help.split('\n')[index + 1] ?? '';
+    // The description follows on the same line; the next line is another option (or the end).
+    expect(line?.slice(flag.length).trim().length).toBeGreaterThan(10);
+    expect(next === '' || /^\s{2}-/.test(next)).toBe(true);
+  });
+});

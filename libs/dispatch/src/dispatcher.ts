@@ -1,0 +1,51 @@
+/**
+ * The Dispatcher seam (DESIGN.md): how the gateway gets repository operations done. The embedded
+ * server runs them in process over its own pool; cluster mode sends them to proxy workers. Both
+ * run the same operation functions of @annex-p2phttp/p2p.
+ */
+import {
+  type GetOutcome,
+  type GetRequest,
+  type PlusResult,
+  type PutOffsetResult,
+  type PutOutcome,
+  type PutRequest,
+  type SessionTarget,
+} from '@annex-p2phttp/p2p';
+
+/** A repository-side retention lock, held until `release` or until it is lost. */
+export interface HeldLock {
+  /** Unlocks in the repository. Idempotent. */
+  release(): Promise<void>;
+  /** Called if the lock is lost without `release` (the holding session died). */
+  onLost(listener: () => void): void;
+}
+
+export interface DispatcherStats {
+  readonly active: number;
+  readonly idle: number;
+  readonly waiting: number;
+  readonly locks: number;
+  readonly connections: number;
+}
+
+export interface Dispatcher {
+  checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean>;
+  getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number>;
+  /** REMOVE, or REMOVE-BEFORE when `before` is given. */
+  remove(
+    target: SessionTarget,
+    key: string,
+    before: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<PlusResult>;
+  putOffset(target: SessionTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult>;
+  put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome>;
+  /** The body of a `data` outcome must be consumed or destroyed; the dispatcher owns the rest. */
+  get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome>;
+  /** Takes a retention lock on a dedicated session; null when the repository refused it. */
+  lockContent(target: SessionTarget, key: string): Promise<HeldLock | null>;
+  stats(): DispatcherStats;
+  /** Stops: refuses new work, ends every session (in-flight ones after `graceMs`). */
+  close(graceMs?: number): Promise<void>;
+}

@@ -1,0 +1,160 @@
+/**
+ * The embedded Dispatcher: runs each operation in this process on the SessionPool.
+ */
+import {
+  checkPresent,
+  get,
+  getTimestamp,
+  lockContent,
+  putOffset,
+  put,
+  remove,
+  unlockContent,
+  type GetOutcome,
+  type GetRequest,
+  type PlusResult,
+  type PutOffsetResult,
+  type PutOutcome,
+  type PutRequest,
+  type SessionPool,
+  type SessionTarget,
+} from '@annex-p2phttp/p2p';
+import { type Dispatcher, type DispatcherStats, type HeldLock } from './dispatcher';
+import { KeyedMutex } from './keyed-mutex';
+
+export class InProcessDispatcher implements Dispatcher {
+  private readonly uploads = new KeyedMutex();
+  private heldLocks = 0;
+
+  constructor(private readonly pool: SessionPool) {}
+
+  checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
+    return this.pool.run(target, (c) => checkPresent(c, key), signal);
+  }
+
+  getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
+    return this.pool.run(target, (c) => getTimestamp(c), signal);
+  }
+
+  remove(
+    target: SessionTarget,
+    key: string,
+    before: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<PlusResult> {
+    return this.pool.run(target, (c) => remove(c, key, before), signal);
+  }
+
+  putOffset(target: SessionTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
+    return this.uploads.run(
+      uploadKey(target, key),
+      () => this.pool.run(target, (c) => putOffset(c, key), signal),
+      signal,
+    );
+  }
+
+  put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
+    return this.uploads.run(
+      uploadKey(target, request.key),
+      () => this.pool.run(target, (c) => put(c, request), signal),
+      signal,
+    );
+  }
+
+  async get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome> {
+    const lease = await this.pool.lease(target, { signal });
+    let outcome: GetOutcome;
+    try {
+      outcome = await get(lease.connection, request);
+    } catch (error) {
+      lease.release(false);
+      throw error;
+    }
+    if (outcome.kind === 'absent') {
+      lease.release(lease.connection.finish());
+      return outcome;
+    }
+    outcome.done.then(
+      () => lease.release(lease.connection.finish()),
+      () => lease.release(false),
+    );
+    return outcome;
+  }
+
+  async lockContent(target: SessionTarget, key: string): Promise<HeldLock | null> {
+    const lease = await this.pool.lease(target, { counted: false });
+    let locked = false;
+    try {
+      locked = await lockContent(lease.connection, key);
+    } finally {
+      if (!locked) {
+        lease.release(lease.connection.finish());
+      }
+    }
+    if (!locked) {
+      return null;
+    }
+    this.heldLocks += 1;
+    const connection = lease.connection;
+    const lost: Array<() => void> = [];
+    let released = false;
+    const settle = () => {
+      if (released) {
+        return false;
+      }
+      released = true;
+      this.heldLocks -= 1;
+      return true;
+    };
+    connection.onClose(() => {
+      if (settle()) {
+        lease.release(false);
+        for (const listener of lost) {
+          listener();
+        }
+      }
+    });
+    return {
+      release: async () => {
+        if (!settle()) {
+          return;
+        }
+        try {
+          await unlockContent(connection);
+          lease.release(connection.finish());
+        } catch {
+          lease.release(false);
+        }
+      },
+      onLost: (listener) => {
+        lost.push(listener);
+      },
+    };
+  }
+
+  stats(): DispatcherStats {
+    const stats = this.pool.stats();
+    return {
+      active: stats.active,
+      idle: stats.idle,
+      waiting: stats.waiting,
+      locks: this.heldLocks,
+      connections: stats.connections,
+    };
+  }
+
+  async close(graceMs = 10_000): Promise<void> {
+    const closing = this.pool.close();
+    const timer = setTimeout(() => void this.pool.close(true), graceMs);
+    timer.unref();
+    try {
+      await closing;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function uploadKey(target: SessionTarget, key: string): string {
+  return `${target.repoPath}\n${target.serverUuid}\n${key}`;
+}

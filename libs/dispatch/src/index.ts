@@ -1,0 +1,3 @@
+export * from './dispatcher';
+export * from './keyed-mutex';
+export * from './in-process-dispatcher';

@@ -1,0 +1,2 @@
+export * from './lock-store';
+export * from './memory-lock-store';

@@ -1,0 +1,94 @@
+/**
+ * Opens P2P transports to repositories on this machine by spawning
+ * `git-annex-shell p2pstdio REPO CLIENTUUID --uuid SERVERUUID` (PROTOCOL.md §1.1). Arguments are
+ * passed as an argv array, never through a shell; every value was validated by the caller.
+ * The server mode (§1.6) is set through git-annex-shell's environment.
+ */
+import { spawn } from 'node:child_process';
+import { type Transport } from './transport';
+
+export type ServerMode = 'full' | 'readonly' | 'appendonly';
+
+export interface ConnectTarget {
+  /** Directory of the served repository. */
+  readonly repoPath: string;
+  /** The UUID to serve (the repository's own, or one it proxies). */
+  readonly serverUuid: string;
+  /** The HTTP client's UUID, recorded by git-annex as the peer. */
+  readonly clientUuid: string;
+  readonly mode: ServerMode;
+}
+
+export interface Connector {
+  connect(target: ConnectTarget): Transport;
+}
+
+/** How long a peer may take to exit after its stdin closed before it is killed. */
+export const KILL_GRACE_MS = 3000;
+
+const MODE_VARIABLES = ['GIT_ANNEX_SHELL_READONLY', 'GIT_ANNEX_SHELL_APPENDONLY'] as const;
+
+export function shellEnvironment(base: NodeJS.ProcessEnv, mode: ServerMode): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base };
+  for (const name of MODE_VARIABLES) {
+    delete env[name];
+  }
+  delete env.GIT_ANNEX_SHELL_DIRECTORY;
+  delete env.GIT_ANNEX_SHELL_LIMITED;
+  if (mode === 'readonly') {
+    env.GIT_ANNEX_SHELL_READONLY = '1';
+  } else if (mode === 'appendonly') {
+    env.GIT_ANNEX_SHELL_APPENDONLY = '1';
+  }
+  return env;
+}
+
+export class LocalShellConnector implements Connector {
+  constructor(
+    private readonly options: { command?: string; env?: NodeJS.ProcessEnv; debug?: boolean } = {},
+  ) {}
+
+  connect(target: ConnectTarget): Transport {
+    const command = this.options.command ?? 'git-annex-shell';
+    const args = ['p2pstdio', target.repoPath, target.clientUuid, '--uuid', target.serverUuid];
+    if (this.options.debug) {
+      args.push('--debug');
+    }
+    const child = spawn(command, args, {
+      cwd: target.repoPath,
+      env: shellEnvironment(this.options.env ?? process.env, target.mode),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        resolve();
+        return;
+      }
+      child.once('exit', () => resolve());
+      child.once('error', () => resolve());
+    });
+    // Writing to a process that already died raises EPIPE on stdin; the connection sees the
+    // exit through `exited` and the input stream's end, so the error itself needs no handler
+    // beyond keeping it from becoming an uncaught exception.
+    child.stdin.on('error', () => undefined);
+    return {
+      input: child.stdout,
+      output: child.stdin,
+      diagnostics: child.stderr,
+      exited,
+      description: `git-annex-shell p2pstdio ${target.repoPath} --uuid ${target.serverUuid}`,
+      destroy: () => {
+        // Closing stdin makes git-annex-shell unlock held content and keep a partial upload
+        // (PROTOCOL.md §1.5); closing stdout stops a download. A peer that does not exit by
+        // itself is killed after a grace period.
+        child.stdin.destroy();
+        child.stdout.destroy();
+        if (child.exitCode === null && child.signalCode === null) {
+          const timer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
+          timer.unref();
+          child.once('exit', () => clearTimeout(timer));
+        }
+      },
+    };
+  }
+}

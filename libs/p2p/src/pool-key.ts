@@ -1,0 +1,39 @@
+/**
+ * The pool key: connections are interchangeable only when every one of these matches
+ * (PROTOCOL.md §4, plus the server mode of §1.6, which is fixed per process).
+ */
+import { type ServerMode } from './local-connector';
+
+export interface SessionTarget {
+  readonly repoPath: string;
+  readonly serverUuid: string;
+  readonly clientUuid: string;
+  /** In request order: the order is part of the key. */
+  readonly bypass: readonly string[];
+  readonly version: number;
+  readonly mode: ServerMode;
+}
+
+export function poolKey(target: SessionTarget): string {
+  return JSON.stringify([
+    target.repoPath,
+    target.serverUuid,
+    target.clientUuid,
+    target.bypass,
+    target.version,
+    target.mode,
+  ]);
+}
+
+/** The target a key was made from (keys carry everything needed to open a session). */
+export function targetOfKey(key: string): SessionTarget {
+  const [repoPath, serverUuid, clientUuid, bypass, version, mode] = JSON.parse(key) as [
+    string,
+    string,
+    string,
+    string[],
+    number,
+    ServerMode,
+  ];
+  return { repoPath, serverUuid, clientUuid, bypass, version, mode };
+}

@@ -1,0 +1,76 @@
+/**
+ * The pool of P2P sessions to repositories: a ConnectionPool of P2PConnections opened through a
+ * Connector, keyed by SessionTarget. `run` lends a connection to one operation and gives it back
+ * clean or closes it, whatever the operation did.
+ */
+import { P2PConnection } from './connection';
+import { type Connector } from './local-connector';
+import { ConnectionPool, type Lease, type PoolStats } from './pool';
+import { poolKey, targetOfKey, type SessionTarget } from './pool-key';
+
+export interface SessionPoolOptions {
+  readonly connector: Connector;
+  readonly maxActive: number;
+  readonly maxIdle: number;
+  readonly idleTimeoutMs?: number;
+  readonly handshakeTimeoutMs?: number;
+}
+
+export class SessionPool {
+  private readonly pool: ConnectionPool<P2PConnection>;
+
+  constructor(private readonly options: SessionPoolOptions) {
+    this.pool = new ConnectionPool<P2PConnection>({
+      maxActive: options.maxActive,
+      maxIdle: options.maxIdle,
+      idleTimeoutMs: options.idleTimeoutMs,
+      open: (key) => this.open(key),
+    });
+  }
+
+  /** Takes a connection for `target`; the caller must call `release` exactly once. */
+  async lease(
+    target: SessionTarget,
+    options: { signal?: AbortSignal; counted?: boolean } = {},
+  ): Promise<Lease<P2PConnection>> {
+    const lease = await this.pool.acquire(poolKey(target), options);
+    lease.connection.begin();
+    return lease;
+  }
+
+  /** Runs one operation on a pooled connection. */
+  async run<T>(
+    target: SessionTarget,
+    operation: (connection: P2PConnection) => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    const lease = await this.lease(target, { signal });
+    let reusable = false;
+    try {
+      const result = await operation(lease.connection);
+      reusable = lease.connection.finish();
+      return result;
+    } finally {
+      lease.release(reusable);
+    }
+  }
+
+  stats(): PoolStats & { connections: number } {
+    return { ...this.pool.stats(), connections: this.pool.size };
+  }
+
+  close(force = false): Promise<void> {
+    return this.pool.close(force);
+  }
+
+  private async open(key: string): Promise<P2PConnection> {
+    const target = targetOfKey(key);
+    const transport = this.options.connector.connect(target);
+    return P2PConnection.open(transport, {
+      serverUuid: target.serverUuid,
+      version: target.version,
+      bypass: target.bypass,
+      timeoutMs: this.options.handshakeTimeoutMs,
+    });
+  }
+}
