@@ -1,0 +1,30 @@
+// Public API of @annex-p2phttp/protocol: git-annex P2P line protocol and HTTP API facts
+// (PROTOCOL.md §1, §2.1, §2.2, §2.7, §3). Pure, no I/O.
+
+export { ProtocolError, InvalidParameterError } from './errors';
+export { MAX_LINE_BYTES, type ServerMessage, type ClientMessage } from './messages';
+export { encodeMessage } from './encode-message';
+export { parseServerLine } from './parse-server-line';
+export { P2PStreamParser, type ParserEvent } from './parser';
+export { parseKey, isValidKey, keySize, MAX_KEY_BYTES, type KeyInfo } from './key';
+export { validateUuid } from './uuid';
+export { encodeAssociatedFile } from './associated-file';
+export { decodeParam, encodeParam } from './base64url';
+export {
+  API_VERSIONS,
+  parseApiVersion,
+  operationAvailable,
+  permissionClass,
+  type ApiVersion,
+  type Operation,
+  type PermissionClass,
+} from './versions';
+export {
+  checkPresentResult,
+  putResult,
+  removeResult,
+  putOffsetResult,
+  timestampResult,
+  lockContentResult,
+  keepLockedResult,
+} from './results';
