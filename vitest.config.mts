@@ -3,7 +3,10 @@ import { defineConfig } from 'vitest/config';
 
 const libs = ['protocol', 'p2p', 'locks', 'dispatch', 'config'];
 const alias = Object.fromEntries(
-  libs.map((name) => [`@annex-p2phttp/${name}`, resolve(__dirname, `libs/${name}/src/index.ts`)]),
+  libs.map((name) => [
+    `@annex-p2phttp/${name}`,
+    resolve(import.meta.dirname, `libs/${name}/src/index.ts`),
+  ]),
 );
 
 export default defineConfig({

@@ -127,7 +127,7 @@ async function listen(app: NestFastifyApplication, options: ServeOptions): Promi
     }
     await app.listen({ port: options.port, host: '0.0.0.0' });
   }
-  const address = (app.getHttpServer()).address();
+  const address = app.getHttpServer().address();
   if (address === null || typeof address === 'string') {
     return [`${scheme}://${String(address)}`];
   }

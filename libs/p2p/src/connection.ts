@@ -107,9 +107,9 @@ export class P2PConnection {
     } catch (error) {
       const reason = connection.failure ?? asError(error);
       connection.close(reason);
-      throw reason instanceof P2PError
+      throw reason instanceof P2PError && reason.code === 'P2P_HANDSHAKE_FAILED'
         ? reason
-        : new P2PError('P2P_HANDSHAKE_FAILED', reason.message);
+        : new P2PError('P2P_HANDSHAKE_FAILED', `cannot open a session: ${reason.message}`);
     } finally {
       clearTimeout(timer);
     }

@@ -177,13 +177,9 @@ export async function put(connection: P2PConnection, request: PutRequest): Promi
     connection.close(new ConnectionClosedError('request body ended before its announced length'));
     return { kind: 'short-body', received: streamed.received };
   }
-  if (streamed.extra) {
-    if (connection.version < 1) {
-      connection.close(new ConnectionClosedError('request body longer than announced'));
-      return { kind: 'long-body' };
-    }
-    await connection.send({ kind: 'INVALID' });
-    successOrFailure(connection, await connection.expectMessage());
+  if (streamed.received > request.length) {
+    // The last byte was never sent, so the repository cannot have completed the content.
+    connection.close(new ConnectionClosedError('request body longer than announced'));
     return { kind: 'long-body' };
   }
   if (connection.version >= 1) {
@@ -194,31 +190,44 @@ export async function put(connection: P2PConnection, request: PutRequest): Promi
   return { kind: 'done', stored: result.ok, plusUuids: result.ok ? result.plusUuids : [] };
 }
 
-/** Writes body bytes [skip, skip + count) to the peer; reads the rest to detect an overlong body. */
+/**
+ * Writes body bytes [skip, skip + count) to the peer. The final byte is held back until the body
+ * ended, so that a body longer than announced never completes the content in the repository.
+ * Returns how many body bytes arrived (more than skip + count for an overlong body).
+ */
 async function streamBody(
   connection: P2PConnection,
   body: AsyncIterable<Buffer>,
   skip: number,
   count: number,
-): Promise<{ received: number; extra: boolean }> {
+): Promise<{ received: number }> {
+  const end = skip + count;
   let received = 0;
-  let sent = 0;
-  let extra = false;
+  let last: Buffer | null = null;
   for await (const chunk of body) {
     const start = received;
     received += chunk.length;
-    const from = Math.max(0, skip - start);
-    const to = Math.min(chunk.length, skip + count - start);
-    if (to > from) {
-      const part = from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to);
-      await connection.write(part);
-      sent += part.length;
+    if (received > end) {
+      return { received };
     }
-    if (to < chunk.length && start + chunk.length > skip + count) {
-      extra = true;
+    const from = Math.max(0, skip - start);
+    if (from >= chunk.length) {
+      continue;
+    }
+    const part = from === 0 ? chunk : chunk.subarray(from);
+    if (received === end) {
+      if (part.length > 1) {
+        await connection.write(part.subarray(0, part.length - 1));
+      }
+      last = part.subarray(part.length - 1);
+    } else {
+      await connection.write(part);
     }
   }
-  return { received: extra ? Math.max(received, skip + count) : skip + sent, extra };
+  if (received === end && last) {
+    await connection.write(last);
+  }
+  return { received };
 }
 
 export interface GetRequest {

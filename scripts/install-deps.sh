@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what annex-p2phttp needs from the system's package manager, as root, idempotently:
+#   - git-annex >= 10.20240731 (HTTP P2P protocol v4). On Debian 12 it comes from
+#     bookworm-backports, added from the same mirror the machine's apt sources already use.
+#   - redis-server (the tests start private instances; cluster mode needs one).
+#   - curl, and Node.js >= 20.18 is checked (not installed: use your distribution's or nodesource).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+min_annex=10.20240731
+
+annex_ok() {
+  local v
+  v=$(git annex version --raw 2>/dev/null) && dpkg --compare-versions "$v" ge "$min_annex"
+}
+installed() { [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null) == ii* ]]; }
+
+packages=()
+for p in git redis-server curl; do installed "$p" || packages+=("$p"); done
+
+if ! annex_ok || [ ${#packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: run as root (sudo $0)" >&2
+    exit 1
+  fi
+  apt-get update
+  [ ${#packages[@]} -eq 0 ] || apt-get install -y "${packages[@]}"
+fi
+
+if ! annex_ok; then
+  candidate=$(apt-cache policy git-annex | awk '/Candidate:/ { print $2 }')
+  if [ -n "$candidate" ] && [ "$candidate" != "(none)" ] &&
+    dpkg --compare-versions "${candidate#*:}" ge "$min_annex"; then
+    apt-get install -y git-annex
+  else
+    # Debian 12: take git-annex from bookworm-backports on the mirror apt already uses.
+    targets=$(apt-get indextargets --no-release-info --format '$(RELEASE) $(REPO_URI)' | sort -u)
+    mirror=$(awk '$1 == "bookworm" { print $2; exit }' <<<"$targets")
+    if [ -z "$mirror" ]; then
+      echo "install-deps: git-annex >= $min_annex is not available from the configured apt sources;" >&2
+      echo "install it from your distribution's backports or from git-annex's own builds" >&2
+      exit 1
+    fi
+    if ! grep -q '^bookworm-backports ' <<<"$targets"; then
+      printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$mirror" >/etc/apt/sources.list.d/bookworm-backports.sources
+      apt-get update
+    fi
+    apt-get install -y -t bookworm-backports git-annex
+  fi
+fi
+annex_ok || { echo "install-deps: git-annex is still older than $min_annex" >&2; exit 1; }
+
+node_version=$(node --version 2>/dev/null || true)
+if [ -z "$node_version" ] || ! dpkg --compare-versions "${node_version#v}" ge 20.18; then
+  echo "install-deps: Node.js >= 20.18 is required (found: ${node_version:-none})" >&2
+  exit 1
+fi
+echo "install-deps: git-annex $(git annex version --raw), redis-server $(redis-server --version | awk '{print $3}'), node $node_version"
