@@ -5,6 +5,14 @@
  */
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { type AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { loadUsers, RepositoryRegistry, type ServeOptions } from '@annex-p2phttp/config';
@@ -79,15 +87,13 @@ export async function startEmbeddedServer(
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
   await app.init();
 
-  const urls = await listen(app, options);
-  const server = app.getHttpServer();
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+  const { urls, closeExtra } = await listen(app, options);
+  configureTimeouts(app.getHttpServer());
 
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
-      const stopListening = app.close();
+      const stopListening = Promise.all([app.close(), closeExtra()]);
       await locks.close();
       await dispatcher.close(SHUTDOWN_GRACE_MS);
       await stopListening;
@@ -108,29 +114,71 @@ function httpsOptions(options: ServeOptions) {
   };
 }
 
-async function listen(app: NestFastifyApplication, options: ServeOptions): Promise<string[]> {
+/**
+ * Listens where the options say: a unix socket, or each --bind address (all addresses by default).
+ * The first address belongs to the Nest app; further ones get servers of their own that route
+ * into the same Fastify instance. Returns the URLs and a function closing the extra servers.
+ */
+async function listen(
+  app: NestFastifyApplication,
+  options: ServeOptions,
+): Promise<{ urls: string[]; closeExtra: () => Promise<void> }> {
   const scheme = options.certFile ? 'https' : 'http';
   if (options.socket) {
     await app.listen({ path: options.socket });
-    return [`${scheme}+unix://${options.socket}`];
+    return { urls: [`${scheme}+unix://${options.socket}`], closeExtra: () => Promise.resolve() };
   }
-  const hosts = options.bind.length > 0 ? options.bind : ['::'];
-  if (hosts.length > 1) {
-    throw new Error('only one --bind address is supported');
-  }
-  const host = hosts[0] ?? '::';
+  const [firstHost, ...otherHosts] = options.bind;
   try {
-    await app.listen({ port: options.port, host });
+    await app.listen({ port: options.port, host: firstHost ?? '::' });
   } catch (error) {
-    if (options.bind.length > 0 || (error as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') {
+    if (firstHost !== undefined || (error as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') {
       throw error;
     }
     await app.listen({ port: options.port, host: '0.0.0.0' });
   }
-  const address = app.getHttpServer().address();
-  if (address === null || typeof address === 'string') {
-    return [`${scheme}://${String(address)}`];
+  const main = app.getHttpServer();
+  const port = addressPort(main);
+  const fastify = app.getHttpAdapter().getInstance();
+  const extra: HttpServer[] = [];
+  for (const host of otherHosts) {
+    const handler = (request: IncomingMessage, response: ServerResponse) =>
+      fastify.routing(request, response);
+    const server = options.certFile
+      ? createHttpsServer(httpsOptions(options) ?? {}, handler)
+      : createHttpServer(handler);
+    configureTimeouts(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    extra.push(server);
   }
-  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return [`${scheme}://${shown}:${address.port}`];
+  const urls = [main, ...extra].map((server) => {
+    const address = server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `${scheme}://${host}:${address.port}`;
+  });
+  const closeExtra = () =>
+    Promise.all(
+      extra.map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeIdleConnections();
+          }),
+      ),
+    ).then(() => undefined);
+  return { urls, closeExtra };
+}
+
+function addressPort(server: HttpServer): number {
+  return (server.address() as AddressInfo).port;
+}
+
+/** No request timeout (keeplocked long polls, long uploads); a bound on slow headers only. */
+function configureTimeouts(server: HttpServer): void {
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  server.keepAliveTimeout = 72_000;
 }
