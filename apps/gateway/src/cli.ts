@@ -47,5 +47,7 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  // Everything is closed; should some handle still keep the process alive, do not hang.
+  setTimeout(() => process.exit(0), 2000).unref();
   return 0;
 }

@@ -87,16 +87,28 @@ export async function startEmbeddedServer(
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
   await app.init();
 
-  const { urls, closeExtra } = await listen(app, options);
+  const { urls, extra } = await listen(app, options);
   configureTimeouts(app.getHttpServer());
 
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
-      const stopListening = Promise.all([app.close(), closeExtra()]);
-      await locks.close();
-      await dispatcher.close(SHUTDOWN_GRACE_MS);
-      await stopListening;
+      // Stop accepting; requests in flight (a keeplocked long poll among them) get a grace
+      // period, then their connections are cut.
+      const servers = [app.getHttpServer(), ...extra];
+      const stopListening = Promise.all([app.close(), ...extra.map(closeServer)]);
+      const cut = setTimeout(() => {
+        for (const server of servers) {
+          server.closeAllConnections();
+        }
+      }, SHUTDOWN_GRACE_MS);
+      try {
+        await locks.close();
+        await dispatcher.close(SHUTDOWN_GRACE_MS);
+        await stopListening;
+      } finally {
+        clearTimeout(cut);
+      }
     })();
     return closing;
   };
@@ -117,16 +129,16 @@ function httpsOptions(options: ServeOptions) {
 /**
  * Listens where the options say: a unix socket, or each --bind address (all addresses by default).
  * The first address belongs to the Nest app; further ones get servers of their own that route
- * into the same Fastify instance. Returns the URLs and a function closing the extra servers.
+ * into the same Fastify instance. Returns the URLs and those extra servers.
  */
 async function listen(
   app: NestFastifyApplication,
   options: ServeOptions,
-): Promise<{ urls: string[]; closeExtra: () => Promise<void> }> {
+): Promise<{ urls: string[]; extra: HttpServer[] }> {
   const scheme = options.certFile ? 'https' : 'http';
   if (options.socket) {
     await app.listen({ path: options.socket });
-    return { urls: [`${scheme}+unix://${options.socket}`], closeExtra: () => Promise.resolve() };
+    return { urls: [`${scheme}+unix://${options.socket}`], extra: [] };
   }
   const [firstHost, ...otherHosts] = options.bind;
   try {
@@ -159,17 +171,14 @@ async function listen(
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     return `${scheme}://${host}:${address.port}`;
   });
-  const closeExtra = () =>
-    Promise.all(
-      extra.map(
-        (server) =>
-          new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            server.closeIdleConnections();
-          }),
-      ),
-    ).then(() => undefined);
-  return { urls, closeExtra };
+  return { urls, extra };
+}
+
+function closeServer(server: HttpServer): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
 }
 
 function addressPort(server: HttpServer): number {
