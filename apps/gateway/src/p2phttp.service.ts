@@ -42,7 +42,7 @@ import {
   offsetParam,
   optionalClientUuid,
   timestampParam,
-  validKey,
+  pathKey,
   type Query,
 } from './request-params';
 
@@ -176,7 +176,7 @@ export class P2pHttpService {
     }
     const resolved = await this.resolve(request, uuid, 'get');
     const query = request.query as Query;
-    const key = validKey(rawKey);
+    const key = pathKey(rawKey);
     // The unversioned form ignores every parameter (PROTOCOL.md §2.1).
     const clientUuid =
       (version === null ? undefined : optionalClientUuid(query)) ?? ANONYMOUS_CLIENT;

@@ -54,7 +54,12 @@ export function keyParam(query: Query): string {
   return validKey(required(query, 'key'));
 }
 
-export function validKey(key: string): string {
+/** The key of a GET path (plain or `[base64url]`, like the query parameters). */
+export function pathKey(segment: string): string {
+  return validKey(guard(() => decodeParam(segment, 'key')));
+}
+
+function validKey(key: string): string {
   guard(() => parseKey(key));
   return key;
 }
