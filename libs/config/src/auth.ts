@@ -7,13 +7,10 @@
  * - `--unauth-nolocking` also applies with `--unauth-appendonly`.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { type PermissionClass } from '@annex-p2phttp/protocol';
 import type { User, UserPermission } from './users';
 
-/**
- * read = GET, checkpresent, gettimestamp; append = put, putoffset; remove = remove,
- * remove-before; lock = lockcontent, keeplocked.
- */
-export type PermissionClass = 'read' | 'append' | 'remove' | 'lock';
+export type { PermissionClass };
 
 export interface AuthPolicy {
   authEnv: boolean;

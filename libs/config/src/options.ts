@@ -10,9 +10,10 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { type AuthPolicy } from './auth';
 import { ConfigError, HelpRequested } from './errors';
 
-export interface ServeOptions {
+export interface ServeOptions extends AuthPolicy {
   /** TCP port; 0 lets the system pick a free one. */
   port: number;
   /** Addresses to listen on; empty = all interfaces. */
@@ -30,12 +31,6 @@ export interface ServeOptions {
   certFile?: string;
   privateKeyFile?: string;
   chainFiles: string[];
-  authEnv: boolean;
-  authEnvHttp: boolean;
-  unauthReadonly: boolean;
-  unauthAppendonly: boolean;
-  unauthNolocking: boolean;
-  wideopen: boolean;
   /** Repositories served, absolute. */
   repos: string[];
   /** Directories whose repositories are served, absolute. */

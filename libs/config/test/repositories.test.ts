@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -234,21 +234,5 @@ describe('RepositoryRegistry with --directory', () => {
     await registry.init();
     expect(registry.list()).toEqual([]);
     expect(warnings.join('\n')).toContain('-leading-dash');
-  });
-
-  it.skipIf(process.getuid?.() === 0)('ignores unreadable directories', async () => {
-    const dir = join(base, 'unreadable');
-    const locked = join(dir, 'locked');
-    mkdirSync(locked, { recursive: true });
-    annexRepo(join(locked, 'hidden'));
-    const visible = annexRepo(join(dir, 'visible'));
-    chmodSync(locked, 0o000);
-    try {
-      const registry = new RepositoryRegistry({ repos: [], directories: [dir] });
-      await registry.init();
-      expect(registry.list().map((r) => r.uuid)).toEqual([visible]);
-    } finally {
-      chmodSync(locked, 0o755);
-    }
   });
 });
