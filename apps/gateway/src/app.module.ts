@@ -3,13 +3,14 @@ import { APP_FILTER } from '@nestjs/core';
 import { HttpExceptionFilter } from './http-exception.filter';
 import { P2PHTTP_SERVICE, P2pHttpController } from './p2phttp.controller';
 import { type P2pHttpService } from './p2phttp.service';
+import { StatsController } from './stats.controller';
 
 @Module({})
 export class GatewayModule {
   static forRoot(service: P2pHttpService): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [P2pHttpController],
+      controllers: [P2pHttpController, StatsController],
       providers: [
         { provide: P2PHTTP_SERVICE, useValue: service },
         { provide: APP_FILTER, useClass: HttpExceptionFilter },

@@ -26,7 +26,7 @@ import {
   type RepositoryRegistry,
   type User,
 } from '@annex-p2phttp/config';
-import { type Dispatcher } from '@annex-p2phttp/dispatch';
+import { type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
 import { type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
 import { badRequest, HttpError, notFound } from './http-error';
@@ -77,8 +77,24 @@ interface Resolved {
   readonly mode: ServerMode;
 }
 
+export interface ServiceStats {
+  readonly pool: DispatcherStats;
+  readonly locks: number;
+  readonly keeplocked: number;
+}
+
 export class P2pHttpService {
+  private openKeepLocked = 0;
+
   constructor(private readonly context: ApiContext) {}
+
+  stats(): ServiceStats {
+    return {
+      pool: this.context.dispatcher.stats(),
+      locks: this.context.locks.size,
+      keeplocked: this.openKeepLocked,
+    };
+  }
 
   /** POST /git-annex/:uuid/:version/:op */
   async post(
@@ -260,6 +276,7 @@ export class P2pHttpService {
       return sendJson(reply, keepLockedResult());
     }
     let unlock = false;
+    this.openKeepLocked += 1;
     try {
       unlock = await readUnlockRequest(request.raw);
     } catch (error) {
@@ -268,6 +285,8 @@ export class P2pHttpService {
         throw error;
       }
       return; // The client went away; nobody is left to answer.
+    } finally {
+      this.openKeepLocked -= 1;
     }
     if (unlock) {
       await this.context.locks.unlock(lockid);

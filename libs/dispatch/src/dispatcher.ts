@@ -22,11 +22,22 @@ export interface HeldLock {
 }
 
 export interface DispatcherStats {
+  /** Sessions running an operation. */
   readonly active: number;
+  /** Sessions kept idle for reuse. */
   readonly idle: number;
+  /** Requests waiting for a job slot. */
   readonly waiting: number;
+  /** Sessions holding a retention lock. */
   readonly locks: number;
+  /** Sessions that exist (each one a git-annex-shell process). */
   readonly connections: number;
+  /** GET bodies being streamed. */
+  readonly streams: number;
+  readonly opened: number;
+  readonly openFailures: number;
+  readonly evicted: number;
+  readonly expired: number;
 }
 
 export interface Dispatcher {

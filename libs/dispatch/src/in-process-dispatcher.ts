@@ -25,6 +25,7 @@ import { KeyedMutex } from './keyed-mutex';
 export class InProcessDispatcher implements Dispatcher {
   private readonly uploads = new KeyedMutex();
   private heldLocks = 0;
+  private streams = 0;
 
   constructor(private readonly pool: SessionPool) {}
 
@@ -74,9 +75,16 @@ export class InProcessDispatcher implements Dispatcher {
       lease.release(lease.connection.finish());
       return outcome;
     }
+    this.streams += 1;
     outcome.done.then(
-      () => lease.release(lease.connection.finish()),
-      () => lease.release(false),
+      () => {
+        this.streams -= 1;
+        lease.release(lease.connection.finish());
+      },
+      () => {
+        this.streams -= 1;
+        lease.release(false);
+      },
     );
     return outcome;
   }
@@ -140,6 +148,11 @@ export class InProcessDispatcher implements Dispatcher {
       waiting: stats.waiting,
       locks: this.heldLocks,
       connections: stats.connections,
+      streams: this.streams,
+      opened: stats.opened,
+      openFailures: stats.openFailures,
+      evicted: stats.evicted,
+      expired: stats.expired,
     };
   }
 
