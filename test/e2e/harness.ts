@@ -1,0 +1,854 @@
+/**
+ * End-to-end harness: real git repositories in temp dirs, a real git-annex client, and either the
+ * project's server (`bin/annex-p2phttp.js serve`) or the reference `git annex p2phttp`, chosen by
+ * `E2E_SERVER=project|reference` (default `project`; `E2E_REFERENCE_JOBS` sets the reference's
+ * `-J`, default 4). Facts it relies on: /work/shared/PROTOCOL.md
+ * §0 (lab setup), §2 (HTTP API), §5 (client); nothing here depends on that directory at run time.
+ *
+ * Every process is spawned without a shell in its own process group and tracked, so cleanup can end
+ * it (and anything it left behind) even when a test fails or the worker exits.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rm,
+  writeFile,
+} from 'node:fs/promises';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { beforeEach } from 'vitest';
+
+export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
+export const PROJECT_BIN = path.join(PROJECT_ROOT, 'bin', 'annex-p2phttp.js');
+
+// ---------------------------------------------------------------------------------------------
+// Which server, polling, small utilities
+// ---------------------------------------------------------------------------------------------
+
+export type ServerKind = 'project' | 'reference';
+
+/** The server under test, from `E2E_SERVER` (default `project`). */
+export function serverKind(): ServerKind {
+  const value = process.env.E2E_SERVER ?? 'project';
+  if (value !== 'project' && value !== 'reference') {
+    throw new Error(`E2E_SERVER must be "project" or "reference", not ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+export const isReference = (): boolean => serverKind() === 'reference';
+
+/** Calls `probe` until it returns something other than undefined; throws after `timeoutMs`. */
+export async function pollUntil<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  { timeoutMs = 20_000, intervalMs = 50 }: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) {
+        return value;
+      }
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() >= deadline) {
+      const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
+    }
+    await delay(intervalMs);
+  }
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function tail(text: string, max = 4000): string {
+  return text.length <= max ? text : `…${text.slice(text.length - max)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process tracking: every child lives in its own process group; kill leftovers at exit
+// ---------------------------------------------------------------------------------------------
+
+const liveChildren = new Set<ChildProcess>();
+
+function track(child: ChildProcess): void {
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) {
+    return;
+  }
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // group already gone
+  }
+}
+
+process.once('exit', () => killAllTracked());
+// A worker ended by a signal (vitest interrupted, CI timeout) still takes its children along.
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    killAllTracked();
+    process.kill(process.pid, signal);
+  });
+}
+
+/** SIGKILLs the given pids (processes this suite caused, e.g. leftover git-annex-shell). */
+export function killPids(pids: readonly number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sandbox: one temp root per test file, with an isolated HOME for git
+// ---------------------------------------------------------------------------------------------
+
+export class Sandbox {
+  private constructor(
+    readonly root: string,
+    readonly home: string,
+  ) {}
+
+  /** Creates `$TMPDIR/annex-p2phttp-e2e-<name>-XXXXXX` with an isolated HOME and gitconfig. */
+  static async create(name: string): Promise<Sandbox> {
+    const root = await mkdtemp(path.join(tmpdir(), `annex-p2phttp-e2e-${name}-`));
+    const home = path.join(root, 'home');
+    await mkdir(home);
+    await writeFile(
+      path.join(home, '.gitconfig'),
+      '[user]\n\tname = e2e\n\temail = e2e@example.invalid\n[init]\n\tdefaultBranch = main\n',
+    );
+    return new Sandbox(root, home);
+  }
+
+  path(...parts: string[]): string {
+    return path.join(this.root, ...parts);
+  }
+
+  /** Environment for every git, git-annex and server process: no inherited GIT_* settings. */
+  env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {};
+    for (const [name, value] of Object.entries(process.env)) {
+      if (!/^(GIT_|VITEST|NODE_ENV$|SSH_ASKPASS$|TEST$)/.test(name)) {
+        env[name] = value;
+      }
+    }
+    return {
+      ...env,
+      HOME: this.home,
+      XDG_CONFIG_HOME: path.join(this.home, '.config'),
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_TERMINAL_PROMPT: '0',
+      GIT_AUTHOR_NAME: 'e2e',
+      GIT_AUTHOR_EMAIL: 'e2e@example.invalid',
+      GIT_COMMITTER_NAME: 'e2e',
+      GIT_COMMITTER_EMAIL: 'e2e@example.invalid',
+      LC_ALL: 'C.UTF-8',
+      ...extra,
+    };
+  }
+
+  /** Removes the whole tree (git-annex makes object dirs read-only, so make them writable first). */
+  async remove(): Promise<void> {
+    await makeTreeWritable(this.root);
+    await rm(this.root, { recursive: true, force: true });
+  }
+}
+
+async function makeTreeWritable(dir: string): Promise<void> {
+  let entries;
+  try {
+    await chmod(dir, 0o755);
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    if (entry.isDirectory()) {
+      await makeTreeWritable(path.join(dir, entry.name));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running commands (no shell; stdout and stderr captured; per-command timeout)
+// ---------------------------------------------------------------------------------------------
+
+export interface CommandResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
+
+export class CommandError extends Error {
+  constructor(
+    readonly command: string,
+    readonly result: CommandResult,
+  ) {
+    super(
+      `command failed (${result.signal ?? `exit ${String(result.code)}`}): ${command}\n` +
+        `--- stdout ---\n${tail(result.stdout)}\n--- stderr ---\n${tail(result.stderr)}`,
+    );
+    this.name = 'CommandError';
+  }
+}
+
+function describeCommand(file: string, args: readonly string[], cwd: string): string {
+  return `(cd ${cwd} && ${[file, ...args].map((a) => JSON.stringify(a)).join(' ')})`;
+}
+
+/** Runs a command and resolves with its exit status whatever it is. */
+export function runStatus(
+  file: string,
+  args: readonly string[],
+  { cwd, env, timeoutMs = 120_000 }: RunOptions,
+): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, {
+      cwd,
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    track(child);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup(child, 'SIGKILL');
+    }, timeoutMs);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      const stderr = Buffer.concat(err).toString('utf8');
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: timedOut ? `${stderr}\n[harness: killed after ${timeoutMs} ms]` : stderr,
+      });
+    });
+  });
+}
+
+/** Runs a command; throws a CommandError carrying stdout and stderr unless it exits 0. */
+export async function run(
+  file: string,
+  args: readonly string[],
+  options: RunOptions,
+): Promise<CommandResult> {
+  const result = await runStatus(file, args, options);
+  if (result.code !== 0) {
+    throw new CommandError(describeCommand(file, args, options.cwd), result);
+  }
+  return result;
+}
+
+/** A repository directory plus the environment its commands run with. */
+export interface RepoContext {
+  dir: string;
+  env: NodeJS.ProcessEnv;
+}
+
+export function git(repo: RepoContext, args: readonly string[], timeoutMs?: number) {
+  return run('git', args, { cwd: repo.dir, env: repo.env, timeoutMs });
+}
+
+/** `git-annex …` called directly (not through `git annex`) so a timeout kill reaches it. */
+export function annex(repo: RepoContext, args: readonly string[], timeoutMs?: number) {
+  return run('git-annex', args, { cwd: repo.dir, env: repo.env, timeoutMs });
+}
+
+export function annexStatus(repo: RepoContext, args: readonly string[], timeoutMs?: number) {
+  return runStatus('git-annex', args, { cwd: repo.dir, env: repo.env, timeoutMs });
+}
+
+// ---------------------------------------------------------------------------------------------
+// File contents
+// ---------------------------------------------------------------------------------------------
+
+export type FileSpec = { path: string; size: number } | { path: string; content: Buffer | string };
+
+/** Random bytes; above 8 MiB a fast generator (one random MiB, a counter per block). */
+export async function writeRandomFile(file: string, size: number): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  if (size <= 8 << 20) {
+    await writeFile(file, randomBytes(size));
+    return;
+  }
+  const block = randomBytes(1 << 20);
+  const handle = await open(file, 'w');
+  try {
+    for (let offset = 0, index = 0; offset < size; offset += block.length, index += 1) {
+      block.writeUInt32LE(index, 0);
+      await handle.write(block, 0, Math.min(block.length, size - offset));
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function writeFiles(dir: string, files: readonly FileSpec[]): Promise<void> {
+  for (const spec of files) {
+    const file = path.join(dir, spec.path);
+    if ('content' in spec) {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, spec.content);
+    } else {
+      await writeRandomFile(file, spec.size);
+    }
+  }
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) {
+    hash.update(chunk as Buffer);
+  }
+  return hash.digest('hex');
+}
+
+/** Size and SHA-256 of a file (follows symlinks), for byte-equality checks of big files. */
+export async function fileDigest(file: string): Promise<{ size: number; sha256: string }> {
+  const handle = await open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    return { size, sha256: await sha256File(file) };
+  } finally {
+    await handle.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Repositories
+// ---------------------------------------------------------------------------------------------
+
+export interface ServedRepo extends RepoContext {
+  uuid: string;
+  /** worktree path → key, for the files committed at creation */
+  keys: Map<string, string>;
+}
+
+export interface ClientRepo extends RepoContext {
+  uuid: string;
+}
+
+/** `git init -q -b main`, `git annex init`, add and commit `files`. */
+export async function makeServedRepo(
+  sandbox: Sandbox,
+  dir: string,
+  files: readonly FileSpec[],
+): Promise<ServedRepo> {
+  await mkdir(dir, { recursive: true });
+  const repo: RepoContext = { dir, env: sandbox.env() };
+  await git(repo, ['init', '-q', '-b', 'main']);
+  await annex(repo, ['init', '-q', 'served']);
+  await writeFiles(dir, files);
+  if (files.length > 0) {
+    await annex(repo, ['add', '-q', '--', ...files.map((f) => f.path)], 600_000);
+  }
+  await git(repo, ['commit', '-q', '--allow-empty', '-m', 'served files']);
+  const uuid = (await git(repo, ['config', 'annex.uuid'])).stdout.trim();
+  return { ...repo, uuid, keys: await annexedKeys(repo) };
+}
+
+/** worktree path → key for every annexed file, present or not. */
+export async function annexedKeys(repo: RepoContext): Promise<Map<string, string>> {
+  const { stdout } = await annex(repo, ['find', '--json', '--include=*']);
+  const keys = new Map<string, string>();
+  for (const line of stdout.split('\n')) {
+    if (line.trim() !== '') {
+      const entry = JSON.parse(line) as { file: string; key: string };
+      keys.set(entry.file, entry.key);
+    }
+  }
+  return keys;
+}
+
+export function keyOf(repo: ServedRepo, file: string): string {
+  const key = repo.keys.get(file);
+  if (key === undefined) {
+    throw new Error(`no annexed file ${file} in ${repo.dir}`);
+  }
+  return key;
+}
+
+export async function lookupKey(repo: RepoContext, file: string): Promise<string> {
+  return (await annex(repo, ['lookupkey', '--', file])).stdout.trim();
+}
+
+/** Path of the key's object if the repository has its content, else undefined. */
+export async function contentLocation(repo: RepoContext, key: string): Promise<string | undefined> {
+  const result = await annexStatus(repo, ['contentlocation', key]);
+  return result.code === 0 ? path.join(repo.dir, result.stdout.trim()) : undefined;
+}
+
+/** Adds (or replaces) files in a repository with `git annex add` and commits them. */
+export async function addAndCommit(repo: RepoContext, files: readonly FileSpec[]): Promise<void> {
+  await writeFiles(repo.dir, files);
+  await annex(repo, ['add', '-q', '--', ...files.map((f) => f.path)], 600_000);
+  await git(repo, ['commit', '-q', '-m', `add ${files.length} files`]);
+}
+
+/**
+ * Clones `served`, runs `git annex init client`, allows loopback addresses, points annexUrl at
+ * `annexUrl`, then moves origin's url to a path that does not exist, so the only way left to the
+ * served repository is HTTP. Makes sure `remote.origin.annex-uuid` is the served uuid.
+ */
+export async function makeClientClone(
+  sandbox: Sandbox,
+  served: ServedRepo,
+  dir: string,
+  annexUrl: string,
+): Promise<ClientRepo> {
+  const env = sandbox.env();
+  await run('git', ['clone', '-q', served.dir, dir], { cwd: sandbox.root, env });
+  const repo: RepoContext = { dir, env };
+  await annex(repo, ['init', '-q', 'client']);
+  await git(repo, ['config', 'annex.security.allowed-ip-addresses', 'all']);
+  await setAnnexUrl(repo, annexUrl);
+  await git(repo, ['remote', 'set-url', 'origin', sandbox.path('moved-away', path.basename(dir))]);
+  const recorded = await runStatus('git', ['config', 'remote.origin.annex-uuid'], {
+    cwd: dir,
+    env,
+  });
+  if (recorded.stdout.trim() !== served.uuid) {
+    await git(repo, ['config', 'remote.origin.annex-uuid', served.uuid]);
+  }
+  const uuid = (await git(repo, ['config', 'annex.uuid'])).stdout.trim();
+  return { ...repo, uuid };
+}
+
+export async function setAnnexUrl(repo: RepoContext, annexUrl: string): Promise<void> {
+  await git(repo, ['config', 'remote.origin.annexUrl', annexUrl]);
+}
+
+export function annexUrlFor(port: number): string {
+  return `annex+http://127.0.0.1:${port}/git-annex/`;
+}
+
+/** Names of the object files under `.git/annex/objects` (one per key whose content is there). */
+export async function objectFileNames(repo: RepoContext): Promise<string[]> {
+  const names: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        await walk(full);
+      } else if (entry.name === path.basename(dir)) {
+        names.push(entry.name);
+      }
+    }
+  };
+  await walk(path.join(repo.dir, '.git', 'annex', 'objects'));
+  return names.sort();
+}
+
+/** Every path (files and directories) below `dir`, relative to it, sorted. */
+export async function listTree(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    const entries = await readdir(path.join(dir, rel), { withFileTypes: true });
+    for (const entry of entries) {
+      const child = rel === '' ? entry.name : path.join(rel, entry.name);
+      found.push(child);
+      if (entry.isDirectory()) {
+        await walk(child);
+      }
+    }
+  };
+  await walk('');
+  return found.sort();
+}
+
+/** The partial upload the served repo keeps for `key` in `.git/annex/tmp` (bytes), if any. */
+export async function partialUploadSize(
+  repo: RepoContext,
+  key: string,
+): Promise<number | undefined> {
+  try {
+    return (await lstat(path.join(repo.dir, '.git', 'annex', 'tmp', key))).size;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * True while some git-annex process of the served repo is still receiving `key` (git-annex keeps
+ * `.git/annex/transfer/download/<peer uuid>/<key>` for the duration of an upload to it).
+ */
+export async function uploadInProgress(repo: RepoContext, key: string): Promise<boolean> {
+  const base = path.join(repo.dir, '.git', 'annex', 'transfer', 'download');
+  let peers: string[];
+  try {
+    peers = await readdir(base);
+  } catch {
+    return false;
+  }
+  for (const peer of peers) {
+    try {
+      await lstat(path.join(base, peer, key));
+      return true;
+    } catch {
+      // not this peer
+    }
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes on this machine
+// ---------------------------------------------------------------------------------------------
+
+export interface ProcessInfo {
+  pid: number;
+  argv: string[];
+}
+
+/** Live `git-annex-shell` processes whose argv mentions one of `dirs` (from /proc/<pid>/cmdline). */
+export async function liveAnnexShells(dirs: readonly string[]): Promise<ProcessInfo[]> {
+  const found: ProcessInfo[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) {
+      continue;
+    }
+    let argv: string[];
+    try {
+      argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0').filter((a) => a !== '');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const isShell = argv.some((a) => path.basename(a) === 'git-annex-shell');
+    if (isShell && argv.some((a) => dirs.some((d) => a.includes(d)))) {
+      found.push({ pid: Number(entry), argv });
+    }
+  }
+  return found;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+// ---------------------------------------------------------------------------------------------
+
+export type AuthFlag =
+  | '--wideopen'
+  | '--unauth-readonly'
+  | '--unauth-appendonly'
+  | '--unauth-nolocking'
+  | '--authenv'
+  | '--authenv-http';
+
+export interface UserSpec {
+  password: string;
+  permissions?: 'readonly' | 'appendonly';
+}
+
+export interface ServerOptions {
+  repo: ServedRepo;
+  sandbox: Sandbox;
+  auth?: readonly AuthFlag[];
+  users?: Record<string, UserSpec>;
+  /** project only (`--lockedfiles N`); git-annex 10.20250416 has no such option */
+  lockedfiles?: number;
+  /** a fixed port, e.g. one a client clone was already pointed at */
+  port?: number;
+  kind?: ServerKind;
+}
+
+export interface StopResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** true if it ignored SIGTERM for 20 s and had to be SIGKILLed */
+  forced: boolean;
+}
+
+export class RunningServer {
+  private outputText = '';
+  private readonly exitPromise: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private stopPromise: Promise<StopResult> | undefined;
+  exited = false;
+
+  constructor(
+    readonly kind: ServerKind,
+    readonly port: number,
+    readonly repo: ServedRepo,
+    readonly commandLine: string,
+    private readonly child: ChildProcess,
+  ) {
+    const collect = (chunk: Buffer): void => {
+      this.outputText = tail(this.outputText + chunk.toString('utf8'), 1 << 20);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    this.exitPromise = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.exited = true;
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get uuid(): string {
+    return this.repo.uuid;
+  }
+
+  /** http://127.0.0.1:PORT */
+  get origin(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get annexUrl(): string {
+    return annexUrlFor(this.port);
+  }
+
+  /** Everything the server wrote to stdout and stderr so far (last MiB). */
+  output(): string {
+    return this.outputText;
+  }
+
+  describe(): string {
+    return `${this.kind} server pid ${this.pid} on port ${this.port}: ${this.commandLine}\n--- server output ---\n${tail(this.outputText)}`;
+  }
+
+  waitExit(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return this.exitPromise;
+  }
+
+  /** SIGTERM, wait up to 20 s, then SIGKILL the whole process group. Idempotent. */
+  stop(): Promise<StopResult> {
+    this.stopPromise ??= (async () => {
+      if (!this.exited) {
+        this.child.kill('SIGTERM');
+      }
+      const graceful = await Promise.race([this.exitPromise, delay(20_000).then(() => undefined)]);
+      if (graceful !== undefined) {
+        return { ...graceful, forced: false };
+      }
+      killGroup(this.child, 'SIGKILL');
+      return { ...(await this.exitPromise), forced: true };
+    })();
+    return this.stopPromise;
+  }
+
+  /** Last-resort cleanup: SIGKILL the server's whole process group. */
+  killGroup(): void {
+    killGroup(this.child, 'SIGKILL');
+  }
+}
+
+/** A port that was free a moment ago (listen on 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        if (address !== null && typeof address === 'object') {
+          resolve(address.port);
+        } else {
+          reject(new Error('no port'));
+        }
+      });
+    });
+  });
+}
+
+function serverCommand(options: ServerOptions, kind: ServerKind, port: number): [string, string[]] {
+  const auth = options.auth ?? [];
+  if (kind === 'reference') {
+    if (options.lockedfiles !== undefined) {
+      throw new Error('--lockedfiles is not an option of git-annex 10.20250416 p2phttp');
+    }
+    const jobs = `-J${referenceJobs()}`;
+    return ['git-annex', ['p2phttp', '--bind', '127.0.0.1', '--port', String(port), jobs, ...auth]];
+  }
+  const args = [PROJECT_BIN, 'serve', '--bind', '127.0.0.1', '--port', String(port)];
+  args.push('--jobs', '4', '--repo', options.repo.dir, ...auth);
+  if (options.lockedfiles !== undefined) {
+    args.push('--lockedfiles', String(options.lockedfiles));
+  }
+  return [process.execPath, args];
+}
+
+/**
+ * `-J` of the reference server: 4 unless `E2E_REFERENCE_JOBS` says otherwise. git-annex
+ * 10.20250416 deadlocks when concurrent requests outnumber about half its slots (PROTOCOL.md §6.2,
+ * fixed in 10.20251114), so `get -J8` hangs against `-J4`; raise it to exercise the other tests.
+ */
+function referenceJobs(): number {
+  const jobs = Number(process.env.E2E_REFERENCE_JOBS ?? '4');
+  if (!Number.isInteger(jobs) || jobs < 2) {
+    throw new Error('E2E_REFERENCE_JOBS must be an integer >= 2');
+  }
+  return jobs;
+}
+
+function userEnv(users: Record<string, UserSpec> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, spec] of Object.entries(users)) {
+    env[`GIT_ANNEX_P2PHTTP_PASSWORD_${name}`] = spec.password;
+    if (spec.permissions !== undefined) {
+      env[`GIT_ANNEX_P2PHTTP_PERMISSIONS_${name}`] = spec.permissions;
+    }
+  }
+  return env;
+}
+
+/** Any HTTP answer at all to POST …/v4/gettimestamp means the server is up. */
+function answersHttp(port: number, uuid: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: `/git-annex/${uuid}/v4/gettimestamp?clientuuid=${randomUUID()}`,
+        headers: { 'content-length': '0' },
+        agent: false,
+        timeout: 2000,
+      },
+      (res) => {
+        res.resume();
+        resolve(true);
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}
+
+/**
+ * Starts the server (kind from options or `E2E_SERVER`) serving `options.repo`, waits until it
+ * answers HTTP (max 20 s) and returns it. Retries on another port if the chosen one was taken.
+ */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const kind = options.kind ?? serverKind();
+  for (let attempt = 1; ; attempt += 1) {
+    const port = options.port ?? (await freePort());
+    const [file, args] = serverCommand(options, kind, port);
+    const child = spawn(file, args, {
+      cwd: options.repo.dir,
+      env: options.sandbox.env(userEnv(options.users)),
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    track(child);
+    const server = new RunningServer(kind, port, options.repo, [file, ...args].join(' '), child);
+    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (await answersHttp(port, options.repo.uuid)) {
+        return server;
+      }
+      if (server.exited || Date.now() > deadline) {
+        break;
+      }
+      const failed = await Promise.race([spawnError, delay(50).then(() => undefined)]);
+      if (failed !== undefined) {
+        throw new Error(`cannot start ${server.describe()}: ${failed.message}`);
+      }
+    }
+    await server.stop();
+    const portTaken = /in use|EADDRINUSE/i.test(server.output());
+    if (portTaken && options.port === undefined && attempt < 3) {
+      continue;
+    }
+    throw new Error(`server did not answer within 20 s: ${server.describe()}`);
+  }
+}
+
+/**
+ * Stops the servers and checks what they left: returns the git-annex-shell processes still alive
+ * that mention `dirs` (polled for up to 3 s, to let /proc catch up), after SIGKILLing them so the
+ * next file starts clean. Only meaningful once no server that serves `dirs` is left running, so
+ * pass every server of the file (already stopped ones are fine).
+ */
+export async function stopAndCollectLeftovers(
+  servers: readonly (RunningServer | undefined)[],
+  dirs: readonly string[],
+): Promise<{ stops: StopResult[]; leftovers: ProcessInfo[] }> {
+  const running = servers.filter((s): s is RunningServer => s !== undefined);
+  const stops = await Promise.all(running.map((server) => server.stop()));
+  const deadline = Date.now() + 3000;
+  let leftovers = await liveAnnexShells(dirs);
+  while (leftovers.length > 0 && Date.now() < deadline) {
+    await delay(100);
+    leftovers = await liveAnnexShells(dirs);
+  }
+  killPids(leftovers.map((p) => p.pid));
+  for (const server of running) {
+    server.killGroup();
+  }
+  return { stops, leftovers };
+}
+
+/** Prints the server's output next to a failing test's error. */
+export function reportServerOutputOnFailure(
+  servers: () => readonly (RunningServer | undefined)[],
+): void {
+  beforeEach(({ onTestFailed }) => {
+    onTestFailed(() => {
+      for (const server of servers()) {
+        if (server !== undefined) {
+          console.error(server.describe());
+        }
+      }
+    });
+  });
+}
+
+/** Kills every process the harness started that is still alive (used by afterAll). */
+export function killAllTracked(): void {
+  for (const child of liveChildren) {
+    killGroup(child, 'SIGKILL');
+  }
+}
