@@ -54,11 +54,11 @@ describe('RepositoryRegistry with --repo', () => {
     const registry = new RepositoryRegistry({ repos: [join(a, 'sub', 'dir'), b], directories: [] });
     await registry.init();
     expect(registry.list()).toEqual([
-      { uuid: ua, path: a },
-      { uuid: ub, path: b },
+      { uuid: ua, path: a, kind: 'repository' },
+      { uuid: ub, path: b, kind: 'repository' },
     ]);
-    expect(await registry.lookup(ua)).toEqual({ uuid: ua, path: a });
-    expect(await registry.lookup(ub)).toEqual({ uuid: ub, path: b });
+    expect(await registry.lookup(ua)).toEqual({ uuid: ua, path: a, kind: 'repository' });
+    expect(await registry.lookup(ub)).toEqual({ uuid: ub, path: b, kind: 'repository' });
     expect(await registry.lookup('00000000-0000-0000-0000-000000000000')).toBeUndefined();
     expect(await registry.lookup('not a uuid/..')).toBeUndefined();
   });
@@ -132,10 +132,18 @@ describe('RepositoryRegistry with --directory', () => {
     await registry.init();
     expect(byPath(registry.list())).toEqual(
       byPath([
-        { uuid: uuids.top as string, path: join(root, 'top') },
-        { uuid: uuids.deep as string, path: join(root, 'group', 'team', 'deep') },
-        { uuid: uuids.nested as string, path: join(root, 'top', 'vendor', 'nested') },
-        { uuid: uuids.bare as string, path: join(root, 'group', 'bare.git') },
+        { uuid: uuids.top as string, path: join(root, 'top'), kind: 'repository' },
+        {
+          uuid: uuids.deep as string,
+          path: join(root, 'group', 'team', 'deep'),
+          kind: 'repository',
+        },
+        {
+          uuid: uuids.nested as string,
+          path: join(root, 'top', 'vendor', 'nested'),
+          kind: 'repository',
+        },
+        { uuid: uuids.bare as string, path: join(root, 'group', 'bare.git'), kind: 'repository' },
       ]),
     );
     expect(await registry.lookup(uuids.outside as string)).toBeUndefined();
@@ -161,6 +169,7 @@ describe('RepositoryRegistry with --directory', () => {
     expect(await registry.lookup(second)).toEqual({
       uuid: second,
       path: join(dir, 'sub', 'second'),
+      kind: 'repository',
     });
     expect(registry.list().map((r) => r.uuid)).toEqual([first, second]);
 
@@ -170,7 +179,11 @@ describe('RepositoryRegistry with --directory', () => {
     expect(await registry.lookup('11111111-2222-3333-4444-555555555555')).toBeUndefined();
     run('git', ['annex', 'init', '-q', 'third'], third);
     const thirdUuid = run('git', ['config', '--get', 'annex.uuid'], third);
-    expect(await registry.lookup(thirdUuid)).toEqual({ uuid: thirdUuid, path: third });
+    expect(await registry.lookup(thirdUuid)).toEqual({
+      uuid: thirdUuid,
+      path: third,
+      kind: 'repository',
+    });
 
     rmSync(join(dir, 'first'), { recursive: true, force: true });
     expect(await registry.lookup(first)).toBeUndefined();
@@ -214,7 +227,7 @@ describe('RepositoryRegistry with --directory', () => {
       log: (msg) => warnings.push(msg),
     });
     await registry.init();
-    expect(registry.list()).toEqual([{ uuid, path: join(dir, 'a') }]);
+    expect(registry.list()).toEqual([{ uuid, path: join(dir, 'a'), kind: 'repository' }]);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain(join(dir, 'b'));
     expect(warnings[0]).toContain(uuid);
