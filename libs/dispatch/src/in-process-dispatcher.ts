@@ -10,6 +10,9 @@ import {
   put,
   remove,
   unlockContent,
+  isStaleFailure,
+  type Lease,
+  type P2PConnection,
   type GetOutcome,
   type GetRequest,
   type PlusResult,
@@ -22,6 +25,9 @@ import {
 import { type Dispatcher, type DispatcherStats, type HeldLock } from './dispatcher';
 import { KeyedMutex } from './keyed-mutex';
 
+/** Operations that change nothing when repeated after a session died unanswered. */
+const RETRY = { retryOnStale: true };
+
 export class InProcessDispatcher implements Dispatcher {
   private readonly uploads = new KeyedMutex();
   private heldLocks = 0;
@@ -30,11 +36,11 @@ export class InProcessDispatcher implements Dispatcher {
   constructor(private readonly pool: SessionPool) {}
 
   checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
-    return this.pool.run(target, (c) => checkPresent(c, key), signal);
+    return this.pool.run(target, (c) => checkPresent(c, key), signal, RETRY);
   }
 
   getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
-    return this.pool.run(target, (c) => getTimestamp(c), signal);
+    return this.pool.run(target, (c) => getTimestamp(c), signal, RETRY);
   }
 
   remove(
@@ -43,13 +49,13 @@ export class InProcessDispatcher implements Dispatcher {
     before: number | undefined,
     signal?: AbortSignal,
   ): Promise<PlusResult> {
-    return this.pool.run(target, (c) => remove(c, key, before), signal);
+    return this.pool.run(target, (c) => remove(c, key, before), signal, RETRY);
   }
 
   putOffset(target: SessionTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
     return this.uploads.run(
       uploadKey(target, key),
-      () => this.pool.run(target, (c) => putOffset(c, key), signal),
+      () => this.pool.run(target, (c) => putOffset(c, key), signal, RETRY),
       signal,
     );
   }
@@ -90,16 +96,9 @@ export class InProcessDispatcher implements Dispatcher {
   }
 
   async lockContent(target: SessionTarget, key: string): Promise<HeldLock | null> {
-    const lease = await this.pool.lease(target, { counted: false });
-    let locked = false;
-    try {
-      locked = await lockContent(lease.connection, key);
-    } finally {
-      if (!locked) {
-        lease.release(lease.connection.finish());
-      }
-    }
+    const { lease, locked } = await this.takeLock(target, key);
     if (!locked) {
+      lease.release(lease.connection.finish());
       return null;
     }
     this.heldLocks += 1;
@@ -138,6 +137,24 @@ export class InProcessDispatcher implements Dispatcher {
         lost.push(listener);
       },
     };
+  }
+
+  /** LOCKCONTENT on a dedicated session; once more on a fresh one if a reused one was dead. */
+  private async takeLock(
+    target: SessionTarget,
+    key: string,
+  ): Promise<{ lease: Lease<P2PConnection>; locked: boolean }> {
+    for (let attempt = 0; ; attempt += 1) {
+      const lease = await this.pool.lease(target, { counted: false });
+      try {
+        return { lease, locked: await lockContent(lease.connection, key) };
+      } catch (error) {
+        lease.release(false);
+        if (!isStaleFailure(lease, error) || attempt > 0) {
+          throw error;
+        }
+      }
+    }
   }
 
   stats(): DispatcherStats {

@@ -50,6 +50,7 @@ export class P2PConnection {
   private failure: Error | null = null;
   private stderrTail = '';
   private negotiatedVersion = 0;
+  private answeredValue = false;
   private readonly closeListeners: Array<(error: Error) => void> = [];
   /** Time of the last state change to idle, for pool bookkeeping. */
   lastUsed = Date.now();
@@ -138,6 +139,12 @@ export class P2PConnection {
       throw new P2PError('P2P_BUSY', `connection is ${this.stateValue}, not idle`);
     }
     this.stateValue = 'busy';
+    this.answeredValue = false;
+  }
+
+  /** Whether the peer said anything since the current operation began. */
+  get answered(): boolean {
+    return this.answeredValue;
   }
 
   /**
@@ -252,6 +259,7 @@ export class P2PConnection {
       return;
     }
     for (const event of parsed) {
+      this.answeredValue = true;
       if (this.stateValue === 'idle') {
         // A peer speaking while no operation asked it to is out of protocol.
         this.fail(new ProtocolError(`unsolicited ${describeEvent(event)} from peer`));

@@ -32,6 +32,8 @@ export interface PoolOptions<C extends Poolable> {
 export interface Lease<C> {
   readonly connection: C;
   readonly key: string;
+  /** Whether the connection had served earlier leases (it may have died while idle). */
+  readonly reused: boolean;
   /** Gives the connection back: kept idle when `reusable`, closed otherwise. Idempotent. */
   release(reusable: boolean): void;
 }
@@ -94,9 +96,10 @@ export class ConnectionPool<C extends Poolable> {
       this.uncounted += 1;
     }
     let connection: C;
+    let reused: boolean;
     try {
       this.assertOpen();
-      connection = await this.obtain(key);
+      ({ connection, reused } = await this.obtain(key));
     } catch (error) {
       this.freeSlot(counted);
       throw error;
@@ -105,6 +108,7 @@ export class ConnectionPool<C extends Poolable> {
     return {
       connection,
       key,
+      reused,
       release: (reusable: boolean) => {
         if (released) {
           return;
@@ -216,7 +220,7 @@ export class ConnectionPool<C extends Poolable> {
     }
   }
 
-  private async obtain(key: string): Promise<C> {
+  private async obtain(key: string): Promise<{ connection: C; reused: boolean }> {
     for (;;) {
       const idle = this.idle.take(key);
       if (!idle) {
@@ -225,7 +229,7 @@ export class ConnectionPool<C extends Poolable> {
       if (!idle.closed) {
         this.counters.reused += 1;
         this.scheduleIdleTimer();
-        return idle;
+        return { connection: idle, reused: true };
       }
     }
     let connection: C;
@@ -245,7 +249,7 @@ export class ConnectionPool<C extends Poolable> {
       connection.close(new P2PError('P2P_POOL_CLOSED', 'server is shutting down'));
       throw new P2PError('P2P_POOL_CLOSED', 'server is shutting down');
     }
-    return connection;
+    return { connection, reused: false };
   }
 
   private giveBack(key: string, connection: C, reusable: boolean): void {

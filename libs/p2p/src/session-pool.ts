@@ -4,6 +4,7 @@
  * clean or closes it, whatever the operation did.
  */
 import { P2PConnection } from './connection';
+import { ConnectionClosedError } from './errors';
 import { type Connector } from './local-connector';
 import { ConnectionPool, type Lease, type PoolStats } from './pool';
 import { poolKey, targetOfKey, type SessionTarget } from './pool-key';
@@ -38,20 +39,32 @@ export class SessionPool {
     return lease;
   }
 
-  /** Runs one operation on a pooled connection. */
+  /**
+   * Runs one operation on a pooled connection. An idle session can die unnoticed (its process
+   * exited a moment before it was reused): when a reused session turns out to be closed before the
+   * operation got any answer, the operation runs once more on a fresh session. Only operations
+   * that are safe to repeat may pass `retryOnStale` (not an upload, whose body is consumed).
+   */
   async run<T>(
     target: SessionTarget,
     operation: (connection: P2PConnection) => Promise<T>,
     signal?: AbortSignal,
+    options: { retryOnStale?: boolean } = {},
   ): Promise<T> {
-    const lease = await this.lease(target, { signal });
-    let reusable = false;
-    try {
-      const result = await operation(lease.connection);
-      reusable = lease.connection.finish();
-      return result;
-    } finally {
-      lease.release(reusable);
+    for (let attempt = 0; ; attempt += 1) {
+      const lease = await this.lease(target, { signal });
+      let reusable = false;
+      try {
+        const result = await operation(lease.connection);
+        reusable = lease.connection.finish();
+        return result;
+      } catch (error) {
+        if (!(isStaleFailure(lease, error) && options.retryOnStale && attempt === 0)) {
+          throw error;
+        }
+      } finally {
+        lease.release(reusable);
+      }
     }
   }
 
@@ -73,4 +86,9 @@ export class SessionPool {
       timeoutMs: this.options.handshakeTimeoutMs,
     });
   }
+}
+
+/** The lease's session was reused, and died before answering anything: the peer saw nothing. */
+export function isStaleFailure(lease: Lease<P2PConnection>, error: unknown): boolean {
+  return lease.reused && error instanceof ConnectionClosedError && !lease.connection.answered;
 }

@@ -318,3 +318,49 @@ async function checkPresentOn(connection: P2PConnection, key: string): Promise<b
   connection.finish();
   return present;
 }
+
+describe('SessionPool with a session that died while idle', () => {
+  it('runs a repeatable operation again on a fresh session', async () => {
+    const pool = new SessionPool({
+      connector: new LocalShellConnector(),
+      maxActive: 1,
+      maxIdle: 1,
+    });
+    try {
+      await waitFor(() => shellProcesses(repo.path).length === 0);
+      expect(await pool.run(target(), (c) => checkPresent(c, helloKey))).toBe(true);
+      const [pid] = shellProcesses(repo.path);
+      expect(shellProcesses(repo.path)).toHaveLength(1);
+      expect(pid).toBeDefined();
+      // Killed and reused in the same tick: the pool cannot have noticed the exit yet.
+      process.kill(pid ?? 0, 'SIGKILL');
+      const present = await pool.run(target(), (c) => checkPresent(c, helloKey), undefined, {
+        retryOnStale: true,
+      });
+      expect(present).toBe(true);
+      expect(pool.stats().opened).toBe(2);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('reports the failure when the operation may not be repeated', async () => {
+    const pool = new SessionPool({
+      connector: new LocalShellConnector(),
+      maxActive: 1,
+      maxIdle: 1,
+    });
+    try {
+      await waitFor(() => shellProcesses(repo.path).length === 0);
+      await pool.run(target(), (c) => checkPresent(c, helloKey));
+      const [pid] = shellProcesses(repo.path);
+      expect(shellProcesses(repo.path)).toHaveLength(1);
+      process.kill(pid ?? 0, 'SIGKILL');
+      await expect(pool.run(target(), (c) => checkPresent(c, helloKey))).rejects.toMatchObject({
+        code: 'P2P_CONNECTION_CLOSED',
+      });
+    } finally {
+      await pool.close();
+    }
+  });
+});
