@@ -45,7 +45,7 @@ export async function startEmbeddedServer(
   });
   await registry.init();
   const pool = new SessionPool({
-    connector: new LocalShellConnector({ debug: options.debug }),
+    connector: new LocalShellConnector({ debug: options.debug, clusterJobs: options.clusterJobs }),
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });

@@ -28,8 +28,25 @@ export const KILL_GRACE_MS = 3000;
 
 const MODE_VARIABLES = ['GIT_ANNEX_SHELL_READONLY', 'GIT_ANNEX_SHELL_APPENDONLY'] as const;
 
-export function shellEnvironment(base: NodeJS.ProcessEnv, mode: ServerMode): NodeJS.ProcessEnv {
+/**
+ * git-annex-shell's environment for a session: the server mode (PROTOCOL.md §1.6), and with
+ * `clusterJobs` > 1 the git config `annex.jobs`, which bounds how many cluster nodes a
+ * `p2pstdio --uuid <cluster>` session reaches at once (git-annex-shell has no option for it; a
+ * session for a plain repository or a single proxied remote ignores it).
+ */
+export function shellEnvironment(
+  base: NodeJS.ProcessEnv,
+  mode: ServerMode,
+  clusterJobs = 1,
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...base };
+  if (clusterJobs > 1) {
+    const count = Number(env.GIT_CONFIG_COUNT ?? '0');
+    const index = Number.isInteger(count) && count >= 0 ? count : 0;
+    env[`GIT_CONFIG_KEY_${index}`] = 'annex.jobs';
+    env[`GIT_CONFIG_VALUE_${index}`] = String(clusterJobs);
+    env.GIT_CONFIG_COUNT = String(index + 1);
+  }
   for (const name of MODE_VARIABLES) {
     delete env[name];
   }
@@ -45,7 +62,12 @@ export function shellEnvironment(base: NodeJS.ProcessEnv, mode: ServerMode): Nod
 
 export class LocalShellConnector implements Connector {
   constructor(
-    private readonly options: { command?: string; env?: NodeJS.ProcessEnv; debug?: boolean } = {},
+    private readonly options: {
+      command?: string;
+      env?: NodeJS.ProcessEnv;
+      debug?: boolean;
+      clusterJobs?: number;
+    } = {},
   ) {}
 
   connect(target: ConnectTarget): Transport {
@@ -56,7 +78,7 @@ export class LocalShellConnector implements Connector {
     }
     const child = spawn(command, args, {
       cwd: target.repoPath,
-      env: shellEnvironment(this.options.env ?? process.env, target.mode),
+      env: shellEnvironment(this.options.env ?? process.env, target.mode, this.options.clusterJobs),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const exited = new Promise<void>((resolve) => {
