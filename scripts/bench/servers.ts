@@ -5,12 +5,11 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { answersHttp, requestJson } from './http';
 import { hasExited, spawnTracked, stopProcess } from './processes';
 import type { Sandbox, ServedRepo } from './repos';
-import { delay, projectRoot, tail } from './util';
+import { delay, freePort, projectRoot, tail } from './util';
 
 export type Role = 'reference' | 'project' | 'ceiling';
 
@@ -187,24 +186,6 @@ export interface ServerStats {
   pool: PoolStats;
   locks: number;
   keeplocked: number;
-}
-
-/** A port that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address !== null && typeof address === 'object') {
-          resolve(address.port);
-        } else {
-          reject(new Error('no port'));
-        }
-      });
-    });
-  });
 }
 
 export interface StartOptions {

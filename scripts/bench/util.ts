@@ -3,6 +3,7 @@
  * random generator (so a stress run can be replayed), number formatting and medians.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 
 export const KiB = 1024;
@@ -113,4 +114,22 @@ export function errorMessage(error: unknown): string {
 /** The last `max` characters of a text (command output in error messages). */
 export function tail(text: string, max = 2000): string {
   return text.length <= max ? text : `…${text.slice(text.length - max)}`;
+}
+
+/** A port that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        if (address !== null && typeof address === 'object') {
+          resolve(address.port);
+        } else {
+          reject(new Error('no port'));
+        }
+      });
+    });
+  });
 }

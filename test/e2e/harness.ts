@@ -23,10 +23,12 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import * as http from 'node:http';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { beforeEach } from 'vitest';
+import { freePort } from '../../scripts/bench/util';
+
+export { freePort };
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 export const PROJECT_BIN = path.join(PROJECT_ROOT, 'bin', 'annex-p2phttp.js');
@@ -681,24 +683,6 @@ export class RunningServer {
   killGroup(): void {
     killGroup(this.child, 'SIGKILL');
   }
-}
-
-/** A port that was free a moment ago (listen on 0, read it, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address !== null && typeof address === 'object') {
-          resolve(address.port);
-        } else {
-          reject(new Error('no port'));
-        }
-      });
-    });
-  });
 }
 
 function serverCommand(options: ServerOptions, kind: ServerKind, port: number): [string, string[]] {
