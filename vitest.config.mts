@@ -1,7 +1,8 @@
+import { readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
-const libs = ['protocol', 'p2p', 'locks', 'dispatch', 'config'];
+const libs = readdirSync(resolve(import.meta.dirname, 'libs'));
 const alias = Object.fromEntries(
   libs.map((name) => [
     `@annex-p2phttp/${name}`,

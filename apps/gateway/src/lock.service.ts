@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type Dispatcher, type HeldLock } from '@annex-p2phttp/dispatch';
-import { type LockStore } from '@annex-p2phttp/locks';
+import { type LockKeeper, type LockStore, type RetentionLocks } from '@annex-p2phttp/locks';
 import { type SessionTarget } from '@annex-p2phttp/p2p';
 
 export const LOCK_TTL_MS = 10 * 60_000;
@@ -24,7 +24,7 @@ export interface LockServiceOptions {
   readonly now?: () => number;
 }
 
-export class LockService {
+export class LockService implements RetentionLocks {
   private readonly held = new Map<string, Held>();
   private readonly ttlMs: number;
   private readonly now: () => number;
@@ -85,7 +85,7 @@ export class LockService {
    * Starts keeping a lock held (a keeplocked request). Returns null for an unknown or expired
    * lockid; otherwise a handle whose `end` stops keeping (the lock then expires `ttlMs` later).
    */
-  async keep(lockid: string): Promise<{ end(): Promise<void> } | null> {
+  async keep(lockid: string): Promise<LockKeeper | null> {
     const held = this.held.get(lockid);
     if (!held || !(await this.store.get(lockid))) {
       return null;
@@ -121,6 +121,10 @@ export class LockService {
 
   get size(): number {
     return this.held.size;
+  }
+
+  count(): Promise<number> {
+    return Promise.resolve(this.held.size);
   }
 
   /** Releases every lock (on shutdown). */

@@ -27,10 +27,10 @@ import {
   type User,
 } from '@annex-p2phttp/config';
 import { type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
+import { type RetentionLocks } from '@annex-p2phttp/locks';
 import { type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
 import { badRequest, HttpError, notFound } from './http-error';
-import { type LockService } from './lock.service';
 import {
   associatedFileParam,
   bypassParam,
@@ -66,7 +66,7 @@ const POST_OPERATIONS = new Set<Operation>([
 export interface ApiContext {
   readonly registry: RepositoryRegistry;
   readonly dispatcher: Dispatcher;
-  readonly locks: LockService;
+  readonly locks: RetentionLocks;
   readonly policy: AuthPolicy;
   readonly users: Map<string, User>;
 }
@@ -88,10 +88,10 @@ export class P2pHttpService {
 
   constructor(private readonly context: ApiContext) {}
 
-  stats(): ServiceStats {
+  async stats(): Promise<ServiceStats> {
     return {
       pool: this.context.dispatcher.stats(),
-      locks: this.context.locks.size,
+      locks: await this.context.locks.count(),
       keeplocked: this.openKeepLocked,
     };
   }

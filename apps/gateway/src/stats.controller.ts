@@ -13,7 +13,7 @@ export class StatsController {
 
   @Get('stats')
   @Header('content-type', 'application/json;charset=utf-8')
-  stats(): ServiceStats {
+  stats(): Promise<ServiceStats> {
     return this.service.stats();
   }
 }

@@ -1,2 +1,3 @@
 export * from './lock-store';
 export * from './memory-lock-store';
+export * from './retention-locks';

@@ -1,0 +1,34 @@
+/**
+ * What the gateway asks of retention locks (DESIGN.md "Locks"), whoever holds them: the embedded
+ * server holds the repository-side locks in its own process; in cluster mode the lock-service
+ * does, and the gateway only talks to it and to the LockStore.
+ */
+export interface LockTarget {
+  /** The repository path on the machine that holds the lock. */
+  readonly repoPath: string;
+  readonly serverUuid: string;
+  readonly clientUuid: string;
+  readonly bypass: readonly string[];
+  readonly version: number;
+  readonly mode: 'full' | 'readonly' | 'appendonly';
+}
+
+/** Keeps a lock held while a keeplocked request is open; `end` when the request goes away. */
+export interface LockKeeper {
+  end(): Promise<void>;
+}
+
+export interface RetentionLocks {
+  /** Takes a retention lock; the lockid, or null when refused (absent, or too many locks). */
+  lock(target: LockTarget, key: string): Promise<string | null>;
+  /** Whether a live lock covers the key: removal must then be refused. */
+  isLocked(serverUuid: string, key: string): Promise<boolean>;
+  /** Starts keeping a lock held; null for an unknown or expired lockid. */
+  keep(lockid: string): Promise<LockKeeper | null>;
+  /** Releases a lock now; a no-op for an unknown lockid. */
+  unlock(lockid: string): Promise<void>;
+  /** Number of live locks (this process's, or the deployment's). */
+  count(): Promise<number>;
+  /** Stops: releases what this process holds. */
+  close(): Promise<void>;
+}
