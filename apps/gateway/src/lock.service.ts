@@ -29,6 +29,7 @@ export class LockService implements RetentionLocks {
   private readonly ttlMs: number;
   private readonly now: () => number;
   private closed = false;
+  private expiredCount = 0;
 
   constructor(
     private readonly store: LockStore,
@@ -119,6 +120,11 @@ export class LockService implements RetentionLocks {
     await held?.lock.release();
   }
 
+  /** Locks released because they expired, since start. */
+  get expirations(): number {
+    return this.expiredCount;
+  }
+
   get size(): number {
     return this.held.size;
   }
@@ -147,6 +153,9 @@ export class LockService implements RetentionLocks {
     if (record && held && record.expiresAt > this.now()) {
       this.schedule(lockid, held, record.expiresAt);
       return;
+    }
+    if (held) {
+      this.expiredCount += 1;
     }
     await this.unlock(lockid);
   }

@@ -18,8 +18,11 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { loadUsers, RepositoryRegistry, type ServeOptions } from '@annex-p2phttp/config';
 import { InProcessDispatcher } from '@annex-p2phttp/dispatch';
 import { MemoryLockStore } from '@annex-p2phttp/locks';
+import { CounterMirror, Metrics, mirrorPool } from '@annex-p2phttp/metrics';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { GatewayModule } from './app.module';
+import { type ReadinessCheck } from './health.controller';
+import { instrumentHttp } from './http-metrics';
 import { LockService } from './lock.service';
 import { P2pHttpService } from './p2phttp.service';
 
@@ -28,6 +31,7 @@ export interface RunningServer {
   readonly app: NestFastifyApplication;
   readonly pool: SessionPool;
   readonly locks: LockService;
+  readonly metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -61,6 +65,24 @@ export async function startEmbeddedServer(
     users: loadUsers(env),
   });
 
+  const metrics = new Metrics('embedded');
+  mirrorPool(metrics, () => dispatcher.stats());
+  const expirations = new CounterMirror(metrics.lockExpirations);
+  metrics.onCollect(async () => {
+    const stats = await service.stats();
+    metrics.locksLive.set(stats.locks);
+    metrics.keepLockedOpen.set(stats.keeplocked);
+    expirations.update(locks.expirations);
+  });
+  let closing: Promise<void> | null = null;
+  const readiness = (): Promise<ReadinessCheck[]> => {
+    const served = registry.list().filter((repo) => repo.kind === 'repository').length;
+    return Promise.resolve([
+      { name: 'accepting', ok: closing === null, detail: closing ? 'shutting down' : undefined },
+      { name: 'repositories', ok: served > 0, detail: `${served} served` },
+    ]);
+  };
+
   const adapter = new FastifyAdapter({
     https: httpsOptions(options),
     // keeplocked is a long poll and uploads can be long: no request timeout, as the client
@@ -74,7 +96,7 @@ export async function startEmbeddedServer(
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 10_000 },
   });
   const app = await NestFactory.create<NestFastifyApplication>(
-    GatewayModule.forRoot(service),
+    GatewayModule.forRoot(service, { metrics, readiness }),
     adapter,
     {
       bodyParser: false,
@@ -85,12 +107,12 @@ export async function startEmbeddedServer(
   // Request bodies are octet streams read by the handlers themselves (put, keeplocked).
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  instrumentHttp(fastify, metrics);
   await app.init();
 
   const { urls, extra } = await listen(app, options);
   configureTimeouts(app.getHttpServer());
 
-  let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
       // Stop accepting; requests in flight (a keeplocked long poll among them) get a grace
@@ -112,7 +134,7 @@ export async function startEmbeddedServer(
     })();
     return closing;
   };
-  return { urls, app, pool, locks, close };
+  return { urls, app, pool, locks, metrics, close };
 }
 
 function httpsOptions(options: ServeOptions) {

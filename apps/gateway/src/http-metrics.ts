@@ -1,0 +1,81 @@
+/**
+ * HTTP metrics for every request the gateway answers: count and duration by route, API version,
+ * method and status, and bytes moved on the connection. Labels come from a fixed vocabulary (the
+ * API's operation names and versions), never from keys, uuids or whatever a client puts in a path,
+ * so that a scan of random URLs cannot blow up the number of series.
+ */
+import { type Socket } from 'node:net';
+import { type Metrics } from '@annex-p2phttp/metrics';
+import { type FastifyInstance, type FastifyRequest } from 'fastify';
+
+const OPERATIONS = new Set([
+  'checkpresent',
+  'put',
+  'putoffset',
+  'remove',
+  'remove-before',
+  'gettimestamp',
+  'lockcontent',
+  'keeplocked',
+]);
+const VERSIONS = new Set(['v0', 'v1', 'v2', 'v3', 'v4']);
+const OWN_ROUTES = new Set(['/metrics', '/healthz', '/readyz', '/stats']);
+
+interface Started {
+  readonly at: bigint;
+  readonly written: number;
+  readonly read: number;
+}
+
+const started = new WeakMap<FastifyRequest, Started>();
+
+/** The route and version labels of a request. */
+export function routeLabels(request: FastifyRequest): { route: string; version: string } {
+  const params = (request.params ?? {}) as Record<string, string | undefined>;
+  const pattern = request.routeOptions.url;
+  if (pattern === undefined) {
+    return { route: 'unmatched', version: 'none' };
+  }
+  if (OWN_ROUTES.has(pattern)) {
+    return { route: pattern.slice(1), version: 'none' };
+  }
+  const version =
+    params.version === undefined
+      ? 'none'
+      : VERSIONS.has(params.version)
+        ? params.version
+        : 'unknown';
+  if (pattern.endsWith('/key/:key')) {
+    return { route: 'get', version };
+  }
+  const op = params.op;
+  return { route: op !== undefined && OPERATIONS.has(op) ? op : 'unknown', version };
+}
+
+export function instrumentHttp(fastify: FastifyInstance, metrics: Metrics): void {
+  fastify.addHook('onRequest', (request, _reply, done) => {
+    const socket = request.raw.socket as Socket | null;
+    started.set(request, {
+      at: process.hrtime.bigint(),
+      written: socket?.bytesWritten ?? 0,
+      read: socket?.bytesRead ?? 0,
+    });
+    done();
+  });
+  fastify.addHook('onResponse', (request, reply, done) => {
+    const start = started.get(request);
+    if (start) {
+      const { route, version } = routeLabels(request);
+      const method = request.method;
+      const seconds = Number(process.hrtime.bigint() - start.at) / 1e9;
+      metrics.httpRequests.inc({ route, version, method, status: String(reply.statusCode) });
+      metrics.httpDuration.observe({ route, version, method }, seconds);
+      const socket = request.raw.socket as Socket | null;
+      if (socket) {
+        metrics.httpSentBytes.inc({ route }, Math.max(0, socket.bytesWritten - start.written));
+        metrics.httpReceivedBytes.inc({ route }, Math.max(0, socket.bytesRead - start.read));
+      }
+    }
+    done();
+  });
+}
