@@ -75,6 +75,8 @@ interface Resolved {
   readonly repoPath: string;
   readonly serverUuid: string;
   readonly mode: ServerMode;
+  /** The uuid is the repository's own, not a proxied remote or cluster. */
+  readonly direct: boolean;
 }
 
 export interface ServiceStats {
@@ -123,6 +125,7 @@ export class P2pHttpService {
       bypass: bypassParam(query),
       version,
       mode: resolved.mode,
+      direct: resolved.direct,
     });
     const { dispatcher, locks } = this.context;
     switch (operation) {
@@ -203,6 +206,7 @@ export class P2pHttpService {
       bypass: version === null ? [] : bypassParam(query),
       version: version ?? 4,
       mode: resolved.mode,
+      direct: resolved.direct,
     };
     const outcome = await this.context.dispatcher.get(
       target,
@@ -320,6 +324,7 @@ export class P2pHttpService {
       repoPath: repository.path,
       serverUuid: repository.uuid,
       mode: this.mode(decision.user),
+      direct: repository.kind === 'repository',
     };
   }
 

@@ -11,6 +11,8 @@ import {
   remove,
   unlockContent,
   isStaleFailure,
+  ObjectFiles,
+  readObject,
   type Lease,
   type P2PConnection,
   type GetOutcome,
@@ -33,9 +35,18 @@ export class InProcessDispatcher implements Dispatcher {
   private heldLocks = 0;
   private streams = 0;
 
+  private readonly objects = new ObjectFiles();
+
   constructor(private readonly pool: SessionPool) {}
 
-  checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
+  /**
+   * Content plainly present in the repository's own object files is answered from disk; anything
+   * else (absent there, a proxied remote, a cluster) is asked of git-annex.
+   */
+  async checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
+    if (target.direct && (await this.objects.locate(target.repoPath, key)) !== undefined) {
+      return true;
+    }
     return this.pool.run(target, (c) => checkPresent(c, key), signal, RETRY);
   }
 
@@ -69,6 +80,18 @@ export class InProcessDispatcher implements Dispatcher {
   }
 
   async get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome> {
+    if (target.direct) {
+      const file = await this.objects.locate(target.repoPath, request.key);
+      const read = file && (await readObject(file, request.offset, request.signalInvalid));
+      if (read) {
+        this.streams += 1;
+        void read.done.then(
+          () => (this.streams -= 1),
+          () => (this.streams -= 1),
+        );
+        return { kind: 'data', ...read };
+      }
+    }
     const lease = await this.pool.lease(target, { signal });
     let outcome: GetOutcome;
     try {

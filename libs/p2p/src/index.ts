@@ -7,3 +7,4 @@ export * from './pool';
 export * from './pool-key';
 export * from './operations';
 export * from './session-pool';
+export * from './object-files';

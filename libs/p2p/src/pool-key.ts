@@ -12,6 +12,11 @@ export interface SessionTarget {
   readonly bypass: readonly string[];
   readonly version: number;
   readonly mode: ServerMode;
+  /**
+   * The served uuid is the repository's own (not a proxied remote or a cluster), so its object
+   * files may be read directly. Not part of the pool key.
+   */
+  readonly direct?: boolean;
 }
 
 export function poolKey(target: SessionTarget): string {

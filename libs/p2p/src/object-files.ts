@@ -1,0 +1,224 @@
+/**
+ * Reading a repository's own object files directly (PROTOCOL.md §3), so that a GET or a
+ * checkpresent of content that is plainly there needs no git-annex-shell session. git-annex
+ * stores a key's content at `<gitdir>/annex/objects/<H>/<F>/<F>`, where F escapes the key and H is
+ * one of two hash directory layouts; both are probed, and anything not found there is left to
+ * git-annex itself. Only complete objects live there (git-annex moves content in from `tmp/` once
+ * verified), so an object file found is content that may be sent.
+ */
+import { createHash } from 'node:crypto';
+import { constants, type Stats } from 'node:fs';
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { parseKey } from '@annex-p2phttp/protocol';
+
+const MIXED_ALPHABET = '0123456789zqjxkmvwgpfZQJXKMVWGPF';
+
+/** The object file (and directory) name of a key: `&`→`&a`, `%`→`&s`, `:`→`&c`, `/`→`%`. */
+export function objectFileName(key: string): string {
+  let out = '';
+  for (const ch of key) {
+    switch (ch) {
+      case '&':
+        out += '&a';
+        break;
+      case '%':
+        out += '&s';
+        break;
+      case ':':
+        out += '&c';
+        break;
+      case '/':
+        out += '%';
+        break;
+      default:
+        out += ch;
+    }
+  }
+  return out;
+}
+
+/** The key as hashed for its directory: without the chunk fields, so chunks share a directory. */
+export function unchunkedKey(key: string): string {
+  const info = parseKey(key);
+  if (info.chunkSize === undefined && info.chunkNumber === undefined) {
+    return key;
+  }
+  let out = info.variety;
+  if (info.size !== undefined) {
+    out += `-s${info.size}`;
+  }
+  if (info.mtime !== undefined) {
+    out += `-m${info.mtime}`;
+  }
+  return `${out}--${info.name}`;
+}
+
+/** Both hash directory layouts of a key: `hashdirlower` (`d91/b11`) and `hashdirmixed` (`mK/4w`). */
+export function hashDirectories(key: string): { lower: string; mixed: string } {
+  const digest = createHash('md5').update(unchunkedKey(key), 'utf8').digest();
+  const hex = digest.toString('hex');
+  const w = digest.readUInt32LE(0);
+  const letter = (shift: number) => MIXED_ALPHABET[(w >>> shift) & 31];
+  return {
+    lower: `${hex.slice(0, 3)}/${hex.slice(3, 6)}`,
+    mixed: `${letter(6)}${letter(0)}/${letter(18)}${letter(12)}`,
+  };
+}
+
+/** Finds the object files of a repository's keys; caches each repository's git directory. */
+export class ObjectFiles {
+  private readonly gitDirs = new Map<string, Promise<string>>();
+
+  /** The path of the key's object file if it is present, else undefined. */
+  async locate(repoPath: string, key: string): Promise<string | undefined> {
+    const objects = path.join(await this.gitDir(repoPath), 'annex', 'objects');
+    const name = objectFileName(key);
+    const dirs = hashDirectories(key);
+    for (const hash of [dirs.mixed, dirs.lower]) {
+      const file = path.join(objects, hash, name, name);
+      try {
+        if ((await stat(file)).isFile()) {
+          return file;
+        }
+      } catch {
+        // Not in this layout.
+      }
+    }
+    return undefined;
+  }
+
+  private gitDir(repoPath: string): Promise<string> {
+    let dir = this.gitDirs.get(repoPath);
+    if (!dir) {
+      dir = findGitDir(repoPath);
+      this.gitDirs.set(repoPath, dir);
+      dir.catch(() => this.gitDirs.delete(repoPath));
+    }
+    return dir;
+  }
+}
+
+/** `REPO/.git` (a directory, or a file naming one) for a repository with a work tree; else REPO. */
+async function findGitDir(repoPath: string): Promise<string> {
+  const dotGit = path.join(repoPath, '.git');
+  let info: Stats;
+  try {
+    info = await stat(dotGit);
+  } catch {
+    return repoPath;
+  }
+  if (info.isDirectory()) {
+    return dotGit;
+  }
+  const text = await readFile(dotGit, 'utf8');
+  const match = /^gitdir:\s*(.+?)\s*$/m.exec(text);
+  return match ? path.resolve(repoPath, match[1]!) : repoPath;
+}
+
+export interface ObjectRead {
+  readonly length: number;
+  readonly body: Readable;
+  /** Settles when the body ended or was destroyed; the file is closed by then. */
+  readonly done: Promise<void>;
+}
+
+/** Bytes read per chunk: large enough for few syscalls, small enough for many parallel GETs. */
+const CHUNK = 256 * 1024;
+
+/**
+ * Streams an object file from `offset`. When `signalInvalid`, a file that changed while it was
+ * being sent (an unlocked file modified in place: its size, mtime or inode moved) ends one byte
+ * short, the API's signal of invalid content, as git-annex's own VALID/INVALID check would.
+ * Returns undefined if the file vanished before it could be opened.
+ */
+export async function readObject(
+  file: string,
+  offset: number,
+  signalInvalid: boolean,
+): Promise<ObjectRead | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  let before: Stats;
+  try {
+    before = await handle.stat();
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+  const start = Math.min(offset, before.size);
+  const length = before.size - start;
+  let position = start;
+  let settle!: (error?: Error) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    settle = (error) => (error ? reject(error) : resolve());
+  });
+  done.catch(() => undefined);
+  const body = new Readable({
+    highWaterMark: CHUNK,
+    read() {
+      const remaining = start + length - position;
+      if (remaining <= 0) {
+        this.push(null);
+        return;
+      }
+      const size = Math.min(CHUNK, remaining);
+      handle.read(Buffer.allocUnsafe(size), 0, size, position).then(
+        async ({ bytesRead, buffer }) => {
+          if (bytesRead === 0) {
+            // Truncated under us: the body ends short, which the client sees as invalid.
+            this.push(null);
+            return;
+          }
+          position += bytesRead;
+          let chunk = bytesRead === size ? buffer : buffer.subarray(0, bytesRead);
+          if (
+            position === start + length &&
+            signalInvalid &&
+            (await changed(handle, file, before))
+          ) {
+            chunk = chunk.subarray(0, chunk.length - 1);
+          }
+          if (chunk.length > 0) {
+            this.push(chunk);
+          }
+          if (position === start + length) {
+            this.push(null);
+          }
+        },
+        (error: Error) => this.destroy(error),
+      );
+    },
+    destroy(error, callback) {
+      handle.close().then(
+        () => callback(error),
+        () => callback(error),
+      );
+    },
+  });
+  body.once('close', () => settle(body.readableEnded ? undefined : new Error('body destroyed')));
+  if (length === 0) {
+    body.push(null);
+  }
+  return { length, body, done };
+}
+
+/** Whether the file changed since `before`: through the open handle, or replaced at its path. */
+async function changed(handle: FileHandle, file: string, before: Stats): Promise<boolean> {
+  try {
+    const [now, atPath] = await Promise.all([handle.stat(), stat(file)]);
+    return (
+      now.size !== before.size ||
+      now.mtimeMs !== before.mtimeMs ||
+      atPath.ino !== before.ino ||
+      atPath.dev !== before.dev
+    );
+  } catch {
+    return true;
+  }
+}

@@ -1,0 +1,124 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashDirectories, objectFileName, ObjectFiles, readObject } from '@annex-p2phttp/p2p';
+import { GIT_ENV, makeRepo, run, type TestRepo } from './support';
+
+async function drain(body: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) {
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+const KEYS = [
+  'SHA256E-s1048576--5e1f3c0f6a4a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c.bin',
+  'SHA256E-s10-S5-C2--abcdef.txt',
+  'WORM-s3-m1700000000--a/b&c:d%e',
+  'URL--http://example.com/a,32b/c',
+  'MD5-s0--d41d8cd98f00b204e9800998ecf8427e',
+];
+
+describe('object file names and hash directories', () => {
+  let repo: TestRepo;
+  beforeAll(() => {
+    repo = makeRepo('object-files-');
+  });
+  afterAll(() => repo.remove());
+
+  it.each(KEYS)('match git-annex examinekey for %s', (key) => {
+    const out = execFileSync(
+      'git',
+      ['annex', 'examinekey', key, '--format=${hashdirlower}\\n${hashdirmixed}\\n${objectpath}\\n'],
+      { cwd: repo.path, env: GIT_ENV, encoding: 'utf8' },
+    ).split('\n');
+    const dirs = hashDirectories(key);
+    expect(`${dirs.lower}/`).toBe(out[0]);
+    expect(`${dirs.mixed}/`).toBe(out[1]);
+    const name = objectFileName(key);
+    expect(out[2]).toBe(`.git/annex/objects/${dirs.mixed}/${name}/${name}`);
+    expect(name).not.toContain('/');
+  });
+
+  it('escapes the characters git-annex escapes', () => {
+    expect(objectFileName('WORM-s3--a/b&c:d%e')).toBe('WORM-s3--a%b&ac&cd&se');
+  });
+});
+
+describe('ObjectFiles and readObject', () => {
+  let repo: TestRepo;
+  let bare: string;
+  let key: string;
+  const content = Buffer.alloc(600_000, 7).fill(9, 300_000);
+
+  beforeAll(() => {
+    repo = makeRepo('object-read-');
+    key = repo.add('data.bin', content);
+    bare = mkdtempSync(join(tmpdir(), 'object-bare-'));
+    run(bare, 'git', ['clone', '-q', '--bare', repo.path, '.']);
+    run(bare, 'git', ['annex', 'init', '-q', 'bare']);
+    run(repo.path, 'git', ['remote', 'add', 'bare', bare]);
+    run(repo.path, 'git', ['annex', 'copy', '-q', '--to', 'bare', 'data.bin']);
+  });
+  afterAll(() => {
+    repo.remove();
+    rmSync(bare, { recursive: true, force: true });
+  });
+
+  it('finds present objects in work-tree and bare repositories, and nothing else', async () => {
+    const files = new ObjectFiles();
+    const inRepo = await files.locate(repo.path, key);
+    expect(inRepo).toBe(join(repo.path, run(repo.path, 'git', ['annex', 'contentlocation', key])));
+    const inBare = await files.locate(bare, key);
+    expect(inBare).toBe(join(bare, run(bare, 'git', ['annex', 'contentlocation', key])));
+    expect(inBare).toContain(`/annex/objects/${hashDirectories(key).lower}/`);
+    expect(await files.locate(repo.path, 'SHA256E-s1--00.bin')).toBeUndefined();
+  });
+
+  it('streams the whole object, or from an offset', async () => {
+    const file = (await new ObjectFiles().locate(repo.path, key))!;
+    const whole = (await readObject(file, 0, true))!;
+    expect(whole.length).toBe(content.length);
+    expect((await drain(whole.body)).equals(content)).toBe(true);
+    await whole.done;
+    const tail = (await readObject(file, 450_000, true))!;
+    expect(tail.length).toBe(150_000);
+    expect((await drain(tail.body)).equals(content.subarray(450_000))).toBe(true);
+    const beyond = (await readObject(file, 10_000_000, true))!;
+    expect(beyond.length).toBe(0);
+    expect((await drain(beyond.body)).length).toBe(0);
+  });
+
+  it('ends one byte short when the file changed while it was sent (v1+ only)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'object-change-'));
+    try {
+      const file = join(dir, 'obj');
+      writeFileSync(file, content);
+      for (const signalInvalid of [true, false]) {
+        const read = (await readObject(file, 0, signalInvalid))!;
+        const first = await new Promise<Buffer>((resolve) =>
+          read.body.once('data', (chunk: Buffer) => resolve(chunk)),
+        );
+        read.body.pause();
+        const later = new Date(Date.now() + 5_000);
+        utimesSync(file, later, later);
+        const rest = await drain(read.body);
+        const received = first.length + rest.length;
+        expect(received).toBe(signalInvalid ? content.length - 1 : content.length);
+        writeFileSync(file, content);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('closes the file when the body is destroyed early', async () => {
+    const file = (await new ObjectFiles().locate(repo.path, key))!;
+    const read = (await readObject(file, 0, true))!;
+    read.body.destroy();
+    await expect(read.done).rejects.toThrow('body destroyed');
+  });
+});
