@@ -18,7 +18,11 @@ export default defineConfig({
         resolve: { alias },
         test: {
           name: 'unit',
-          include: ['libs/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts'],
+          include: [
+            'libs/*/test/**/*.test.ts',
+            'apps/*/test/**/*.test.ts',
+            'test/deploy/**/*.test.ts',
+          ],
         },
       },
       {

@@ -3,10 +3,26 @@
 #   - git-annex >= 10.20240731 (HTTP P2P protocol v4). On Debian 12 it comes from
 #     bookworm-backports, added from the same mirror the machine's apt sources already use.
 #   - redis-server (the tests start private instances; cluster mode needs one).
-#   - curl, and Node.js >= 20.18 is checked (not installed: use your distribution's or nodesource).
+#   - curl, and docker-compose without its recommended Docker engine (the tests run
+#     `docker-compose config` on docker-compose.yml; a few Python packages).
+#   - Node.js >= 20.18 is checked (not installed: use your distribution's or nodesource).
+# With --runtime it installs only git and git-annex, without recommended packages: what the
+# container image needs (see Dockerfile).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 min_annex=10.20240731
+
+runtime=false
+case "${1:-}" in
+  --runtime) runtime=true ;;
+  '') ;;
+  *)
+    echo "usage: $0 [--runtime]" >&2
+    exit 2
+    ;;
+esac
+apt_install=(apt-get install -y)
+$runtime && apt_install+=(--no-install-recommends)
 
 annex_ok() {
   local v
@@ -15,22 +31,28 @@ annex_ok() {
 installed() { [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null) == ii* ]]; }
 
 packages=()
-for p in git redis-server curl; do installed "$p" || packages+=("$p"); done
+wanted=(git redis-server curl)
+$runtime && wanted=(git)
+for p in "${wanted[@]}"; do installed "$p" || packages+=("$p"); done
+# docker-compose recommends docker.io (the engine and its daemon): not wanted here.
+lean_packages=()
+$runtime || installed docker-compose || lean_packages+=(docker-compose)
 
-if ! annex_ok || [ ${#packages[@]} -gt 0 ]; then
+if ! annex_ok || [ ${#packages[@]} -gt 0 ] || [ ${#lean_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: run as root (sudo $0)" >&2
     exit 1
   fi
   apt-get update
-  [ ${#packages[@]} -eq 0 ] || apt-get install -y "${packages[@]}"
+  [ ${#packages[@]} -eq 0 ] || "${apt_install[@]}" "${packages[@]}"
+  [ ${#lean_packages[@]} -eq 0 ] || apt-get install -y --no-install-recommends "${lean_packages[@]}"
 fi
 
 if ! annex_ok; then
   candidate=$(apt-cache policy git-annex | awk '/Candidate:/ { print $2 }')
   if [ -n "$candidate" ] && [ "$candidate" != "(none)" ] &&
     dpkg --compare-versions "${candidate#*:}" ge "$min_annex"; then
-    apt-get install -y git-annex
+    "${apt_install[@]}" git-annex
   else
     # Debian 12: take git-annex from bookworm-backports on the mirror apt already uses.
     targets=$(apt-get indextargets --no-release-info --format '$(RELEASE) $(REPO_URI)' | sort -u)
@@ -45,7 +67,7 @@ if ! annex_ok; then
         "$mirror" >/etc/apt/sources.list.d/bookworm-backports.sources
       apt-get update
     fi
-    apt-get install -y -t bookworm-backports git-annex
+    "${apt_install[@]}" -t bookworm-backports git-annex
   fi
 fi
 annex_ok || { echo "install-deps: git-annex is still older than $min_annex" >&2; exit 1; }
@@ -55,4 +77,8 @@ if [ -z "$node_version" ] || ! dpkg --compare-versions "${node_version#v}" ge 20
   echo "install-deps: Node.js >= 20.18 is required (found: ${node_version:-none})" >&2
   exit 1
 fi
-echo "install-deps: git-annex $(git annex version --raw), redis-server $(redis-server --version | awk '{print $3}'), node $node_version"
+if $runtime; then
+  echo "install-deps: git-annex $(git annex version --raw), node $node_version"
+else
+  echo "install-deps: git-annex $(git annex version --raw), redis-server $(redis-server --version | awk '{print $3}'), node $node_version"
+fi

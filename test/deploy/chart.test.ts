@@ -1,0 +1,282 @@
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-call -- rendered manifests and parsed YAML are untyped data; the assertions check their shape */
+/**
+ * The Helm chart, rendered by a real helm (see helm.ts): values.yaml against values.schema.json,
+ * `helm lint --strict`, and every object that `helm template` renders, with the default values
+ * and with the other value sets below, validated against the Kubernetes API schemas of
+ * kubernetes-models (and prometheus-operator's for ServiceMonitor), plus what the apps need:
+ * the commands, ports and probes of docs/cluster mode, non-root pods, and the shared claim.
+ */
+import Ajv from 'ajv';
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import * as apps from 'kubernetes-models/apps/v1';
+import * as autoscaling from 'kubernetes-models/autoscaling/v2';
+import * as core from 'kubernetes-models/v1';
+import * as policy from 'kubernetes-models/policy/v1';
+import * as monitoring from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { CHART_DIR, helm } from './helm';
+
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string> };
+  spec?: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  data?: Record<string, string>;
+  stringData?: Record<string, string>;
+};
+
+/** The model class of each kind the chart renders; an unknown kind fails the test. */
+const MODELS: Record<string, new (data: never) => object> = {
+  'v1/ConfigMap': core.ConfigMap,
+  'v1/Secret': core.Secret,
+  'v1/Service': core.Service,
+  'v1/ServiceAccount': core.ServiceAccount,
+  'v1/PersistentVolumeClaim': core.PersistentVolumeClaim,
+  'apps/v1/Deployment': apps.Deployment,
+  'apps/v1/StatefulSet': apps.StatefulSet,
+  'autoscaling/v2/HorizontalPodAutoscaler': autoscaling.HorizontalPodAutoscaler,
+  'policy/v1/PodDisruptionBudget': policy.PodDisruptionBudget,
+  'monitoring.coreos.com/v1/ServiceMonitor': monitoring.ServiceMonitor,
+};
+
+const TIMEOUT = 300_000;
+
+async function render(sets: readonly string[] = []): Promise<K8sObject[]> {
+  const args = ['template', 'rel', CHART_DIR, '--namespace', 'annex'];
+  for (const set of sets) {
+    args.push('--set', set);
+  }
+  const result = await helm(args);
+  expect(result.stderr, result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  const objects: K8sObject[] = [];
+  for (const document of parseAllDocuments(result.stdout)) {
+    expect(document.errors).toEqual([]);
+    const object = document.toJS() as K8sObject | null;
+    if (object !== null) {
+      objects.push(object);
+    }
+  }
+  return objects;
+}
+
+function validateAll(objects: readonly K8sObject[]): void {
+  for (const object of objects) {
+    const Model = MODELS[`${object.apiVersion}/${object.kind}`];
+    expect(Model, `no schema for ${object.apiVersion} ${object.kind}`).toBeDefined();
+    const model = new Model!(object as never) as { validate(): void };
+    expect(() => model.validate(), `${object.kind} ${object.metadata.name}`).not.toThrow();
+  }
+}
+
+function find(objects: readonly K8sObject[], kind: string, component: string): K8sObject {
+  const found = objects.filter(
+    (o) => o.kind === kind && o.metadata.labels?.['app.kubernetes.io/component'] === component,
+  );
+  expect(found, `${kind} of ${component}`).toHaveLength(1);
+  return found[0]!;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function container(workload: K8sObject): any {
+  return workload.spec.template.spec.containers[0];
+}
+
+describe('values', () => {
+  it('values.yaml validates against values.schema.json, and the schema refuses bad values', async () => {
+    const schema = JSON.parse(await readFile(path.join(CHART_DIR, 'values.schema.json'), 'utf8'));
+    const values = parseYaml(await readFile(path.join(CHART_DIR, 'values.yaml'), 'utf8'));
+    const ajv = new Ajv({ allErrors: true, strict: true });
+    const validate = ajv.compile(schema);
+    expect(validate(values), JSON.stringify(validate.errors)).toBe(true);
+    const bad = structuredClone(values);
+    bad.auth.unauthenticated = 'everyone';
+    bad.proxyWorker.typo = 1;
+    expect(validate(bad)).toBe(false);
+    expect(validate.errors?.map((e) => e.instancePath).sort()).toEqual([
+      '/auth/unauthenticated',
+      '/proxyWorker',
+    ]);
+  });
+});
+
+describe('helm', () => {
+  it('lints strictly, and refuses values outside the schema', { timeout: TIMEOUT }, async () => {
+    const lint = await helm(['lint', '--strict', CHART_DIR]);
+    expect(lint.code, lint.stdout + lint.stderr).toBe(0);
+    const bad = await helm(['lint', CHART_DIR, '--set', 'auth.unauthenticated=everyone']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stdout + bad.stderr).toMatch(/unauthenticated/);
+  });
+
+  it(
+    'renders the defaults into valid Kubernetes objects for every app',
+    { timeout: TIMEOUT },
+    async () => {
+      const objects = await render();
+      validateAll(objects);
+      const kinds = objects.map((o) => o.kind).sort();
+      expect(kinds).toEqual(
+        [
+          'ConfigMap',
+          'ConfigMap',
+          'Deployment',
+          'Deployment',
+          'Deployment',
+          'HorizontalPodAutoscaler',
+          'PersistentVolumeClaim',
+          'PodDisruptionBudget',
+          'PodDisruptionBudget',
+          'PodDisruptionBudget',
+          'Secret',
+          'Service',
+          'Service',
+          'Service',
+          'Service',
+          'ServiceAccount',
+          'StatefulSet',
+        ].sort(),
+      );
+
+      const gateway = find(objects, 'Deployment', 'gateway');
+      const worker = find(objects, 'StatefulSet', 'proxy-worker');
+      const lockService = find(objects, 'Deployment', 'lock-service');
+      expect(container(gateway).args.slice(0, 3)).toEqual(['gateway', '--port', '9417']);
+      expect(container(worker).args).toEqual([
+        'proxy-worker',
+        '--directory',
+        '/data/repos',
+        '--jobs',
+        '8',
+        '--proxyconnections',
+        '8',
+        '--data-port',
+        '9418',
+        '--advertise-url',
+        'http://$(POD_IP):9418',
+      ]);
+      expect(container(worker).env[0]).toEqual({
+        name: 'POD_IP',
+        valueFrom: { fieldRef: { fieldPath: 'status.podIP' } },
+      });
+      expect(container(lockService).args).toEqual([
+        'lock-service',
+        '--directory',
+        '/data/repos',
+        '--health-port',
+        '9419',
+      ]);
+      for (const [workload, port] of [
+        [gateway, 9417],
+        [worker, 9418],
+        [lockService, 9419],
+      ] as const) {
+        const c = container(workload);
+        expect(c.ports[0].containerPort).toBe(port);
+        expect(c.livenessProbe.httpGet.path).toBe('/healthz');
+        expect(c.readinessProbe.httpGet.path).toBe('/readyz');
+        expect(c.livenessProbe.httpGet.port).toBe(c.ports[0].name);
+        expect(c.securityContext.readOnlyRootFilesystem).toBe(true);
+        expect(workload.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
+        expect(c.env.map((e: { name: string }) => e.name)).toContain('REDIS_URL');
+      }
+      // Workers and lock-service mount one claim, and stay on one node while it is ReadWriteOnce.
+      const claims = objects.filter((o) => o.kind === 'PersistentVolumeClaim');
+      expect(claims.map((c) => c.spec.accessModes)).toEqual([['ReadWriteOnce']]);
+      for (const workload of [worker, lockService]) {
+        const volumes = workload.spec.template.spec.volumes;
+        const repositories = volumes.find((v: { name: string }) => v.name === 'repositories');
+        expect(repositories.persistentVolumeClaim.claimName).toBe(claims[0]!.metadata.name);
+        const affinity = workload.spec.template.spec.affinity.podAffinity;
+        expect(affinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector).toEqual({
+          matchLabels: worker.spec.selector.matchLabels,
+        });
+      }
+      expect(gateway.spec.template.spec.volumes.map((v: { name: string }) => v.name)).toEqual([
+        'home',
+        'tmp',
+      ]);
+      const dashboard = objects.find((o) => o.metadata.labels?.['grafana_dashboard'] === '1');
+      const shipped = await readFile(path.join(CHART_DIR, 'dashboards/annex-p2phttp.json'), 'utf8');
+      expect(JSON.parse(dashboard!.data!['annex-p2phttp.json']!)).toEqual(JSON.parse(shipped));
+      const secret = objects.find((o) => o.kind === 'Secret')!;
+      expect(secret.stringData).toEqual({ 'redis-url': 'redis://rel-annex-p2phttp-redis:6379' });
+    },
+  );
+
+  it(
+    'renders TLS, users, an external Redis, an existing claim and ServiceMonitors',
+    { timeout: TIMEOUT },
+    async () => {
+      const objects = await render([
+        'gateway.tls.secretName=gateway-tls',
+        'auth.overHttp=false',
+        'auth.unauthenticated=readonly',
+        'auth.users[0].name=alice',
+        'auth.users[0].password=s3cret',
+        'auth.users[0].permissions=appendonly',
+        'redis.enabled=false',
+        'redis.url=redis://:pw@redis.example:6379/2',
+        'persistence.existingClaim=annex-repos',
+        'metrics.serviceMonitor.enabled=true',
+        'gateway.autoscaling.enabled=false',
+      ]);
+      validateAll(objects);
+      expect(objects.filter((o) => o.kind === 'ServiceMonitor')).toHaveLength(3);
+      expect(objects.some((o) => o.kind === 'PersistentVolumeClaim')).toBe(false);
+      expect(objects.some((o) => o.kind === 'HorizontalPodAutoscaler')).toBe(false);
+      expect(
+        objects.some((o) => o.metadata.labels?.['app.kubernetes.io/component'] === 'redis'),
+      ).toBe(false);
+      const gateway = find(objects, 'Deployment', 'gateway');
+      expect(gateway.spec.replicas).toBe(2);
+      const c = container(gateway);
+      expect(c.args).toEqual([
+        'gateway',
+        '--port',
+        '9417',
+        '--unauth-readonly',
+        '--authenv',
+        '--certfile',
+        '/etc/annex-p2phttp/tls/tls.crt',
+        '--privatekeyfile',
+        '/etc/annex-p2phttp/tls/tls.key',
+      ]);
+      expect(c.readinessProbe.httpGet.scheme).toBe('HTTPS');
+      const secret = objects.find((o) => o.kind === 'Secret')!;
+      expect(secret.stringData).toEqual({
+        'redis-url': 'redis://:pw@redis.example:6379/2',
+        GIT_ANNEX_P2PHTTP_PASSWORD_alice: 's3cret',
+        GIT_ANNEX_P2PHTTP_PERMISSIONS_alice: 'appendonly',
+      });
+      expect(c.envFrom).toEqual([{ secretRef: { name: secret.metadata.name } }]);
+      const worker = find(objects, 'StatefulSet', 'proxy-worker');
+      expect(worker.spec.template.spec.affinity).toBeUndefined();
+      const monitor = find(objects, 'ServiceMonitor', 'gateway');
+      expect(monitor.spec.endpoints[0]).toMatchObject({
+        port: 'http',
+        path: '/metrics',
+        scheme: 'https',
+      });
+    },
+  );
+
+  it('refuses values that do not fit together', { timeout: TIMEOUT }, async () => {
+    const noRedis = await helm(['template', 'rel', CHART_DIR, '--set', 'redis.enabled=false']);
+    expect(noRedis.code).not.toBe(0);
+    expect(noRedis.stderr).toMatch(/set redis.url or redis.existingSecret/);
+    const loginOverHttp = await helm([
+      'template',
+      'rel',
+      CHART_DIR,
+      '--set',
+      'auth.overHttp=false',
+      '--set',
+      'auth.existingSecret=users',
+    ]);
+    expect(loginOverHttp.code).not.toBe(0);
+    expect(loginOverHttp.stderr).toMatch(/only over HTTPS/);
+  });
+});
