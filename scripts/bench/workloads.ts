@@ -5,6 +5,7 @@
  */
 import autocannon from 'autocannon';
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import * as path from 'node:path';
 import { download, requestJson } from './http';
 import { runCommand } from './processes';
@@ -21,6 +22,9 @@ export interface Profile {
   checkpresentSeconds: number;
   bigGetSize: number;
   parallelGets: number;
+  /** Concurrent GETs of the memory workload, and the bytes each one reads (the big key's tail). */
+  manyGets: number;
+  manyGetBytes: number;
   smallGetCount: number;
   smallGetSize: number;
   upSmallCount: number;
@@ -36,6 +40,8 @@ export const FULL: Profile = {
   checkpresentSeconds: 10,
   bigGetSize: GiB,
   parallelGets: 4,
+  manyGets: 64,
+  manyGetBytes: 128 * MiB,
   smallGetCount: 500,
   smallGetSize: 64 * KiB,
   upSmallCount: 200,
@@ -51,6 +57,8 @@ export const QUICK: Profile = {
   checkpresentSeconds: 3,
   bigGetSize: 128 * MiB,
   parallelGets: 4,
+  manyGets: 64,
+  manyGetBytes: 16 * MiB,
   smallGetCount: 100,
   smallGetSize: 64 * KiB,
   upSmallCount: 50,
@@ -206,24 +214,37 @@ function checkpresent(connections: number): Workload {
   };
 }
 
-function bigGet(parallel: number): Workload {
+/**
+ * `parallel` GETs of the big key at once. With `tail`, each reads only the last
+ * `profile.manyGetBytes` of it (a GET with an offset): the many-clients memory workload.
+ */
+function bigGet(parallel: number, tail = false): Workload {
+  const many = tail ? '-tail' : '';
   return {
-    id: parallel === 1 ? 'get-big' : `get-big-x${parallel}`,
+    id: parallel === 1 ? 'get-big' : `get-big-x${parallel}${many}`,
     title: (p) =>
       parallel === 1
         ? `GET of one ${formatBytes(p.bigGetSize)} key`
-        : `GET of one ${formatBytes(p.bigGetSize)} key, ${parallel} in parallel`,
+        : tail
+          ? `${parallel} parallel GETs of the last ${formatBytes(p.manyGetBytes)} of a key`
+          : `GET of one ${formatBytes(p.bigGetSize)} key, ${parallel} in parallel`,
     metrics: [{ key: 'mbPerSec', label: 'MB/s', better: 'higher' }],
-    roles: WITH_CEILING,
+    roles: tail ? P2P : WITH_CEILING,
     async run({ data, server, progress, signal }) {
-      const target = `/git-annex/${server.repo.uuid}/v4/key/${encodeURIComponent(data.bigKey)}?clientuuid=${randomUUID()}&associatedfile=`;
+      const each = tail
+        ? Math.min(data.profile.manyGetBytes, data.profile.bigGetSize)
+        : data.profile.bigGetSize;
+      const offset = data.profile.bigGetSize - each;
+      const target = `/git-annex/${server.repo.uuid}/v4/key/${encodeURIComponent(data.bigKey)}?clientuuid=${randomUUID()}&associatedfile=&offset=${offset}`;
       let received = 0;
       let ended = 0;
-      const total = parallel * data.profile.bigGetSize;
+      const total = parallel * each;
       const doing = (): string =>
         `GET ×${parallel}: ${formatNumber(received / MB)} of ${formatNumber(total / MB)} MB ` +
         `received, ${ended} of ${parallel} responses ended`;
       progress.describe(`GET ×${parallel}: waiting for the first byte`);
+      // One abort listener per GET on the run's signal.
+      setMaxListeners(parallel + 10, signal);
       const started = Date.now();
       const results = await Promise.all(
         Array.from({ length: parallel }, async () => {
@@ -241,13 +262,9 @@ function bigGet(parallel: number): Workload {
       );
       const elapsed = (Date.now() - started) / 1000;
       for (const result of results) {
-        if (
-          result.status !== 200 ||
-          result.bytes !== data.profile.bigGetSize ||
-          result.announced !== data.profile.bigGetSize
-        ) {
+        if (result.status !== 200 || result.bytes !== each || result.announced !== each) {
           throw new WorkloadFailure(
-            `GET answered ${result.status}, announced ${String(result.announced)}, sent ${result.bytes} of ${data.profile.bigGetSize} bytes`,
+            `GET answered ${result.status}, announced ${String(result.announced)}, sent ${result.bytes} of ${each} bytes`,
           );
         }
       }
@@ -395,6 +412,7 @@ export const WORKLOADS: readonly Workload[] = [
   checkpresent(64),
   bigGet(1),
   bigGet(FULL.parallelGets),
+  bigGet(FULL.manyGets, true),
   annexGet,
   annexCopy('small'),
   annexCopy('big'),
