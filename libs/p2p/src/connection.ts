@@ -36,6 +36,8 @@ export interface HandshakeOptions {
 
 /** Queue this many bytes from the peer before pausing it. */
 const HIGH_WATER_BYTES = 1 << 20;
+/** Payload bytes queued toward the peer before a write waits for it to catch up. */
+const WRITE_AHEAD_BYTES = 1 << 20;
 const STDERR_TAIL_BYTES = 4096;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
 
@@ -175,7 +177,9 @@ export class P2PConnection {
       return Promise.reject(this.failure);
     }
     const output = this.transport.output;
-    if (output.write(bytes)) {
+    // Let up to WRITE_AHEAD_BYTES queue before waiting: the stream then hands the peer several
+    // chunks per system call instead of waking up for each one.
+    if (output.write(bytes) || output.writableLength < WRITE_AHEAD_BYTES) {
       return Promise.resolve();
     }
     return new Promise((resolve, reject) => {
