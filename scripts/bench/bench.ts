@@ -2,11 +2,13 @@
  * `npm run bench [-- OPTIONS]`: this project's embedded server against `git annex p2phttp` (-J2
  * and -J8) and a minimal Node static-file server (the ceiling, GET workloads only), on identical
  * fresh repositories, each workload on each server in turn for several rounds. Prints medians and
- * ratios and writes every run to a JSON file under .bench/.
+ * ratios and writes every run to a JSON file under .bench/. Runs the pool put-back
+ * micro-benchmark (pool-micro.ts) first.
  *
  *   --quick            one short round with smaller sizes
  *   --rounds N         rounds (default 3; 1 with --quick)
- *   --only ID,…        only these workloads (ids: see the JSON file or WORKLOADS)
+ *   --only ID,…        only these workloads (ids: see the JSON file or WORKLOADS; `pool` is the
+ *                      pool put-back micro-benchmark, which needs no server or repository)
  *   --servers ID,…     only these columns (ref-J2, ref-J8, project, ceiling)
  *   --stall-seconds N  a run with no progress for N s is reported as STALL (default 60; 30 quick)
  *   --reference        also run the stress waves (stress.ts) against `git annex p2phttp -J2`
@@ -30,7 +32,15 @@ import {
   Sandbox,
   type ServedRepo,
 } from './repos';
-import { renderReport, writeJson, type Column, type RunRecord } from './report';
+import {
+  POOL_MICRO_FULL,
+  POOL_MICRO_ID,
+  POOL_MICRO_QUICK,
+  renderPoolMicro,
+  runPoolMicro,
+  type PoolMicroResult,
+} from './pool-micro';
+import { renderReport, writeJson, type Column, type ReportInput, type RunRecord } from './report';
 import {
   ceilingServer,
   clusterServer,
@@ -113,6 +123,11 @@ function parseArgs(argv: readonly string[]): Options {
       default:
         throw new Error(`unknown option ${String(arg)} (see the top of scripts/bench/bench.ts)`);
     }
+  }
+  const ids = [POOL_MICRO_ID, ...WORKLOADS.map((w) => w.id)];
+  const unknown = (only ?? []).filter((id) => !ids.includes(id));
+  if (unknown.length > 0) {
+    throw new Error(`--only: unknown workload ${unknown.join(', ')} (known: ${ids.join(', ')})`);
   }
   return {
     profile: {
@@ -263,6 +278,18 @@ interface SavedRun {
   columns: Column[];
   workloads: { id: string }[];
   runs: RunRecord[];
+  /** micro-benchmarks (absent in files from before they existed) */
+  micro?: { pool?: PoolMicroResult };
+}
+
+/** The report of the server workloads, or only the environment when none ran. */
+function renderRuns(input: ReportInput): string {
+  if (input.workloads.length > 0) {
+    return renderReport(input);
+  }
+  return Object.entries(input.environment)
+    .map(([name, value]) => `${name}: ${value}`)
+    .join('\n');
 }
 
 /** The report of a JSON file written by an earlier run. */
@@ -270,7 +297,7 @@ async function printSaved(file: string): Promise<number> {
   const saved = JSON.parse(await readFile(file, 'utf8')) as SavedRun;
   const ids = saved.workloads.map((w) => w.id);
   process.stdout.write(
-    `${renderReport({
+    `${renderRuns({
       profile: saved.profile,
       columns: saved.columns,
       workloads: WORKLOADS.filter((w) => ids.includes(w.id)),
@@ -278,6 +305,9 @@ async function printSaved(file: string): Promise<number> {
       environment: saved.environment,
     })}\n`,
   );
+  if (saved.micro?.pool !== undefined) {
+    process.stdout.write(`\n${renderPoolMicro(saved.micro.pool)}\n`);
+  }
   return 0;
 }
 
@@ -304,7 +334,20 @@ async function main(argv: readonly string[]): Promise<number> {
   installExitHandlers(cleanup);
   try {
     log(`bench: temp dir ${sandbox.root}`);
-    const data = await prepareData(sandbox, profile);
+    const workloads = WORKLOADS.filter(
+      (w) => options.only === undefined || options.only.includes(w.id),
+    );
+    let poolMicro: PoolMicroResult | undefined;
+    if (options.only === undefined || options.only.includes(POOL_MICRO_ID)) {
+      // First, while nothing else of the benchmark runs.
+      poolMicro = await runPoolMicro(
+        profile.name === 'quick' ? POOL_MICRO_QUICK : POOL_MICRO_FULL,
+        (line) => status.show(line),
+      );
+      const perSize = poolMicro.sizes.map((x) => `${x.idle} idle ${x.nsPerPutBack.toFixed(0)} ns`);
+      log(`pool put-back: ${perSize.join(', ')} (report at the end)`);
+    }
+    const data = workloads.length > 0 ? await prepareData(sandbox, profile) : undefined;
     const specs = [
       referenceServer(2),
       referenceServer(8),
@@ -313,15 +356,15 @@ async function main(argv: readonly string[]): Promise<number> {
       ...[clusterServer()].filter((s): s is ServerSpec => s !== undefined),
       ceilingServer(),
     ].filter((s) => options.servers === undefined || options.servers.includes(s.id));
-    const workloads = WORKLOADS.filter(
-      (w) => options.only === undefined || options.only.includes(w.id),
-    );
     const records: RunRecord[] = [];
     const runsTotal =
       profile.rounds *
       workloads.reduce((n, w) => n + specs.filter((s) => w.roles.includes(s.role)).length, 0);
     let runNumber = 0;
     for (const workload of workloads) {
+      if (data === undefined) {
+        break; // no workload needs the repositories
+      }
       const stalled = new Set<string>();
       for (let round = 1; round <= profile.rounds; round += 1) {
         for (const spec of specs.filter((s) => workload.roles.includes(s.role))) {
@@ -355,8 +398,11 @@ async function main(argv: readonly string[]): Promise<number> {
     const env = await environment();
     const columns: Column[] = specs.map((s) => ({ id: s.id, label: s.label, role: s.role }));
     process.stdout.write(
-      `${renderReport({ profile, columns, workloads, records, environment: env })}\n`,
+      `${renderRuns({ profile, columns, workloads, records, environment: env })}\n`,
     );
+    if (poolMicro !== undefined) {
+      process.stdout.write(`\n${renderPoolMicro(poolMicro)}\n`);
+    }
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const jsonPath = await writeJson(
       path.join(projectRoot(), '.bench'),
@@ -372,6 +418,7 @@ async function main(argv: readonly string[]): Promise<number> {
           roles: w.roles,
         })),
         runs: records,
+        micro: poolMicro === undefined ? {} : { pool: poolMicro },
       },
     );
     process.stdout.write(`\nJSON: ${jsonPath}\n`);

@@ -347,6 +347,11 @@ export async function sha256File(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** The SHA256E key git-annex gives `content` (no extension). */
+export function sha256Key(content: Buffer): string {
+  return `SHA256E-s${content.length}--${createHash('sha256').update(content).digest('hex')}`;
+}
+
 /** Size and SHA-256 of a file (follows symlinks), for byte-equality checks of big files. */
 export async function fileDigest(file: string): Promise<{ size: number; sha256: string }> {
   const handle = await open(file, 'r');

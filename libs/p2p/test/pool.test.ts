@@ -1,52 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConnectionPool, type Poolable } from '@annex-p2phttp/p2p';
-
-class FakeConnection implements Poolable {
-  closed = false;
-  private readonly listeners: Array<(error: Error) => void> = [];
-  constructor(
-    readonly key: string,
-    readonly id: number,
-  ) {}
-  close(): void {
-    if (this.closed) {
-      return;
-    }
-    this.closed = true;
-    for (const listener of this.listeners.splice(0)) {
-      listener(new Error('closed'));
-    }
-  }
-  onClose(listener: (error: Error) => void): void {
-    if (this.closed) {
-      listener(new Error('closed'));
-    } else {
-      this.listeners.push(listener);
-    }
-  }
-}
-
-function makePool(options: {
-  maxActive: number;
-  maxIdle: number;
-  failOpen?: (key: string) => boolean;
-}) {
-  const opened: FakeConnection[] = [];
-  const pool = new ConnectionPool<FakeConnection>({
-    maxActive: options.maxActive,
-    maxIdle: options.maxIdle,
-    idleTimeoutMs: 0,
-    open: (key) => {
-      if (options.failOpen?.(key)) {
-        return Promise.reject(new Error(`cannot open ${key}`));
-      }
-      const connection = new FakeConnection(key, opened.length);
-      opened.push(connection);
-      return Promise.resolve(connection);
-    },
-  });
-  return { pool, opened };
-}
+import { ConnectionPool } from '@annex-p2phttp/p2p';
+import { FakeConnection, makeFakePool as makePool } from './fake-connection';
 
 describe('ConnectionPool', () => {
   it('reuses an idle connection of the same key and opens another for a different key', async () => {
