@@ -229,6 +229,7 @@ export class P2pHttpService {
       outcome.body.destroy();
       return reply.send();
     }
+    outcome.releaseWhenFlushed?.(reply.raw);
     return reply.send(outcome.body);
   }
 

@@ -122,7 +122,21 @@ export interface ObjectRead {
   readonly body: Readable;
   /** Settles when the body ended or was destroyed; the file is closed by then. */
   readonly done: Promise<void>;
+  /**
+   * Names the stream the body is piped to, so that read buffers are reused once that stream has
+   * handed everything written so far to the kernel (its `writableLength` is 0) instead of being
+   * left to the garbage collector: with many parallel GETs this is most of the memory.
+   */
+  releaseWhenFlushed(sink: FlushedSink): void;
 }
+
+/** What the body is piped into: an HTTP response, say. */
+export interface FlushedSink {
+  readonly writableLength: number;
+}
+
+/** Buffers a body keeps for reuse; beyond it, buffers still in flight are left to the GC. */
+const MAX_LENT = 4;
 
 /** Bytes read per chunk: large enough for few syscalls, small enough for many parallel GETs. */
 const CHUNK = 256 * 1024;
@@ -154,6 +168,27 @@ export async function readObject(
   const start = Math.min(offset, before.size);
   const length = before.size - start;
   let position = start;
+  let sink: FlushedSink | null = null;
+  const free: Buffer[] = [];
+  let lent: Buffer[] = [];
+  const buffer = (): Buffer => {
+    // Every chunk pushed so far was taken by the consumer and flushed out of the sink.
+    if (
+      sink !== null &&
+      sink.writableLength === 0 &&
+      body.readableLength === 0 &&
+      lent.length > 0
+    ) {
+      free.push(...lent);
+      lent = [];
+    }
+    const next = free.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+    lent.push(next);
+    if (lent.length > MAX_LENT) {
+      lent.shift();
+    }
+    return next;
+  };
   let settle!: (error?: Error) => void;
   const done = new Promise<void>((resolve, reject) => {
     settle = (error) => (error ? reject(error) : resolve());
@@ -168,7 +203,7 @@ export async function readObject(
         return;
       }
       const size = Math.min(CHUNK, remaining);
-      handle.read(Buffer.allocUnsafe(size), 0, size, position).then(
+      handle.read(buffer(), 0, size, position).then(
         async ({ bytesRead, buffer }) => {
           if (bytesRead === 0) {
             // Truncated under us: the body ends short, which the client sees as invalid.
@@ -176,7 +211,7 @@ export async function readObject(
             return;
           }
           position += bytesRead;
-          let chunk = bytesRead === size ? buffer : buffer.subarray(0, bytesRead);
+          let chunk = buffer.subarray(0, bytesRead);
           if (
             position === start + length &&
             signalInvalid &&
@@ -205,7 +240,14 @@ export async function readObject(
   if (length === 0) {
     body.push(null);
   }
-  return { length, body, done };
+  return {
+    length,
+    body,
+    done,
+    releaseWhenFlushed: (to) => {
+      sink = to;
+    },
+  };
 }
 
 /** Whether the file changed since `before`: through the open handle, or replaced at its path. */

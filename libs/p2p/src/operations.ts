@@ -246,6 +246,8 @@ export type GetOutcome =
       readonly body: Readable;
       /** Settles when the exchange ended: resolved with the session clean, rejected otherwise. */
       readonly done: Promise<void>;
+      /** Lets the body reuse its buffers once `sink` flushed them (object files only). */
+      readonly releaseWhenFlushed?: (sink: { readonly writableLength: number }) => void;
     };
 
 /**

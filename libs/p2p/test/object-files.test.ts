@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import { createServer, get as httpGet } from 'node:http';
+import { type AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -120,5 +122,46 @@ describe('ObjectFiles and readObject', () => {
     const read = (await readObject(file, 0, true))!;
     read.body.destroy();
     await expect(read.done).rejects.toThrow('body destroyed');
+  });
+
+  it('reuses its buffers only once the response flushed them: parallel slow readers get every byte', async () => {
+    const big = Buffer.alloc(3_000_000);
+    for (let i = 0; i < big.length; i += 4) {
+      big.writeUInt32LE(i, i);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'object-recycle-'));
+    const file = join(dir, 'obj');
+    writeFileSync(file, big);
+    const server = createServer((_req, res) => {
+      void readObject(file, 0, true).then((read) => {
+        read!.releaseWhenFlushed(res);
+        read!.body.pipe(res);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const fetchSlowly = () =>
+        new Promise<Buffer>((resolve, reject) => {
+          httpGet({ host: '127.0.0.1', port, path: '/' }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (chunk: Buffer) => {
+              chunks.push(chunk);
+              res.pause();
+              setTimeout(() => res.resume(), 1);
+            });
+            res.on('end', () => resolve(Buffer.concat(chunks)));
+            res.on('error', reject);
+          }).on('error', reject);
+        });
+      const bodies = await Promise.all(Array.from({ length: 8 }, fetchSlowly));
+      for (const body of bodies) {
+        expect(body.length).toBe(big.length);
+        expect(body.equals(big)).toBe(true);
+      }
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
