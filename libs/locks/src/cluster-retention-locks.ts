@@ -236,7 +236,7 @@ async function guard<T>(call: () => Promise<T>): Promise<T> {
 function parseReply(value: unknown): LockReply {
   const parsed: unknown = typeof value === 'string' ? JSON.parse(value) : value;
   if (typeof parsed === 'object' && parsed !== null && 'locked' in parsed) {
-    return { locked: (parsed as { locked: unknown }).locked === true };
+    return { locked: parsed.locked === true };
   }
   throw new Error(`unexpected lock reply ${JSON.stringify(value)}`);
 }

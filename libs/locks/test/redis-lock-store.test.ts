@@ -142,7 +142,7 @@ describe('RedisLockStore', () => {
       a.adoptOrphans('svc-a', 100, ['repo-uuid']),
       b.adoptOrphans('svc-b', 100, ['repo-uuid']),
     ]);
-    const adopted = [...first!, ...second!].sort();
+    const adopted = [...first, ...second].sort();
     expect(adopted).toEqual([0, 1, 2, 3, 4, 5].map((i) => `of-dead-${i}`));
     expect((await a.get('of-alive'))?.holder).toBe('alive');
     expect((await a.get('reserved'))?.holder).toBe(RESERVED);
