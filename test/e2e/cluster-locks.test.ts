@@ -29,9 +29,17 @@ import {
   type ServedRepo,
 } from './harness';
 
-const FILES = ['basic', 'expiry', 'cap-1', 'cap-2', 'cap-3', 'killed', 'restart', 'after'].concat(
-  Array.from({ length: 6 }, (_, i) => `replica-${i}`),
-);
+const FILES = [
+  'basic',
+  'expiry',
+  'cap-1',
+  'cap-2',
+  'cap-3',
+  'killed',
+  'stopped',
+  'restart',
+  'after',
+].concat(Array.from({ length: 6 }, (_, i) => `replica-${i}`));
 
 let sandbox: Sandbox;
 let repo: ServedRepo;
@@ -107,6 +115,22 @@ function removalBlocked(k: string): Promise<boolean> {
     // A timestamp in the past: REMOVE-BEFORE never removes, but checks the lock first.
     child.stdin.end(`VERSION 4\nREMOVE-BEFORE 1 ${k}\n`);
   });
+}
+
+/** `annex-p2phttp lock-service` as a process of its own. */
+async function lockServiceProcess(): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    [PROJECT_BIN, 'lock-service', '--redis', redis.url, '--repo', repo.dir, '--health-port', '0'],
+    { cwd: repo.dir, env: repo.env, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  children.push(child);
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  await pollUntil('the lock-service listens', () =>
+    stderr.includes('listening on') ? true : undefined,
+  );
+  return child;
 }
 
 const shells = async () => (await liveAnnexShells([repo.dir])).length;
@@ -236,17 +260,7 @@ describe('cluster retention locks', () => {
   });
 
   it('re-takes the locks of a lock-service killed by SIGKILL', async () => {
-    const child = spawn(
-      process.execPath,
-      [PROJECT_BIN, 'lock-service', '--redis', redis.url, '--repo', repo.dir, '--health-port', '0'],
-      { cwd: repo.dir, env: repo.env, stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    children.push(child);
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    await pollUntil('the lock-service listens', () =>
-      stderr.includes('listening on') ? true : undefined,
-    );
+    const child = await lockServiceProcess();
     const a = await gateway();
     const lockid = (await a.lock(target(), key('killed')))!;
     expect(lockid).not.toBeNull();
@@ -278,6 +292,32 @@ describe('cluster retention locks', () => {
     await a.unlock(lockid);
     await pollUntil('unlocked', async () =>
       (await removalBlocked(key('killed'))) ? undefined : true,
+    );
+    await stopService(successor);
+  });
+
+  it('releases its locks on SIGTERM and hands their records over at once', async () => {
+    const child = await lockServiceProcess();
+    const a = await gateway();
+    const lockid = (await a.lock(target(), key('stopped')))!;
+    expect(lockid).not.toBeNull();
+    expect(await removalBlocked(key('stopped'))).toBe(true);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    // Released (UNLOCKCONTENT) and its session ended; the record lives on, holder marked dead.
+    await pollUntil('its session ended', async () => ((await shells()) === 0 ? true : undefined));
+    expect(await removalBlocked(key('stopped'))).toBe(false);
+    expect(await a.isLocked(repo.uuid, key('stopped'))).toBe(true);
+    const holder = (await a.store.get(lockid))!.holder;
+    expect(await a.store.isHolderAlive(holder)).toBe(false);
+    // A live instance adopts it at its first tick, without waiting for a holder TTL.
+    const successor = await lockService();
+    expect(successor.locks.lockids()).toEqual([lockid]);
+    expect(await removalBlocked(key('stopped'))).toBe(true);
+    await a.unlock(lockid);
+    await pollUntil('unlocked', async () =>
+      (await removalBlocked(key('stopped'))) ? undefined : true,
     );
     await stopService(successor);
   });

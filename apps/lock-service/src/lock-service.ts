@@ -116,6 +116,8 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
         concurrency: options.concurrency ?? DEFAULT_LOCK_CONCURRENCY,
         // A request whose lock-service died is not run again: its gateway answers 503.
         maxStalledCount: 0,
+        // Wait for requests in blocks of one second, so that closing does not wait longer.
+        drainDelay: 1,
       },
     );
     worker.on('error', (error) => log(`lock request worker: ${error.message}`));
