@@ -9,9 +9,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Queue } from 'bullmq';
 import {
+  closeRedis,
   ClusterRetentionLocks,
+  LOCK_REQUEST_QUEUE,
   LocksUnavailableError,
+  openRedis,
   type LockTarget,
 } from '@annex-p2phttp/locks';
 import { startLockService, type RunningLockService } from '../../apps/lock-service/src';
@@ -39,6 +43,7 @@ const FILES = [
   'stopped',
   'restart',
   'after',
+  'unanswered',
 ].concat(Array.from({ length: 6 }, (_, i) => `replica-${i}`));
 
 let sandbox: Sandbox;
@@ -236,6 +241,31 @@ describe('cluster retention locks', () => {
     expect(await a.keep(lockid)).toBeNull();
     const metrics = await getText(`${service.healthUrl}/metrics`);
     expect(metrics.body).toMatch(/annex_p2phttp_lock_expirations_total\{app="lock-service"\} 1/);
+    await stopService(service);
+  });
+
+  it('answers 503 when no lock-service takes the request, and leaves nothing behind', async () => {
+    const a = await gateway({ requestTimeoutMs: 1500 });
+    await expect(a.lock(target(), key('unanswered'))).rejects.toBeInstanceOf(LocksUnavailableError);
+    expect(await a.count()).toBe(0);
+    expect(await a.isLocked(repo.uuid, key('unanswered'))).toBe(false);
+    // The request was taken back: no job waits for a lock-service to start.
+    const connection = openRedis(redis.url, 'command');
+    const queue = new Queue(LOCK_REQUEST_QUEUE, { connection, prefix: a.store.keys.bullPrefix });
+    try {
+      expect(await queue.getJobCounts('wait', 'active', 'delayed')).toEqual({
+        wait: 0,
+        active: 0,
+        delayed: 0,
+      });
+    } finally {
+      await queue.close();
+      await closeRedis(connection);
+    }
+    const service = await lockService();
+    await delay(1000);
+    expect(service.locks.size).toBe(0);
+    expect(await removalBlocked(key('unanswered'))).toBe(false);
     await stopService(service);
   });
 
