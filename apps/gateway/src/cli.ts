@@ -1,13 +1,26 @@
 /**
  * `annex-p2phttp serve [options]`: the embedded server, started like `git annex p2phttp`.
+ * `annex-p2phttp lock-service --redis URL [options]`: cluster mode's holder of retention locks.
  */
-import { ConfigError, parseServeArgs, serveHelp } from '@annex-p2phttp/config';
+import { ConfigError, parseServeArgs, serveHelp, type ServeOptions } from '@annex-p2phttp/config';
+import { startLockService } from '@annex-p2phttp/lock-service';
 import { startEmbeddedServer } from './server';
 
 const USAGE = `usage: annex-p2phttp serve [options]
+       annex-p2phttp lock-service --redis URL [options]
 
 Serves git-annex repositories over git-annex's HTTP P2P API (annex+http:// remotes).
 Run "annex-p2phttp serve --help" for the options.`;
+
+const COMMANDS: Record<string, (options: ServeOptions) => Promise<Running>> = {
+  serve: startEmbeddedServer,
+  'lock-service': startLockServiceApp,
+};
+
+interface Running {
+  readonly urls: string[];
+  close(): Promise<void>;
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -15,7 +28,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
   }
-  if (command !== 'serve') {
+  const start = COMMANDS[command];
+  if (start === undefined) {
     process.stderr.write(`annex-p2phttp: unknown command "${command}"\n${USAGE}\n`);
     return 2;
   }
@@ -26,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
   let server;
   try {
     const options = parseServeArgs(rest, process.cwd());
-    server = await startEmbeddedServer(options);
+    server = await start(options);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`annex-p2phttp: ${message}\n`);
@@ -50,4 +64,20 @@ export async function main(argv: string[]): Promise<number> {
   // Everything is closed; should some handle still keep the process alive, do not hang.
   setTimeout(() => process.exit(0), 2000).unref();
   return 0;
+}
+
+async function startLockServiceApp(options: ServeOptions): Promise<Running> {
+  if (options.redisUrl === undefined) {
+    throw new ConfigError('lock-service needs --redis URL (or REDIS_URL)');
+  }
+  const service = await startLockService({
+    redisUrl: options.redisUrl,
+    redisPrefix: options.redisPrefix,
+    repos: options.repos,
+    directories: options.directories,
+    healthPort: options.healthPort,
+    clusterJobs: options.clusterJobs,
+    debug: options.debug,
+  });
+  return { urls: [service.healthUrl], close: () => service.close() };
 }

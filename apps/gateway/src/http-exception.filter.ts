@@ -1,8 +1,9 @@
 /**
  * The one exception filter: HttpError keeps its status and message, Nest's own HTTP exceptions
  * (e.g. an unknown route) keep their status, P2P failures become 500 (502 when a session could not
- * be set up, 503 while shutting down), a client that went away gets nothing. Error bodies are plain
- * text, as the reference sends them; nothing is written once headers are out.
+ * be set up, 503 while shutting down or while cluster mode's locks are unreachable), a client that
+ * went away gets nothing. Error bodies are plain text, as the reference sends them; nothing is
+ * written once headers are out.
  */
 import {
   type ArgumentsHost,
@@ -11,6 +12,7 @@ import {
   HttpException,
   Logger,
 } from '@nestjs/common';
+import { LocksUnavailableError } from '@annex-p2phttp/locks';
 import { P2PError } from '@annex-p2phttp/p2p';
 import { ProtocolError } from '@annex-p2phttp/protocol';
 import { type FastifyReply } from 'fastify';
@@ -47,6 +49,10 @@ export class HttpExceptionFilter implements ExceptionFilter {
     }
     if (exception instanceof HttpException) {
       return { status: exception.getStatus(), message: exception.message, headers: {} };
+    }
+    if (exception instanceof LocksUnavailableError) {
+      this.logger.warn(exception.message);
+      return { status: 503, message: exception.message, headers: { 'retry-after': '5' } };
     }
     if (exception instanceof P2PError) {
       switch (exception.code) {

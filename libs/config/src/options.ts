@@ -36,9 +36,17 @@ export interface ServeOptions extends AuthPolicy {
   /** Directories whose repositories are served, absolute. */
   directories: string[];
   debug: boolean;
+  /** Cluster mode: the Redis every app shares (`--redis` or REDIS_URL). */
+  redisUrl?: string;
+  /** Prefix of every Redis key (`--redis-prefix` or ANNEX_P2PHTTP_REDIS_PREFIX). */
+  redisPrefix: string;
+  /** lock-service: port of /healthz, /readyz and /metrics. */
+  healthPort: number;
 }
 
 export const DEFAULT_PORT = 9417;
+export const DEFAULT_REDIS_PREFIX = 'annex-p2phttp:';
+export const DEFAULT_HEALTH_PORT = 9419;
 export const DEFAULT_JOBS = 8;
 export const DEFAULT_CLUSTER_JOBS = 1;
 export const DEFAULT_LOCKED_FILES = 100;
@@ -64,6 +72,9 @@ interface RawOptions {
   repo?: string[];
   directory?: string[];
   debug?: boolean;
+  redis?: string;
+  redisPrefix?: string;
+  healthPort?: string;
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [
@@ -116,6 +127,9 @@ function buildCommand(): Command {
       'serve every git-annex repository below this directory; repeatable',
     ),
     flag('-d, --debug', 'show debug messages'),
+    valued('--redis <URL>', 'cluster mode: the shared Redis (default: $REDIS_URL)'),
+    valued('--redis-prefix <PREFIX>', `prefix of Redis keys (default ${DEFAULT_REDIS_PREFIX})`),
+    valued('--health-port <N>', `lock-service health port (default ${DEFAULT_HEALTH_PORT})`),
   ];
   const cmd = new Command('annex-p2phttp serve')
     .description('Serve the git-annex HTTP P2P API for one or more git-annex repositories.')
@@ -166,11 +180,16 @@ function parseCount(
 }
 
 /**
- * Parses the arguments that follow `serve`. Relative paths are resolved against `cwd`. Every
- * problem found is reported in one ConfigError; `--help` throws HelpRequested (a ConfigError) with
- * the help text.
+ * Parses the arguments that follow `serve`. Relative paths are resolved against `cwd`; REDIS_URL
+ * and ANNEX_P2PHTTP_REDIS_PREFIX come from `env` when the options are not given. Every problem
+ * found is reported in one ConfigError; `--help` throws HelpRequested (a ConfigError) with the
+ * help text.
  */
-export function parseServeArgs(argv: string[], cwd: string): ServeOptions {
+export function parseServeArgs(
+  argv: string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv = process.env,
+): ServeOptions {
   const cmd = buildCommand();
   try {
     cmd.parse(argv, { from: 'user' });
@@ -210,6 +229,21 @@ export function parseServeArgs(argv: string[], cwd: string): ServeOptions {
     raw.lockedfiles === undefined
       ? DEFAULT_LOCKED_FILES
       : parseCount('--lockedfiles', raw.lockedfiles, problems);
+
+  const healthPort =
+    raw.healthPort === undefined
+      ? DEFAULT_HEALTH_PORT
+      : parseCount('--health-port', raw.healthPort, problems, 0, 65535);
+  const redisUrl = raw.redis ?? (env.REDIS_URL === '' ? undefined : env.REDIS_URL);
+  if (redisUrl !== undefined && !/^rediss?:\/\/[^\s]*$/.test(redisUrl)) {
+    problems.push(
+      `${raw.redis === undefined ? 'REDIS_URL' : '--redis'} ${JSON.stringify(redisUrl)}: must be a redis:// or rediss:// URL`,
+    );
+  }
+  const redisPrefix = raw.redisPrefix ?? (env.ANNEX_P2PHTTP_REDIS_PREFIX || DEFAULT_REDIS_PREFIX);
+  if (redisPrefix.trim() === '') {
+    problems.push('--redis-prefix: must not be empty');
+  }
 
   for (const [flag, values] of [
     ['--bind', bind],
@@ -254,7 +288,8 @@ export function parseServeArgs(argv: string[], cwd: string): ServeOptions {
     jobs === undefined ||
     proxyConnections === undefined ||
     clusterJobs === undefined ||
-    lockedFiles === undefined
+    lockedFiles === undefined ||
+    healthPort === undefined
   ) {
     throw new ConfigError(problems.join('\n'));
   }
@@ -279,7 +314,12 @@ export function parseServeArgs(argv: string[], cwd: string): ServeOptions {
     repos: repos.length === 0 && directories.length === 0 ? [resolve(cwd)] : repos,
     directories,
     debug: raw.debug === true,
+    redisPrefix,
+    healthPort,
   };
+  if (redisUrl !== undefined) {
+    options.redisUrl = redisUrl;
+  }
   if (raw.socket !== undefined) {
     options.socket = abs(raw.socket);
   }

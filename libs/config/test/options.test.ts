@@ -16,7 +16,7 @@ function failure(argv: string[]): ConfigError {
 
 describe('parseServeArgs', () => {
   it('defaults like git annex p2phttp, serving the current directory', () => {
-    expect(parseServeArgs([], CWD)).toEqual({
+    expect(parseServeArgs([], CWD, {})).toEqual({
       port: 9417,
       bind: [],
       jobs: 8,
@@ -33,6 +33,8 @@ describe('parseServeArgs', () => {
       repos: [CWD],
       directories: [],
       debug: false,
+      redisPrefix: 'annex-p2phttp:',
+      healthPort: 9419,
     });
   });
 
@@ -73,8 +75,15 @@ describe('parseServeArgs', () => {
         '--directory',
         'many',
         '--debug',
+        '--redis',
+        'redis://cache:6380/2',
+        '--redis-prefix',
+        'site-a:',
+        '--health-port',
+        '9500',
       ],
       CWD,
+      {},
     );
     expect(o).toEqual({
       port: 8080,
@@ -95,6 +104,9 @@ describe('parseServeArgs', () => {
       repos: ['/srv/annex/other', '/abs/repo'],
       directories: ['/srv/annex/repo/many'],
       debug: true,
+      redisUrl: 'redis://cache:6380/2',
+      redisPrefix: 'site-a:',
+      healthPort: 9500,
     });
   });
 
@@ -169,6 +181,29 @@ describe('parseServeArgs', () => {
     ]);
   });
 
+  it('reads the cluster options from the environment, and checks them', () => {
+    const env = { REDIS_URL: 'redis://redis:6379', ANNEX_P2PHTTP_REDIS_PREFIX: 'site:' };
+    const o = parseServeArgs([], CWD, env);
+    expect(o.redisUrl).toBe('redis://redis:6379');
+    expect(o.redisPrefix).toBe('site:');
+    expect(parseServeArgs(['--redis', 'rediss://r:1'], CWD, env).redisUrl).toBe('rediss://r:1');
+    expect(parseServeArgs([], CWD, {}).redisUrl).toBeUndefined();
+    expect(
+      failure([
+        '--redis',
+        'http://x',
+        '--health-port',
+        '70000',
+        '--redis-prefix',
+        ' ',
+      ]).message.split('\n'),
+    ).toEqual([
+      '--health-port "70000": must be an integer from 0 to 65535',
+      '--redis "http://x": must be a redis:// or rediss:// URL',
+      '--redis-prefix: must not be empty',
+    ]);
+  });
+
   it('--help throws HelpRequested carrying the help text', () => {
     for (const argv of [['--help'], ['-h'], ['--port', '1', '--help']]) {
       const err = failure(argv);
@@ -200,6 +235,9 @@ describe('serveHelp', () => {
     '--repo',
     '--directory',
     '-d, --debug',
+    '--redis',
+    '--redis-prefix',
+    '--health-port',
     '-h, --help',
   ];
 

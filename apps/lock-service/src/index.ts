@@ -1,0 +1,3 @@
+export * from './lock-holder';
+export * from './health-server';
+export * from './lock-service';

@@ -1,0 +1,355 @@
+/**
+ * The lock-service's core: it holds the repository-side retention locks of cluster mode, one
+ * LOCKCONTENT on a dedicated git-annex-shell session per lock, and keeps them in step with their
+ * records in the RedisLockStore. Each tick (about every second) it:
+ *  1. heartbeats its holder key (its liveness, with a TTL);
+ *  2. compares the epoch key with the one it knew: a different one means Redis lost its data, and
+ *     every lock held here is recorded again, so none is forgotten;
+ *  3. releases held locks whose record was deleted (an unlock whose pub/sub message was missed) or
+ *     taken over by another lock-service (this one was thought dead);
+ *  4. deletes expired records (any holder's) and releases those held here;
+ *  5. adopts records whose holder is dead, by an atomic claim, and re-takes their locks.
+ * Unlocks arrive over pub/sub and release at once. A lock whose session dies is re-taken.
+ */
+import { type RepositoryRegistry } from '@annex-p2phttp/config';
+import { type Dispatcher, type HeldLock } from '@annex-p2phttp/dispatch';
+import {
+  RESERVED,
+  type ClusterLockRecord,
+  type LockReply,
+  type LockRequest,
+  type LockSession,
+  type RedisLockStore,
+} from '@annex-p2phttp/locks';
+import { type SessionTarget } from '@annex-p2phttp/p2p';
+
+export const DEFAULT_HOLDER_TTL_MS = 10_000;
+export const DEFAULT_SWEEP_INTERVAL_MS = 1000;
+/** Records adopted per tick at most. */
+const ADOPT_BATCH = 64;
+
+interface Held {
+  readonly record: ClusterLockRecord & { session: LockSession };
+  readonly lock: HeldLock;
+  expiresAt: number;
+}
+
+export interface ClusterLockHolderOptions {
+  readonly store: RedisLockStore;
+  readonly dispatcher: Dispatcher;
+  readonly registry: RepositoryRegistry;
+  /** This instance's identity in the records' holder field. */
+  readonly holder: string;
+  readonly holderTtlMs?: number;
+  readonly sweepIntervalMs?: number;
+  /** Called for each record this instance deleted because it expired. */
+  readonly onExpired?: () => void;
+  readonly log?: (message: string) => void;
+  readonly now?: () => number;
+}
+
+export class ClusterLockHolder {
+  private readonly held = new Map<string, Held>();
+  /** Records this instance owns whose repository-side lock it must (re-)take. */
+  private readonly retakes = new Set<string>();
+  private readonly holderTtlMs: number;
+  private readonly sweepIntervalMs: number;
+  private readonly now: () => number;
+  private epoch: string | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private closing = false;
+  private lastProblem = '';
+  private healthy = false;
+
+  constructor(private readonly options: ClusterLockHolderOptions) {
+    this.holderTtlMs = options.holderTtlMs ?? DEFAULT_HOLDER_TTL_MS;
+    this.sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
+    this.now = options.now ?? Date.now;
+  }
+
+  get holder(): string {
+    return this.options.holder;
+  }
+
+  /** Locks held here now. */
+  get size(): number {
+    return this.held.size;
+  }
+
+  /** Whether the last tick reached Redis. */
+  get isHealthy(): boolean {
+    return this.healthy;
+  }
+
+  /** The lockids held here. */
+  lockids(): string[] {
+    return [...this.held.keys()];
+  }
+
+  /** Runs a first tick (heartbeat, epoch, adoption), then one every sweep interval. */
+  async start(): Promise<void> {
+    await this.tick();
+    this.timer = setInterval(() => void this.tick(), this.sweepIntervalMs);
+  }
+
+  /** A gateway's lock request: take the lock, then claim the record the gateway reserved. */
+  async handle(request: LockRequest): Promise<LockReply> {
+    if (this.closing) {
+      throw new Error('the lock-service is shutting down');
+    }
+    const { store } = this.options;
+    const session: LockSession = {
+      clientUuid: request.clientUuid,
+      bypass: request.bypass,
+      version: request.version,
+      mode: request.mode,
+    };
+    const lock = await this.take(request.serverUuid, request.key, session);
+    if (!lock) {
+      await store.deleteIf(request.lockid, { holder: RESERVED });
+      return { locked: false };
+    }
+    const lockedAt = this.now();
+    const expiresAt = lockedAt + request.ttlMs;
+    let claimed = false;
+    try {
+      claimed =
+        !this.closing &&
+        (await store.claimPending(request.lockid, this.holder, lockedAt, expiresAt, session));
+    } finally {
+      if (!claimed) {
+        // The gateway gave up (its reservation is gone), or this service is stopping.
+        await lock.release();
+      }
+    }
+    if (!claimed) {
+      return { locked: false };
+    }
+    this.keep(
+      {
+        lockid: request.lockid,
+        repository: request.serverUuid,
+        key: request.key,
+        holder: this.holder,
+        lockedAt,
+        expiresAt,
+        session,
+      },
+      lock,
+    );
+    return { locked: true };
+  }
+
+  /** An unlock message: the record is gone, release at once. */
+  async unlocked(lockid: string): Promise<void> {
+    await this.release(lockid);
+  }
+
+  /**
+   * Stops: releases every repository-side lock (within `deadlineMs`; sessions still open after it
+   * are cut by the pool's close), then marks this holder dead so live instances adopt the records
+   * at once. The records stay: the locks live on with another instance.
+   */
+  async close(deadlineMs = 10_000): Promise<void> {
+    this.closing = true;
+    if (this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+    await this.ticking;
+    const releases = Promise.all(this.lockids().map((lockid) => this.release(lockid)));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      releases,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, deadlineMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    await this.options.store.dropHolder(this.holder).catch(() => undefined);
+  }
+
+  /** One round of upkeep; never throws (a failure is logged once and retried next tick). */
+  tick(): Promise<void> {
+    this.ticking ??= this.upkeep()
+      .then(
+        () => {
+          this.healthy = true;
+          this.lastProblem = '';
+        },
+        (error: unknown) => {
+          this.healthy = false;
+          const text = error instanceof Error ? error.message : String(error);
+          if (text !== this.lastProblem) {
+            this.lastProblem = text;
+            this.log(`upkeep failed (retrying): ${text}`);
+          }
+        },
+      )
+      .finally(() => {
+        this.ticking = null;
+      });
+    return this.ticking;
+  }
+
+  private async upkeep(): Promise<void> {
+    if (this.closing) {
+      return;
+    }
+    const { store } = this.options;
+    await store.heartbeatHolder(this.holder, this.holderTtlMs);
+    await this.checkEpoch();
+    await this.reconcile();
+    await this.expire();
+    if (this.closing) {
+      return;
+    }
+    const served = this.options.registry.list().map((repository) => repository.uuid);
+    for (const lockid of await store.adoptOrphans(this.holder, ADOPT_BATCH, served)) {
+      this.retakes.add(lockid);
+    }
+    for (const lockid of [...this.retakes]) {
+      await this.retake(lockid);
+    }
+  }
+
+  /** Records again every lock held here when Redis lost its data (the epoch changed). */
+  private async checkEpoch(): Promise<void> {
+    const { store } = this.options;
+    const epoch = await store.epoch();
+    if (epoch === this.epoch) {
+      return;
+    }
+    if (this.epoch !== null && this.held.size > 0) {
+      this.log(`Redis lost its lock records; recording the ${this.held.size} held here again`);
+    }
+    for (const held of this.held.values()) {
+      await store.restore({ ...held.record, holder: this.holder, expiresAt: held.expiresAt });
+    }
+    this.epoch = epoch;
+  }
+
+  /** Releases locks whose record is gone or belongs to another holder now. */
+  private async reconcile(): Promise<void> {
+    const { store } = this.options;
+    const lockids = this.lockids();
+    const states = await store.holders(lockids);
+    const gone: string[] = [];
+    lockids.forEach((lockid, i) => {
+      const state = states[i];
+      const held = this.held.get(lockid);
+      if (!state || state.holder !== this.holder) {
+        gone.push(lockid);
+      } else if (held) {
+        held.expiresAt = state.expiresAt;
+      }
+    });
+    // Records that vanished because Redis lost its data are recorded again by the next tick,
+    // not released: look at the epoch once more before trusting their absence.
+    if (gone.length > 0 && (await store.epoch()) === this.epoch) {
+      await Promise.all(gone.map((lockid) => this.release(lockid)));
+    }
+  }
+
+  /** Deletes expired records (whoever holds them) and tells their holders. */
+  private async expire(): Promise<void> {
+    const { store } = this.options;
+    const now = this.now();
+    for (const record of await store.expired(now)) {
+      if (await store.deleteIf(record.lockid, { expiredAt: now })) {
+        if (record.holder !== RESERVED) {
+          this.options.onExpired?.();
+        }
+        await store.publishUnlock(record.lockid);
+        await this.release(record.lockid);
+      }
+    }
+  }
+
+  /** Takes the repository-side lock of a record this instance owns (adopted, or lost). */
+  private async retake(lockid: string): Promise<void> {
+    const { store } = this.options;
+    const record = await store.get(lockid);
+    if (!record || record.holder !== this.holder || this.held.has(lockid)) {
+      this.retakes.delete(lockid);
+      return;
+    }
+    const session: LockSession = record.session ?? {
+      clientUuid: '00000000-0000-0000-0000-000000000000',
+      bypass: [],
+      version: 4,
+      mode: 'full',
+    };
+    let lock: HeldLock | null;
+    try {
+      lock = await this.take(record.repository, record.key, session);
+    } catch (error) {
+      this.log(`cannot re-take lock ${lockid} yet: ${String(error)}`);
+      return; // tried again next tick
+    }
+    this.retakes.delete(lockid);
+    if (!lock) {
+      // The content is not there to lock any more: the lock cannot be honoured.
+      this.log(`lock ${lockid} of ${record.key} could not be re-taken; releasing it`);
+      if (await store.deleteIf(lockid, { holder: this.holder })) {
+        await store.publishUnlock(lockid);
+      }
+      return;
+    }
+    const [state] = await store.holders([lockid]).catch(() => [null]);
+    if (this.closing || !state || state.holder !== this.holder) {
+      await lock.release();
+      return;
+    }
+    this.keep({ ...record, session, expiresAt: state.expiresAt }, lock);
+  }
+
+  /** LOCKCONTENT on a dedicated session; null when the repository refuses (content absent). */
+  private async take(
+    serverUuid: string,
+    key: string,
+    session: LockSession,
+  ): Promise<HeldLock | null> {
+    const repository = await this.options.registry.lookup(serverUuid);
+    if (!repository) {
+      throw new Error(`repository ${serverUuid} is not served by this lock-service`);
+    }
+    const target: SessionTarget = {
+      repoPath: repository.path,
+      serverUuid,
+      clientUuid: session.clientUuid,
+      bypass: session.bypass,
+      version: session.version,
+      mode: session.mode,
+    };
+    return this.options.dispatcher.lockContent(target, key);
+  }
+
+  private keep(record: ClusterLockRecord & { session: LockSession }, lock: HeldLock): void {
+    const held: Held = { record, lock, expiresAt: record.expiresAt };
+    this.held.set(record.lockid, held);
+    lock.onLost(() => {
+      if (this.held.get(record.lockid) === held) {
+        this.held.delete(record.lockid);
+        if (!this.closing) {
+          this.log(`the session holding lock ${record.lockid} died; taking the lock again`);
+          this.retakes.add(record.lockid);
+        }
+      }
+    });
+  }
+
+  private async release(lockid: string): Promise<void> {
+    const held = this.held.get(lockid);
+    if (!held) {
+      return;
+    }
+    this.held.delete(lockid);
+    await held.lock.release();
+  }
+
+  private log(message: string): void {
+    (this.options.log ?? ((m: string) => process.stderr.write(`lock-service: ${m}\n`)))(message);
+  }
+}

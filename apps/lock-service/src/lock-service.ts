@@ -1,0 +1,181 @@
+/**
+ * The lock-service app of cluster mode: takes lock requests from the BullMQ queue
+ * LOCK_REQUEST_QUEUE, holds the repository-side locks (ClusterLockHolder), releases them on
+ * unlock messages (pub/sub) and expiry, and serves /healthz, /readyz and /metrics. It owns, and
+ * ends on close in this order: the worker (no new requests; running ones finish), the held locks
+ * (released within the shutdown deadline), the sessions, the health server, the Redis connections.
+ */
+import { access, constants } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { Worker } from 'bullmq';
+import { RepositoryRegistry } from '@annex-p2phttp/config';
+import { InProcessDispatcher } from '@annex-p2phttp/dispatch';
+import {
+  closeRedis,
+  LOCK_REQUEST_QUEUE,
+  openRedis,
+  RedisLockStore,
+  whenReady,
+  type LockReply,
+  type LockRequest,
+} from '@annex-p2phttp/locks';
+import { Metrics } from '@annex-p2phttp/metrics';
+import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
+import { startHealthServer } from './health-server';
+import { ClusterLockHolder } from './lock-holder';
+
+export const DEFAULT_HEALTH_PORT = 9419;
+export const DEFAULT_LOCK_CONCURRENCY = 16;
+export const DEFAULT_SHUTDOWN_DEADLINE_MS = 10_000;
+
+export interface LockServiceOptions {
+  readonly redisUrl: string;
+  /** Prefix of every Redis key (default `annex-p2phttp:`). */
+  readonly redisPrefix?: string;
+  readonly repos: readonly string[];
+  readonly directories: readonly string[];
+  /** Port of /healthz, /readyz, /metrics (default 9419; 0 = any free port). */
+  readonly healthPort?: number;
+  readonly healthHost?: string;
+  /** Lock requests handled at once (default 16). */
+  readonly concurrency?: number;
+  /** This instance's holder identity (default host:pid:random). */
+  readonly holder?: string;
+  readonly holderTtlMs?: number;
+  readonly sweepIntervalMs?: number;
+  /** How long SIGTERM/close waits for locks to be released (default 10 s). */
+  readonly shutdownDeadlineMs?: number;
+  readonly clusterJobs?: number;
+  readonly debug?: boolean;
+  readonly log?: (message: string) => void;
+}
+
+export interface RunningLockService {
+  readonly holder: string;
+  /** Base URL of the health server. */
+  readonly healthUrl: string;
+  readonly locks: ClusterLockHolder;
+  readonly metrics: Metrics;
+  close(): Promise<void>;
+}
+
+export async function startLockService(options: LockServiceOptions): Promise<RunningLockService> {
+  const log = options.log ?? ((m: string) => process.stderr.write(`lock-service: ${m}\n`));
+  const registry = new RepositoryRegistry({
+    repos: [...options.repos],
+    directories: [...options.directories],
+    log,
+  });
+  await registry.init();
+
+  const holderId = options.holder ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const redis = openRedis(options.redisUrl, 'command', 'annex-p2phttp-lock-service');
+  const workerRedis = openRedis(options.redisUrl, 'blocking', 'annex-p2phttp-lock-worker');
+  const subscriber = openRedis(options.redisUrl, 'blocking', 'annex-p2phttp-lock-unlocks');
+  const closeConnections = () =>
+    Promise.all([redis, workerRedis, subscriber].map((connection) => closeRedis(connection)));
+
+  const pool = new SessionPool({
+    connector: new LocalShellConnector({ debug: options.debug, clusterJobs: options.clusterJobs }),
+    // Locks take uncounted sessions; nothing else runs here, and no session is kept idle.
+    maxActive: 1,
+    maxIdle: 0,
+  });
+  const dispatcher = new InProcessDispatcher(pool);
+  const store = new RedisLockStore(redis, options.redisPrefix);
+  const metrics = new Metrics('lock-service');
+  const locks = new ClusterLockHolder({
+    store,
+    dispatcher,
+    registry,
+    holder: holderId,
+    holderTtlMs: options.holderTtlMs,
+    sweepIntervalMs: options.sweepIntervalMs,
+    onExpired: () => metrics.lockExpirations.inc(),
+    log,
+  });
+  metrics.onCollect(() => metrics.locksLive.set(locks.size));
+
+  let worker: Worker<LockRequest, LockReply> | null = null;
+  try {
+    await whenReady(redis);
+    subscriber.on('message', (channel: string, lockid: string) => {
+      if (channel === store.keys.unlockChannel) {
+        void locks.unlocked(lockid);
+      }
+    });
+    await subscriber.subscribe(store.keys.unlockChannel);
+    await locks.start();
+    worker = new Worker<LockRequest, LockReply>(
+      LOCK_REQUEST_QUEUE,
+      (job) => locks.handle(job.data),
+      {
+        connection: workerRedis,
+        prefix: store.keys.bullPrefix,
+        concurrency: options.concurrency ?? DEFAULT_LOCK_CONCURRENCY,
+        // A request whose lock-service died is not run again: its gateway answers 503.
+        maxStalledCount: 0,
+        // Wait for requests in blocks of one second, so that closing does not wait longer.
+        drainDelay: 1,
+      },
+    );
+    worker.on('error', (error) => log(`lock request worker: ${error.message}`));
+  } catch (error) {
+    await locks.close(0);
+    await pool.close(true);
+    await closeConnections();
+    throw error;
+  }
+
+  const repoPaths = [...options.repos, ...options.directories];
+  const health = await startHealthServer({
+    port: options.healthPort ?? DEFAULT_HEALTH_PORT,
+    host: options.healthHost,
+    metrics,
+    notReady: async () => {
+      try {
+        await redis.ping();
+      } catch (error) {
+        return `Redis unreachable: ${error instanceof Error ? error.message : String(error)}`;
+      }
+      for (const path of repoPaths) {
+        try {
+          await access(path, constants.R_OK | constants.X_OK);
+        } catch {
+          return `repository not readable: ${path}`;
+        }
+      }
+      return null;
+    },
+  });
+
+  const running = worker;
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      const deadline = options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS;
+      // No new requests; those running finish (or give up by the deadline).
+      await Promise.race([running.close(), delay(deadline)]);
+      await locks.close(deadline);
+      const sessions = pool.close();
+      const cut = setTimeout(() => void pool.close(true), deadline);
+      try {
+        await sessions;
+      } finally {
+        clearTimeout(cut);
+      }
+      await health.close();
+      if (!running.closing) {
+        await running.close(true);
+      }
+      await closeConnections();
+    })();
+    return closing;
+  };
+  return { holder: holderId, healthUrl: health.url, locks, metrics, close };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

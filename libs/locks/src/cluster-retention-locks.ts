@@ -1,0 +1,262 @@
+/**
+ * The gateway's retention locks in cluster mode. The gateway holds nothing itself: lockcontent
+ * reserves a record in the RedisLockStore (so `--lockedfiles` bounds the whole cluster), then asks
+ * a lock-service over the BullMQ queue LOCK_REQUEST_QUEUE to take the repository-side lock and
+ * claim the record; keeplocked moves the record's expiresAt forward; unlock deletes the record and
+ * tells the holder over pub/sub. Any gateway can serve any lockid, since everything is in Redis.
+ * While Redis is unreachable every call fails at once with LocksUnavailableError (HTTP 503).
+ */
+import { randomUUID } from 'node:crypto';
+import { Queue, QueueEvents, type Job } from 'bullmq';
+import type Redis from 'ioredis';
+import { LOCK_JOB_NAME, type LockReply, type LockRequest } from './lock-requests';
+import { LOCK_REQUEST_QUEUE } from './redis-keys';
+import { closeRedis, LocksUnavailableError, openRedis, whenReady } from './redis-connection';
+import { RedisLockStore, RESERVED } from './redis-lock-store';
+import { type LockKeeper, type LockTarget, type RetentionLocks } from './retention-locks';
+
+export const CLUSTER_LOCK_TTL_MS = 10 * 60_000;
+export const DEFAULT_LOCK_REQUEST_TIMEOUT_MS = 30_000;
+
+export interface ClusterRetentionLocksOptions {
+  readonly redisUrl: string;
+  /** Prefix of every Redis key (default `annex-p2phttp:`). */
+  readonly prefix?: string;
+  /** `--lockedfiles`: live locks across the cluster. */
+  readonly lockedFiles: number;
+  /** A lock expires this long after locking or after its last heartbeat (default 10 minutes). */
+  readonly ttlMs?: number;
+  /** Heartbeat period of an open keeplocked (default ttl / 4, at least one second). */
+  readonly heartbeatMs?: number;
+  /** How long to wait for a lock-service to answer a lock request (default 30 s). */
+  readonly requestTimeoutMs?: number;
+  readonly now?: () => number;
+}
+
+export class ClusterRetentionLocks implements RetentionLocks {
+  readonly store: RedisLockStore;
+  private readonly redis: Redis;
+  private readonly eventsRedis: Redis;
+  private readonly queue: Queue<LockRequest, LockReply>;
+  private readonly queueEvents: QueueEvents;
+  private readonly ttlMs: number;
+  private readonly heartbeatMs: number;
+  private readonly requestTimeoutMs: number;
+  private readonly now: () => number;
+  private readonly keepers = new Set<NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(private readonly options: ClusterRetentionLocksOptions) {
+    this.ttlMs = options.ttlMs ?? CLUSTER_LOCK_TTL_MS;
+    this.heartbeatMs = options.heartbeatMs ?? Math.max(1000, this.ttlMs / 4);
+    this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_LOCK_REQUEST_TIMEOUT_MS;
+    this.now = options.now ?? Date.now;
+    this.redis = openRedis(options.redisUrl, 'command', 'annex-p2phttp-gateway-locks');
+    this.eventsRedis = openRedis(options.redisUrl, 'blocking', 'annex-p2phttp-gateway-lock-events');
+    this.store = new RedisLockStore(this.redis, options.prefix);
+    const prefix = this.store.keys.bullPrefix;
+    this.queue = new Queue<LockRequest, LockReply>(LOCK_REQUEST_QUEUE, {
+      connection: this.redis,
+      prefix,
+    });
+    this.queue.on('error', () => undefined);
+    this.queueEvents = new QueueEvents(LOCK_REQUEST_QUEUE, {
+      connection: this.eventsRedis,
+      prefix,
+    });
+    this.queueEvents.on('error', () => undefined);
+  }
+
+  /** Resolves once Redis answers and lock replies can be received. */
+  async ready(timeoutMs = 10_000): Promise<void> {
+    await whenReady(this.redis, timeoutMs);
+    await this.queueEvents.waitUntilReady();
+  }
+
+  async lock(target: LockTarget, key: string): Promise<string | null> {
+    if (this.closed) {
+      return null;
+    }
+    await this.expireDue();
+    const lockid = randomUUID();
+    const now = this.now();
+    // Reserve first, so the bound holds however many gateways lock at once. A reservation
+    // nobody claims (its gateway died) expires soon after the request would have timed out.
+    const reserved = await guard(() =>
+      this.store.create(
+        {
+          lockid,
+          repository: target.serverUuid,
+          key,
+          holder: RESERVED,
+          lockedAt: now,
+          expiresAt: now + this.requestTimeoutMs + 5000,
+        },
+        this.options.lockedFiles,
+      ),
+    );
+    if (!reserved) {
+      return null;
+    }
+    let reply: LockReply;
+    try {
+      reply = await this.request({
+        lockid,
+        serverUuid: target.serverUuid,
+        key,
+        clientUuid: target.clientUuid,
+        bypass: [...target.bypass],
+        version: target.version,
+        mode: target.mode,
+        ttlMs: this.ttlMs,
+      });
+    } catch (error) {
+      // Whatever the lock-service did or will do, the lock must not outlive this failure.
+      await this.store.delete(lockid).catch(() => undefined);
+      await this.store.publishUnlock(lockid).catch(() => undefined);
+      throw error instanceof LocksUnavailableError
+        ? error
+        : new LocksUnavailableError(`no lock-service answered: ${message(error)}`, {
+            cause: error,
+          });
+    }
+    if (!reply.locked) {
+      await this.store.deleteIf(lockid, { holder: RESERVED }).catch(() => undefined);
+      return null;
+    }
+    return lockid;
+  }
+
+  isLocked(serverUuid: string, key: string): Promise<boolean> {
+    return guard(() => this.store.isLocked(serverUuid, key));
+  }
+
+  async keep(lockid: string): Promise<LockKeeper | null> {
+    const record = await guard(() => this.store.get(lockid));
+    if (!record || record.holder === RESERVED) {
+      return null;
+    }
+    const heartbeat = () => this.store.extend(lockid, this.now() + this.ttlMs);
+    await guard(heartbeat);
+    // A heartbeat that fails (Redis down a moment) is retried at the next period; the lock
+    // expires only if heartbeats fail for a whole ttl.
+    const interval = setInterval(() => void heartbeat().catch(() => undefined), this.heartbeatMs);
+    interval.unref();
+    this.keepers.add(interval);
+    let ended = false;
+    return {
+      end: async () => {
+        if (ended) {
+          return;
+        }
+        ended = true;
+        clearInterval(interval);
+        this.keepers.delete(interval);
+        await heartbeat().catch(() => undefined);
+      },
+    };
+  }
+
+  async unlock(lockid: string): Promise<void> {
+    await guard(() => this.store.delete(lockid));
+    // Tell the holder even when the record is gone: after Redis lost its data the holder may
+    // still hold a lock whose record it has not recorded again yet.
+    await guard(() => this.store.publishUnlock(lockid));
+  }
+
+  count(): Promise<number> {
+    return guard(() => this.store.count());
+  }
+
+  /** Stops heartbeating and closes the connections; the locks stay with the lock-services. */
+  async close(): Promise<void> {
+    if (this.closed) {
+      return;
+    }
+    this.closed = true;
+    for (const interval of this.keepers) {
+      clearInterval(interval);
+    }
+    this.keepers.clear();
+    await Promise.allSettled([this.queueEvents.close(), this.queue.close()]);
+    await Promise.all([closeRedis(this.redis), closeRedis(this.eventsRedis)]);
+  }
+
+  /** Sends a lock request and waits for its reply, within requestTimeoutMs in all. */
+  private async request(data: LockRequest): Promise<LockReply> {
+    const deadline = this.now() + this.requestTimeoutMs;
+    let job: Job<LockRequest, LockReply> | undefined;
+    try {
+      job = await withTimeout(
+        this.queue.add(LOCK_JOB_NAME, data, {
+          jobId: data.lockid,
+          attempts: 1,
+          removeOnComplete: { age: 60 },
+          removeOnFail: { age: 60 },
+        }),
+        this.requestTimeoutMs,
+        'queueing the lock request',
+      );
+      const result: unknown = await job.waitUntilFinished(
+        this.queueEvents,
+        Math.max(1, deadline - this.now()),
+      );
+      return parseReply(result);
+    } catch (error) {
+      // Not taken yet: take it back, so no lock-service locks for a request that failed.
+      await job?.remove().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Deletes records whose expiry passed, so dead ones never hold the bound. */
+  private async expireDue(): Promise<void> {
+    const now = this.now();
+    const expired = await guard(() => this.store.expired(now));
+    for (const record of expired) {
+      if (await guard(() => this.store.deleteIf(record.lockid, { expiredAt: now }))) {
+        await guard(() => this.store.publishUnlock(record.lockid));
+      }
+    }
+  }
+}
+
+/** Runs a Redis call; any failure becomes LocksUnavailableError (HTTP 503). */
+async function guard<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof LocksUnavailableError) {
+      throw error;
+    }
+    throw new LocksUnavailableError(`lock store unavailable: ${message(error)}`, { cause: error });
+  }
+}
+
+function parseReply(value: unknown): LockReply {
+  const parsed: unknown = typeof value === 'string' ? JSON.parse(value) : value;
+  if (typeof parsed === 'object' && parsed !== null && 'locked' in parsed) {
+    return { locked: parsed.locked === true };
+  }
+  throw new Error(`unexpected lock reply ${JSON.stringify(value)}`);
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,22 @@
+/**
+ * What a gateway asks a lock-service (through the BullMQ queue LOCK_REQUEST_QUEUE): take the
+ * repository-side lock for a record the gateway reserved, and claim the record. The reply says
+ * whether the lock is held.
+ */
+import { type LockSession } from './redis-lock-store';
+
+export interface LockRequest extends LockSession {
+  /** The reserved record's lockid (also the job id). */
+  readonly lockid: string;
+  /** The served UUID to lock in. */
+  readonly serverUuid: string;
+  readonly key: string;
+  /** expiresAt = time of locking + ttlMs. */
+  readonly ttlMs: number;
+}
+
+export interface LockReply {
+  readonly locked: boolean;
+}
+
+export const LOCK_JOB_NAME = 'lockcontent';

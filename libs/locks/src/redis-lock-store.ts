@@ -1,0 +1,328 @@
+/**
+ * The cluster-wide LockStore in Redis (ioredis). Every change is one atomic Lua script, so
+ * gateways and lock-services on many machines can create, extend, claim and delete records at
+ * once without losing the `--lockedfiles` bound or a key's cover count. Key layout: redis-keys.ts.
+ *
+ * Beyond LockStore, the lock-service uses: `claimPending` (a reserved record becomes held by a
+ * lock-service), `adoptOrphans` (records whose holder stopped heartbeating move to a live one),
+ * `deleteIf` (delete only when still expired, or still reserved), `restore` (re-record after Redis
+ * lost its data) and the holder liveness and epoch keys.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type Redis from 'ioredis';
+import { type LockRecord, type LockStore } from './lock-store';
+import { LockKeys } from './redis-keys';
+
+/** How the holder opens its session to re-take a lock (the request's P2P session parameters). */
+export interface LockSession {
+  readonly clientUuid: string;
+  readonly bypass: readonly string[];
+  readonly version: number;
+  readonly mode: 'full' | 'readonly' | 'appendonly';
+}
+
+export interface ClusterLockRecord extends LockRecord {
+  readonly session?: LockSession;
+}
+
+/** The holder of a record that a gateway reserved and no lock-service holds yet. */
+export const RESERVED = '';
+
+const FIELDS = ['lockid', 'repository', 'key', 'holder', 'lockedAt', 'expiresAt', 'session'];
+
+/** KEYS: record, expiry, cover. ARGV: limit, then the FIELDS in order. */
+const CREATE = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'lockid', ARGV[2], 'repository', ARGV[3], 'key', ARGV[4],
+  'holder', ARGV[5], 'lockedAt', ARGV[6], 'expiresAt', ARGV[7], 'session', ARGV[8])
+redis.call('ZADD', KEYS[2], ARGV[7], ARGV[2])
+redis.call('HINCRBY', KEYS[3], ARGV[3] .. ' ' .. ARGV[4], 1)
+return 1
+`;
+
+/** KEYS: record, expiry. ARGV: lockid, expiresAt. */
+const EXTEND = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'expiresAt', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+`;
+
+/**
+ * KEYS: record, expiry, cover. ARGV: lockid, mode, value. mode "any" deletes; "expired" only when
+ * expiresAt <= value; "holder" only when the holder is value. Returns the record's fields or nil.
+ */
+const DELETE = `
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return nil end
+local record = {}
+for i = 1, #fields, 2 do record[fields[i]] = fields[i + 1] end
+if ARGV[2] == 'expired' and tonumber(record.expiresAt) > tonumber(ARGV[3]) then return nil end
+if ARGV[2] == 'holder' and record.holder ~= ARGV[3] then return nil end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+local cover = record.repository .. ' ' .. record.key
+if redis.call('HINCRBY', KEYS[3], cover, -1) <= 0 then redis.call('HDEL', KEYS[3], cover) end
+return fields
+`;
+
+/** KEYS: record, expiry. ARGV: lockid, holder, lockedAt, expiresAt, session. */
+const CLAIM_PENDING = `
+if redis.call('HGET', KEYS[1], 'holder') ~= '' then return 0 end
+redis.call('HSET', KEYS[1], 'holder', ARGV[2], 'lockedAt', ARGV[3], 'expiresAt', ARGV[4],
+  'session', ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return 1
+`;
+
+/**
+ * KEYS: expiry. ARGV: record key prefix, holder key prefix, new holder, max, then the served
+ * repositories (none: any). Moves records whose holder has no liveness key to the new holder.
+ */
+const ADOPT = `
+local served = nil
+if #ARGV > 4 then
+  served = {}
+  for i = 5, #ARGV do served[ARGV[i]] = true end
+end
+local adopted = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local record = ARGV[1] .. id
+  local found = redis.call('HMGET', record, 'holder', 'repository')
+  local holder, repository = found[1], found[2]
+  if holder and holder ~= '' and holder ~= ARGV[3]
+    and (served == nil or served[repository])
+    and redis.call('EXISTS', ARGV[2] .. holder) == 0 then
+    redis.call('HSET', record, 'holder', ARGV[3])
+    table.insert(adopted, id)
+    if #adopted >= tonumber(ARGV[4]) then break end
+  end
+end
+return adopted
+`;
+
+export class RedisLockStore implements LockStore {
+  readonly keys: LockKeys;
+  private readonly shas = new Map<string, string>();
+
+  constructor(
+    private readonly redis: Redis,
+    prefix?: string,
+  ) {
+    this.keys = new LockKeys(prefix);
+  }
+
+  async create(record: ClusterLockRecord, limit: number): Promise<boolean> {
+    const created = await this.script(
+      CREATE,
+      [this.keys.record(record.lockid), this.keys.expiry, this.keys.cover],
+      [String(limit), ...fieldValues(record)],
+    );
+    return created === 1;
+  }
+
+  async get(lockid: string): Promise<ClusterLockRecord | undefined> {
+    return parseRecord(await this.redis.hgetall(this.keys.record(lockid)));
+  }
+
+  async extend(lockid: string, expiresAt: number): Promise<boolean> {
+    const extended = await this.script(
+      EXTEND,
+      [this.keys.record(lockid), this.keys.expiry],
+      [lockid, String(expiresAt)],
+    );
+    return extended === 1;
+  }
+
+  delete(lockid: string): Promise<ClusterLockRecord | undefined> {
+    return this.deleteWhere(lockid, 'any', '');
+  }
+
+  /**
+   * Deletes a record only while it is still expired at `now` (a heartbeat may just have moved
+   * it), or only while `holder` holds it. Returns the deleted record.
+   */
+  deleteIf(
+    lockid: string,
+    condition: { expiredAt: number } | { holder: string },
+  ): Promise<ClusterLockRecord | undefined> {
+    return 'expiredAt' in condition
+      ? this.deleteWhere(lockid, 'expired', String(condition.expiredAt))
+      : this.deleteWhere(lockid, 'holder', condition.holder);
+  }
+
+  async isLocked(repository: string, key: string): Promise<boolean> {
+    const count = await this.redis.hget(this.keys.cover, `${repository} ${key}`);
+    return count !== null && Number(count) > 0;
+  }
+
+  count(): Promise<number> {
+    return this.redis.zcard(this.keys.expiry);
+  }
+
+  async expired(now: number): Promise<ClusterLockRecord[]> {
+    const ids = await this.redis.zrangebyscore(this.keys.expiry, '-inf', now);
+    const records = await Promise.all(ids.map((id) => this.get(id)));
+    return records.filter((r): r is ClusterLockRecord => r !== undefined && r.expiresAt <= now);
+  }
+
+  /** The lockids of every record, soonest expiry first. */
+  lockids(): Promise<string[]> {
+    return this.redis.zrange(this.keys.expiry, 0, -1);
+  }
+
+  /** A reserved record becomes held by `holder`; false when it is gone or held already. */
+  async claimPending(
+    lockid: string,
+    holder: string,
+    lockedAt: number,
+    expiresAt: number,
+    session: LockSession,
+  ): Promise<boolean> {
+    const claimed = await this.script(
+      CLAIM_PENDING,
+      [this.keys.record(lockid), this.keys.expiry],
+      [lockid, holder, String(lockedAt), String(expiresAt), JSON.stringify(session)],
+    );
+    return claimed === 1;
+  }
+
+  /**
+   * Moves up to `max` records whose holder is not alive (no liveness key) to `holder`, optionally
+   * only records of the `served` repositories; returns their lockids.
+   */
+  async adoptOrphans(holder: string, max: number, served?: readonly string[]): Promise<string[]> {
+    const adopted = await this.script(
+      ADOPT,
+      [this.keys.expiry],
+      [this.keys.recordPrefix, this.keys.holderPrefix, holder, String(max), ...(served ?? [])],
+    );
+    return adopted as string[];
+  }
+
+  /** Records again a lock its holder still holds, whatever the bound (after Redis lost data). */
+  restore(record: ClusterLockRecord): Promise<boolean> {
+    return this.create(record, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** The holder and expiry of each record, or null for records that do not exist. */
+  async holders(
+    lockids: readonly string[],
+  ): Promise<Array<{ holder: string; expiresAt: number } | null>> {
+    if (lockids.length === 0) {
+      return [];
+    }
+    const pipeline = this.redis.pipeline();
+    for (const lockid of lockids) {
+      pipeline.hmget(this.keys.record(lockid), 'holder', 'expiresAt');
+    }
+    const results = (await pipeline.exec()) ?? [];
+    return results.map(([error, value]) => {
+      if (error) {
+        throw error;
+      }
+      const [holder, expiresAt] = value as [string | null, string | null];
+      return holder === null || expiresAt === null
+        ? null
+        : { holder, expiresAt: Number(expiresAt) };
+    });
+  }
+
+  /** Marks `holder` alive for `ttlMs`. */
+  async heartbeatHolder(holder: string, ttlMs: number): Promise<void> {
+    await this.redis.set(this.keys.holder(holder), String(Date.now()), 'PX', ttlMs);
+  }
+
+  /** Marks `holder` dead at once, so that live lock-services adopt its records. */
+  async dropHolder(holder: string): Promise<void> {
+    await this.redis.del(this.keys.holder(holder));
+  }
+
+  async isHolderAlive(holder: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.holder(holder))) === 1;
+  }
+
+  /**
+   * The epoch of the data in Redis: a random value created when absent. It changes only when Redis
+   * lost the key (a restart without persistence, a flush), which tells lost records from deleted
+   * ones.
+   */
+  async epoch(): Promise<string> {
+    await this.redis.set(this.keys.epoch, randomUUID(), 'NX');
+    const epoch = await this.redis.get(this.keys.epoch);
+    if (epoch === null) {
+      throw new Error('the lock epoch vanished as it was read');
+    }
+    return epoch;
+  }
+
+  /** Tells the lock-services that a lock was released (its record deleted). */
+  async publishUnlock(lockid: string): Promise<void> {
+    await this.redis.publish(this.keys.unlockChannel, lockid);
+  }
+
+  private async deleteWhere(
+    lockid: string,
+    mode: 'any' | 'expired' | 'holder',
+    value: string,
+  ): Promise<ClusterLockRecord | undefined> {
+    const fields = (await this.script(
+      DELETE,
+      [this.keys.record(lockid), this.keys.expiry, this.keys.cover],
+      [lockid, mode, value],
+    )) as string[] | null;
+    if (!fields) {
+      return undefined;
+    }
+    const map: Record<string, string> = {};
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      map[fields[i]!] = fields[i + 1]!;
+    }
+    return parseRecord(map);
+  }
+
+  /** EVALSHA, falling back to EVAL when Redis does not know the script (e.g. after a restart). */
+  private async script(source: string, keys: string[], args: string[]): Promise<unknown> {
+    let sha = this.shas.get(source);
+    if (!sha) {
+      sha = createHash('sha1').update(source).digest('hex');
+      this.shas.set(source, sha);
+    }
+    try {
+      return await this.redis.evalsha(sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+        return this.redis.eval(source, keys.length, ...keys, ...args);
+      }
+      throw error;
+    }
+  }
+}
+
+function fieldValues(record: ClusterLockRecord): string[] {
+  return [
+    record.lockid,
+    record.repository,
+    record.key,
+    record.holder,
+    String(record.lockedAt),
+    String(record.expiresAt),
+    record.session ? JSON.stringify(record.session) : '',
+  ];
+}
+
+function parseRecord(map: Record<string, string>): ClusterLockRecord | undefined {
+  if (!FIELDS.slice(0, 6).every((field) => typeof map[field] === 'string')) {
+    return undefined;
+  }
+  const record: ClusterLockRecord = {
+    lockid: map.lockid!,
+    repository: map.repository!,
+    key: map.key!,
+    holder: map.holder!,
+    lockedAt: Number(map.lockedAt),
+    expiresAt: Number(map.expiresAt),
+  };
+  return map.session ? { ...record, session: JSON.parse(map.session) as LockSession } : record;
+}
