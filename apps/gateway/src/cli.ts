@@ -1,13 +1,27 @@
 /**
- * `annex-p2phttp serve [options]`: the embedded server, started like `git annex p2phttp`.
+ * The `annex-p2phttp` command. `serve` is the embedded server, started like `git annex p2phttp`
+ * (or, given `--redis URL` / REDIS_URL, a cluster gateway); `gateway` and `proxy-worker` are the
+ * apps of cluster mode. All read the same options (`annex-p2phttp serve --help`).
  */
-import { ConfigError, parseServeArgs, serveHelp } from '@annex-p2phttp/config';
+import { ConfigError, parseServeArgs, serveHelp, type ServeOptions } from '@annex-p2phttp/config';
+import { startProxyWorker } from '@annex-p2phttp/proxy-worker';
+import { startClusterGateway } from './cluster-gateway';
 import { startEmbeddedServer } from './server';
 
-const USAGE = `usage: annex-p2phttp serve [options]
+const USAGE = `usage: annex-p2phttp serve|gateway|proxy-worker [options]
 
 Serves git-annex repositories over git-annex's HTTP P2P API (annex+http:// remotes).
+  serve          one process serving the repositories (with --redis: same as gateway)
+  gateway        cluster mode: the HTTP API, dispatching to proxy workers through Redis
+  proxy-worker   cluster mode: runs the repository operations of the repositories it serves
 Run "annex-p2phttp serve --help" for the options.`;
+
+const COMMANDS = new Set(['serve', 'gateway', 'proxy-worker']);
+
+interface Started {
+  readonly banner: string[];
+  close(): Promise<void>;
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -15,7 +29,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
   }
-  if (command !== 'serve') {
+  if (!COMMANDS.has(command)) {
     process.stderr.write(`annex-p2phttp: unknown command "${command}"\n${USAGE}\n`);
     return 2;
   }
@@ -23,19 +37,19 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(serveHelp());
     return 0;
   }
-  let server;
+  let started: Started;
   try {
-    const options = parseServeArgs(rest, process.cwd());
-    server = await startEmbeddedServer(options);
+    const options = parseServeArgs(rest, process.cwd(), process.env);
+    started = await start(command, options);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`annex-p2phttp: ${message}\n`);
     return error instanceof ConfigError ? 2 : 1;
   }
-  for (const url of server.urls) {
-    process.stderr.write(`annex-p2phttp: listening on ${url}\n`);
+  for (const line of started.banner) {
+    process.stderr.write(`annex-p2phttp: ${line}\n`);
   }
-  const running = server;
+  const running = started;
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
       process.stderr.write(`annex-p2phttp: ${signal}, shutting down\n`);
@@ -50,4 +64,32 @@ export async function main(argv: string[]): Promise<number> {
   // Everything is closed; should some handle still keep the process alive, do not hang.
   setTimeout(() => process.exit(0), 2000).unref();
   return 0;
+}
+
+async function start(command: string, options: ServeOptions): Promise<Started> {
+  const redis = options.redis;
+  if (command === 'proxy-worker') {
+    if (redis === undefined) {
+      throw new ConfigError('proxy-worker needs --redis URL (or REDIS_URL)');
+    }
+    const worker = await startProxyWorker({ ...options, redis });
+    return {
+      banner: [
+        `proxy-worker ${worker.id}: data port ${worker.listening}, advertised as ${worker.url}`,
+      ],
+      close: () => worker.close(),
+    };
+  }
+  if (command === 'gateway' || redis !== undefined) {
+    if (redis === undefined) {
+      throw new ConfigError('gateway needs --redis URL (or REDIS_URL)');
+    }
+    const gateway = await startClusterGateway({ ...options, redis });
+    return {
+      banner: gateway.urls.map((url) => `listening on ${url} (cluster gateway)`),
+      close: () => gateway.close(),
+    };
+  }
+  const server = await startEmbeddedServer(options);
+  return { banner: server.urls.map((url) => `listening on ${url}`), close: () => server.close() };
 }

@@ -1,7 +1,8 @@
 /**
  * The one exception filter: HttpError keeps its status and message, Nest's own HTTP exceptions
  * (e.g. an unknown route) keep their status, P2P failures become 500 (502 when a session could not
- * be set up, 503 while shutting down), a client that went away gets nothing. Error bodies are plain
+ * be set up, 503 while shutting down), cluster dispatch failures become 503 with Retry-After (Redis
+ * down, no live or free proxy worker), 504 (no answer in time) or 502 (a broken stream), a client that went away gets nothing. Error bodies are plain
  * text, as the reference sends them; nothing is written once headers are out.
  */
 import {
@@ -11,6 +12,7 @@ import {
   HttpException,
   Logger,
 } from '@nestjs/common';
+import { DispatchError } from '@annex-p2phttp/dispatch';
 import { P2PError } from '@annex-p2phttp/p2p';
 import { ProtocolError } from '@annex-p2phttp/protocol';
 import { type FastifyReply } from 'fastify';
@@ -47,6 +49,25 @@ export class HttpExceptionFilter implements ExceptionFilter {
     }
     if (exception instanceof HttpException) {
       return { status: exception.getStatus(), message: exception.message, headers: {} };
+    }
+    if (exception instanceof DispatchError) {
+      switch (exception.code) {
+        case 'DISPATCH_UNAVAILABLE':
+          return {
+            status: 503,
+            message: exception.message,
+            headers: { 'retry-after': String(exception.retryAfterSeconds) },
+          };
+        case 'DISPATCH_TIMEOUT':
+          this.logger.warn(exception.message);
+          return { status: 504, message: exception.message, headers: {} };
+        case 'DISPATCH_STREAM_FAILED':
+          this.logger.warn(exception.message);
+          return { status: 502, message: exception.message, headers: {} };
+        case 'DISPATCH_JOB_FAILED':
+          this.logger.warn(exception.message);
+          return { status: 500, message: exception.message, headers: {} };
+      }
     }
     if (exception instanceof P2PError) {
       switch (exception.code) {

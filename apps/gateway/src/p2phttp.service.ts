@@ -19,13 +19,7 @@ import {
   type ApiVersion,
   type Operation,
 } from '@annex-p2phttp/protocol';
-import {
-  authorize,
-  parseAuthorization,
-  type AuthPolicy,
-  type RepositoryRegistry,
-  type User,
-} from '@annex-p2phttp/config';
+import { authorize, parseAuthorization, type AuthPolicy, type User } from '@annex-p2phttp/config';
 import { type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
 import { type RetentionLocks } from '@annex-p2phttp/locks';
 import { type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
@@ -64,7 +58,10 @@ const POST_OPERATIONS = new Set<Operation>([
 ]);
 
 export interface ApiContext {
-  readonly registry: RepositoryRegistry;
+  /** Finds what serves a uuid: `path` is the repository (embedded) or its queue (cluster). */
+  readonly registry: {
+    lookup(uuid: string): Promise<{ readonly uuid: string; readonly path: string } | undefined>;
+  };
   readonly dispatcher: Dispatcher;
   readonly locks: RetentionLocks;
   readonly policy: AuthPolicy;

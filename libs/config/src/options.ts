@@ -36,9 +36,28 @@ export interface ServeOptions extends AuthPolicy {
   /** Directories whose repositories are served, absolute. */
   directories: string[];
   debug: boolean;
+  /** Cluster mode: the Redis URL (`--redis` or REDIS_URL); embedded mode when absent. */
+  redis?: string;
+  /** Prefix of every Redis key (`--redis-prefix` or ANNEX_P2PHTTP_REDIS_PREFIX). */
+  redisPrefix: string;
+  /** Cluster mode: how long a job may wait for a worker before the request gets 503. */
+  queueWaitMs: number;
+  /** Cluster mode: how long the gateway waits for a job's answer (streams excepted). */
+  jobTimeoutMs: number;
+  /** proxy-worker: the internal data port (get/put bytes, /metrics, /healthz, /readyz). */
+  dataPort: number;
+  /** proxy-worker: the URL gateways reach the data port at; default from --bind or hostname. */
+  advertiseUrl?: string;
+  /** proxy-worker: the job lock duration and stalled-job check interval. */
+  stallCheckMs: number;
 }
 
 export const DEFAULT_PORT = 9417;
+export const DEFAULT_DATA_PORT = 9418;
+export const DEFAULT_REDIS_PREFIX = 'annex-p2phttp:';
+export const DEFAULT_QUEUE_WAIT_SECONDS = 30;
+export const DEFAULT_JOB_TIMEOUT_SECONDS = 600;
+export const DEFAULT_STALL_CHECK_SECONDS = 30;
 export const DEFAULT_JOBS = 8;
 export const DEFAULT_CLUSTER_JOBS = 1;
 export const DEFAULT_LOCKED_FILES = 100;
@@ -64,6 +83,13 @@ interface RawOptions {
   repo?: string[];
   directory?: string[];
   debug?: boolean;
+  redis?: string;
+  redisPrefix?: string;
+  queueWait?: string;
+  jobTimeout?: string;
+  dataPort?: string;
+  advertiseUrl?: string;
+  stallCheck?: string;
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [
@@ -116,6 +142,34 @@ function buildCommand(): Command {
       'serve every git-annex repository below this directory; repeatable',
     ),
     flag('-d, --debug', 'show debug messages'),
+    valued(
+      '--redis <URL>',
+      'cluster mode: the Redis server (default: env REDIS_URL; none = embedded)',
+    ),
+    valued(
+      '--redis-prefix <PREFIX>',
+      `cluster mode: prefix of every Redis key (default env ANNEX_P2PHTTP_REDIS_PREFIX or "${DEFAULT_REDIS_PREFIX}")`,
+    ),
+    valued(
+      '--queue-wait <SECONDS>',
+      `cluster mode: wait for a free proxy worker before answering 503 (default ${DEFAULT_QUEUE_WAIT_SECONDS})`,
+    ),
+    valued(
+      '--job-timeout <SECONDS>',
+      `cluster mode: wait for a job's answer (default ${DEFAULT_JOB_TIMEOUT_SECONDS})`,
+    ),
+    valued(
+      '--data-port <N>',
+      `proxy-worker: internal data port for get/put bytes and health (default ${DEFAULT_DATA_PORT})`,
+    ),
+    valued(
+      '--advertise-url <URL>',
+      'proxy-worker: URL gateways reach the data port at (default: http://BIND-or-HOSTNAME:PORT)',
+    ),
+    valued(
+      '--stall-check <SECONDS>',
+      `proxy-worker: a job whose worker stopped renewing its lock this long fails (default ${DEFAULT_STALL_CHECK_SECONDS})`,
+    ),
   ];
   const cmd = new Command('annex-p2phttp serve')
     .description('Serve the git-annex HTTP P2P API for one or more git-annex repositories.')
@@ -170,7 +224,11 @@ function parseCount(
  * problem found is reported in one ConfigError; `--help` throws HelpRequested (a ConfigError) with
  * the help text.
  */
-export function parseServeArgs(argv: string[], cwd: string): ServeOptions {
+export function parseServeArgs(
+  argv: string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv = {},
+): ServeOptions {
   const cmd = buildCommand();
   try {
     cmd.parse(argv, { from: 'user' });
@@ -248,8 +306,42 @@ export function parseServeArgs(argv: string[], cwd: string): ServeOptions {
     problems.push('--chainfile needs --certfile and --privatekeyfile');
   }
 
+  const queueWait =
+    raw.queueWait === undefined
+      ? DEFAULT_QUEUE_WAIT_SECONDS
+      : parseCount('--queue-wait', raw.queueWait, problems, 1);
+  const jobTimeout =
+    raw.jobTimeout === undefined
+      ? DEFAULT_JOB_TIMEOUT_SECONDS
+      : parseCount('--job-timeout', raw.jobTimeout, problems, 1);
+  const stallCheck =
+    raw.stallCheck === undefined
+      ? DEFAULT_STALL_CHECK_SECONDS
+      : parseCount('--stall-check', raw.stallCheck, problems, 1);
+  const dataPort =
+    raw.dataPort === undefined
+      ? DEFAULT_DATA_PORT
+      : parseCount('--data-port', raw.dataPort, problems, 0, 65535);
+  const redis = raw.redis ?? (env.REDIS_URL || undefined);
+  if (redis !== undefined && !/^rediss?:\/\/./.test(redis)) {
+    problems.push(`--redis ${JSON.stringify(redis)}: must be a redis:// or rediss:// URL`);
+  }
+  const redisPrefix = raw.redisPrefix ?? env.ANNEX_P2PHTTP_REDIS_PREFIX ?? DEFAULT_REDIS_PREFIX;
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(redisPrefix)) {
+    problems.push(
+      `--redis-prefix ${JSON.stringify(redisPrefix)}: must be 1 to 64 of A-Z a-z 0-9 _ . : -`,
+    );
+  }
+  if (raw.advertiseUrl !== undefined && !/^https?:\/\/[^/]+\/?$/.test(raw.advertiseUrl)) {
+    problems.push(`--advertise-url ${JSON.stringify(raw.advertiseUrl)}: must be http://HOST:PORT`);
+  }
+
   if (
     problems.length > 0 ||
+    queueWait === undefined ||
+    jobTimeout === undefined ||
+    stallCheck === undefined ||
+    dataPort === undefined ||
     port === undefined ||
     jobs === undefined ||
     proxyConnections === undefined ||
@@ -279,7 +371,18 @@ export function parseServeArgs(argv: string[], cwd: string): ServeOptions {
     repos: repos.length === 0 && directories.length === 0 ? [resolve(cwd)] : repos,
     directories,
     debug: raw.debug === true,
+    redisPrefix,
+    queueWaitMs: queueWait * 1000,
+    jobTimeoutMs: jobTimeout * 1000,
+    dataPort,
+    stallCheckMs: stallCheck * 1000,
   };
+  if (redis !== undefined) {
+    options.redis = redis;
+  }
+  if (raw.advertiseUrl !== undefined) {
+    options.advertiseUrl = raw.advertiseUrl.replace(/\/$/, '');
+  }
   if (raw.socket !== undefined) {
     options.socket = abs(raw.socket);
   }
