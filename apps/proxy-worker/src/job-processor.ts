@@ -38,7 +38,14 @@ const MODES = new Set(['full', 'readonly', 'appendonly']);
 const UUID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
 
 export class JobProcessor {
+  private claimedStreams = 0;
+
   constructor(private readonly options: JobProcessorOptions) {}
+
+  /** Get and put streams claimed by a gateway and not finished yet. */
+  get streams(): number {
+    return this.claimedStreams;
+  }
 
   async process(job: ClusterJob, queue: string, signal: AbortSignal): Promise<JobResult> {
     const payload = job.data;
@@ -130,8 +137,10 @@ export class JobProcessor {
     const offer = (): Promise<{ request: IncomingMessage; response: ServerResponse }> =>
       this.offer(job, this.options.streams.register('put'), undefined, signal);
     // The body is asked for only after PUT-FROM: then the stream is offered and its bytes read.
+    const counted = { on: () => (this.claimedStreams += 1), off: () => (this.claimedStreams -= 1) };
     async function* body(): AsyncGenerator<Buffer> {
       claim = await offer();
+      counted.on();
       for await (const chunk of claim.request.iterator({ destroyOnReturn: false })) {
         yield chunk as Buffer;
       }
@@ -152,11 +161,13 @@ export class JobProcessor {
       );
     } catch (error) {
       if (claim) {
+        counted.off();
         answer(claim, 502, 'text/plain;charset=utf-8', `${String(error)}\n`);
       }
       throw error;
     }
     if (claim) {
+      counted.off();
       answer(claim, 200, 'application/json', JSON.stringify(outcome));
     }
     return outcome;
@@ -197,6 +208,7 @@ export class JobProcessor {
     }
     const onAbort = () => response.destroy();
     signal.addEventListener('abort', onAbort, { once: true });
+    this.claimedStreams += 1;
     try {
       response.writeHead(200, {
         'content-type': 'application/octet-stream',
@@ -212,6 +224,7 @@ export class JobProcessor {
         `the get stream ended early: ${error instanceof Error ? error.message : String(error)}`,
       );
     } finally {
+      this.claimedStreams -= 1;
       signal.removeEventListener('abort', onAbort);
     }
     return true;

@@ -92,7 +92,6 @@ export async function startProxyWorker(
   const dispatcher = new InProcessDispatcher(pool);
   const streams = new StreamTable(tuning.claimTimeoutMs);
   const metrics = new Metrics('proxy-worker');
-  mirrorPool(metrics, () => dispatcher.stats());
 
   const redis = commandConnection(options.redis, `annex-p2phttp:proxy-worker:${id}`);
   redis.on('error', () => {}); // reconnects by itself; readiness reports it
@@ -158,6 +157,7 @@ export async function startProxyWorker(
   const url = options.advertiseUrl ?? defaultAdvertiseUrl(options, listening.port);
 
   const processor = new JobProcessor({ registry, dispatcher, streams, baseUrl: url });
+  mirrorPool(metrics, () => ({ ...dispatcher.stats(), streams: processor.streams }));
   const startedAt = Date.now();
 
   /** Starts a BullMQ worker for each served repository not served yet, stops vanished ones. */

@@ -1,0 +1,115 @@
+/**
+ * A private redis-server for tests: its own free port on 127.0.0.1, no persistence (a restart
+ * comes back empty), started in its own process group and killed when the test process exits.
+ * Never the system Redis on 6379.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as net from 'node:net';
+import { freePort } from '../../scripts/bench/util';
+
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) {
+    try {
+      process.kill(-(child.pid ?? 0), 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+});
+
+export class PrivateRedis {
+  private child: ChildProcess | null = null;
+  private output = '';
+
+  private constructor(readonly port: number) {}
+
+  /** Starts redis-server on a free port (or `port`) and waits until it answers PING. */
+  static async start(port?: number): Promise<PrivateRedis> {
+    const redis = new PrivateRedis(port ?? (await freePort()));
+    await redis.launch();
+    return redis;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return this.child !== null;
+  }
+
+  /** Stops it (SIGTERM, SIGKILL after 5 s): everything it held is gone. */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child) {
+      return;
+    }
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+    this.child = null;
+  }
+
+  /** Stops it and starts an empty one on the same port. */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.launch();
+  }
+
+  /** Sends one command (inline protocol) and returns the raw reply text. */
+  command(...args: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(this.port, '127.0.0.1');
+      let reply = '';
+      socket.setTimeout(5000, () => socket.destroy(new Error('redis: no reply')));
+      socket.on('data', (chunk: Buffer) => {
+        reply += chunk.toString('utf8');
+        if (reply.endsWith('\r\n')) {
+          socket.end();
+          resolve(reply);
+        }
+      });
+      socket.once('error', reject);
+      socket.write(`${args.map((a) => JSON.stringify(a)).join(' ')}\r\n`);
+    });
+  }
+
+  describe(): string {
+    return `redis-server on ${this.port}: ${this.output.slice(-2000)}`;
+  }
+
+  private async launch(): Promise<void> {
+    const child = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    running.add(child);
+    child.once('exit', () => running.delete(child));
+    child.stdout.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
+    this.child = child;
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      try {
+        if ((await this.command('PING')).startsWith('+PONG')) {
+          return;
+        }
+      } catch {
+        // not yet
+      }
+      if (child.exitCode !== null || Date.now() > deadline) {
+        await this.stop();
+        throw new Error(`redis-server did not start: ${this.describe()}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
