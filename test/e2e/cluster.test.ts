@@ -285,6 +285,23 @@ describe('cluster mode', () => {
     }
   });
 
+  it('reports health, readiness and metrics', async () => {
+    for (const gateway of [gatewayA, gatewayB]) {
+      expect((await get(gateway.port, '/healthz')).status).toBe(200);
+      expect((await get(gateway.port, '/readyz')).status).toBe(200);
+    }
+    for (const worker of workers) {
+      expect((await get(worker.port, '/healthz')).status).toBe(200);
+      const metrics = (await get(worker.port, '/metrics')).body.toString('utf8');
+      expect(metrics).toMatch(/^annex_p2phttp_queue_jobs\{.*app="proxy-worker"/m);
+      expect(metrics).toMatch(/^annex_p2phttp_pool_connections\{/m);
+    }
+    const lockcontent = await new P2PApi(gatewayA.port, served.uuid).post('lockcontent', {
+      key: keyOf(served, 'one.bin'),
+    });
+    expect(lockcontent.status).toBe(503);
+  });
+
   it('serves get, copy --to and drop --from of the real client through either gateway', async () => {
     await annex(clientA, ['get', 'one.bin', 'mebibyte.bin']);
     expect(await fileDigest(`${clientA.dir}/mebibyte.bin`)).toEqual(
@@ -361,6 +378,7 @@ describe('cluster mode', () => {
       );
       expect(result.status).toBe(503);
       expect(result.headers['retry-after']).toMatch(/^\d+$/);
+      expect((await get(gateway.port, '/readyz')).status).toBe(503);
     }
     await redis.restart();
     for (const gateway of [gatewayA, gatewayB]) {
@@ -377,6 +395,49 @@ describe('cluster mode', () => {
     }
     await annex(clientA, ['drop', 'mebibyte.bin']);
     await annex(clientA, ['get', 'mebibyte.bin']);
+  });
+
+  it('answers 503 with Retry-After when no worker is free within --queue-wait', async () => {
+    // Four paused downloads hold both workers' job slots (2 each): their jobs stay active.
+    const key = keyOf(served, 'big.bin');
+    const path = () => `/git-annex/${served.uuid}/v4/key/${key}?clientuuid=${randomUUID()}`;
+    const held = [0, 1, 2, 3].map(() => pausedGet(gatewayA.port, path()));
+    try {
+      await Promise.all(held.map((download) => download.started));
+      await pollUntil('both workers streaming twice', async () => {
+        const counts = await Promise.all(workers.map((worker) => workerStreams(worker)));
+        return counts.every((count) => count === 2) ? true : undefined;
+      });
+      // A client that gives up while its job waits takes the job off the queue.
+      const gaveUp = httpRequest(
+        gatewayB.port,
+        new P2PApi(gatewayB.port, served.uuid).path(4, 'checkpresent', {
+          key: keyOf(served, 'one.bin'),
+          clientuuid: randomUUID(),
+        }),
+        { timeoutMs: 1000 },
+      );
+      await expect(gaveUp).rejects.toThrow(/no complete answer/);
+      await pollUntil('the abandoned job removed', async () =>
+        (await jobsIn('wait')).length === 0 ? true : undefined,
+      );
+      const refused = await new P2PApi(gatewayA.port, served.uuid).checkpresent(
+        keyOf(served, 'one.bin'),
+      );
+      expect(refused.status).toBe(503);
+      expect(refused.headers['retry-after']).toBe('10');
+      expect(refused.body.toString()).toMatch(/no proxy worker took the job/);
+      expect(await jobsIn('wait')).toEqual([]);
+    } finally {
+      for (const download of held) {
+        download.resume();
+      }
+    }
+    for (const download of held) {
+      const result = await download.finished;
+      expect(result.complete).toBe(true);
+      expect(result.bytes.length).toBe(BIG);
+    }
   });
 
   it('fails a get whose proxy worker is SIGKILLed mid-stream, without re-running it', async () => {

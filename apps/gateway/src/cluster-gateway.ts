@@ -11,6 +11,7 @@ import {
   ClusterDirectory,
   ClusterKeys,
   commandConnection,
+  connected,
 } from '@annex-p2phttp/dispatch';
 import { type RetentionLocks } from '@annex-p2phttp/locks';
 import type Redis from 'ioredis';
@@ -55,6 +56,9 @@ export async function startClusterGateway(
   redis.on('ready', () => {
     lastError = '';
   });
+  if (!(await connected(redis, 10_000))) {
+    log(`redis: not reachable yet at ${options.redis}; answering 503 until it is`);
+  }
   const directory = new ClusterDirectory({ redis, keys });
   const dispatcher = new BullMqDispatcher({
     redisUrl: options.redis,
@@ -71,6 +75,14 @@ export async function startClusterGateway(
       directory,
       dispatcher,
       locks,
+      readiness: async () => {
+        try {
+          const snapshot = await directory.read();
+          return snapshot.workers === 0 ? ['no live proxy worker'] : [];
+        } catch (error) {
+          return [error instanceof Error ? error.message : String(error)];
+        }
+      },
       close: async (graceMs) => {
         await locks.close();
         await dispatcher.close(graceMs);

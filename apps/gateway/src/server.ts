@@ -33,6 +33,8 @@ export interface GatewayBackend {
   readonly directory: RepositoryDirectory;
   readonly dispatcher: Dispatcher;
   readonly locks: RetentionLocks;
+  /** Why it cannot serve now (GET /readyz); empty when ready. */
+  readiness?(): Promise<string[]>;
   /** Ends what the backend owns, once the API stopped accepting requests. */
   close(graceMs: number): Promise<void>;
 }
@@ -116,7 +118,7 @@ export async function startGateway(
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 10_000 },
   });
   const app = await NestFactory.create<NestFastifyApplication>(
-    GatewayModule.forRoot(service),
+    GatewayModule.forRoot(service, () => backend.readiness?.() ?? Promise.resolve([])),
     adapter,
     {
       bodyParser: false,

@@ -20,6 +20,7 @@ import {
   blockingOptions,
   ClusterKeys,
   commandConnection,
+  connected,
   DispatchError,
   encodeFailure,
   quietLog,
@@ -95,6 +96,9 @@ export async function startProxyWorker(
 
   const redis = commandConnection(options.redis, `annex-p2phttp:proxy-worker:${id}`);
   redis.on('error', () => {}); // reconnects by itself; readiness reports it
+  if (!(await connected(redis, 10_000))) {
+    log(`redis: not reachable yet at ${options.redis}; advertising once it is`);
+  }
   const subscriber = new Redis(blockingOptions(options.redis));
   subscriber.on('error', () => {});
 

@@ -61,6 +61,8 @@ type Answer =
 interface Pending {
   readonly queue: string;
   taken: boolean;
+  /** This gateway is removing the job itself: its 'removed' event is no news. */
+  withdrawing: boolean;
   readonly settle: (answer: Answer) => void;
   readonly fail: (error: Error) => void;
 }
@@ -295,6 +297,7 @@ export class BullMqDispatcher implements Dispatcher {
       const pending: Pending = {
         queue: queueName,
         taken: false,
+        withdrawing: false,
         settle: (answer) => {
           if (!finished) {
             end();
@@ -315,6 +318,7 @@ export class BullMqDispatcher implements Dispatcher {
       };
       /** Removes the job if no worker has it yet; otherwise asks the worker to cancel it. */
       const withdraw = async (): Promise<boolean> => {
+        pending.withdrawing = true;
         try {
           if ((await queue.remove(jobId)) === 1) {
             return true;
@@ -433,7 +437,10 @@ export class BullMqDispatcher implements Dispatcher {
       this.pending.get(jobId)?.fail(decodeFailure(failedReason));
     });
     events.on('removed', ({ jobId }) => {
-      this.pending.get(jobId)?.fail(unavailable('the job was removed from the queue'));
+      const pending = this.pending.get(jobId);
+      if (pending && !pending.withdrawing) {
+        pending.fail(unavailable('the job was removed from the queue'));
+      }
     });
     return { queue, events };
   }

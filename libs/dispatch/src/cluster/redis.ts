@@ -79,3 +79,24 @@ export function quietLog(
     log(message);
   };
 }
+
+/**
+ * Waits until `redis` is connected, at most `timeoutMs`; resolves false if it is not by then (it
+ * keeps trying in the background). For start-up, so that a process does not answer 503 to its
+ * first requests only because its connection was still being set up.
+ */
+export async function connected(redis: Redis, timeoutMs: number): Promise<boolean> {
+  if (redis.status === 'ready') {
+    return true;
+  }
+  return new Promise<boolean>((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      redis.off('ready', onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    redis.on('ready', onReady);
+  });
+}
