@@ -100,11 +100,12 @@ async function startWorker(): Promise<RunningServer> {
   return worker;
 }
 
-async function startGateway(): Promise<RunningServer> {
+/** `gateway`, or `serve` with --redis, which is the same. */
+async function startGateway(command: 'gateway' | 'serve' = 'gateway'): Promise<RunningServer> {
   const port = await freePort();
   const gateway = spawnApp(
     [
-      'gateway',
+      command,
       '--redis',
       redis.url,
       '--redis-prefix',
@@ -215,7 +216,7 @@ beforeAll(async () => {
   await startWorker();
   await startWorker();
   gatewayA = await startGateway();
-  gatewayB = await startGateway();
+  gatewayB = await startGateway('serve');
   clientA = await makeClientClone(
     sandbox,
     served,
@@ -438,6 +439,25 @@ describe('cluster mode', () => {
       expect(result.complete).toBe(true);
       expect(result.bytes.length).toBe(BIG);
     }
+  });
+
+  it('closes the session behind a get whose client went away mid-stream', async () => {
+    const key = keyOf(served, 'big.bin');
+    const download = pausedGet(
+      gatewayB.port,
+      `/git-annex/${served.uuid}/v4/key/${key}?clientuuid=${randomUUID()}`,
+    );
+    const response = await download.started;
+    const worker = await streamingWorker();
+    response.destroy();
+    await pollUntil('the stream and its session ended on the worker', async () => {
+      const metrics = (await get(worker.port, '/metrics')).body.toString('utf8');
+      const active = /^annex_p2phttp_pool_connections\{state="active"[^}]*\} (\d+)/m.exec(metrics);
+      return (await workerStreams(worker)) === 0 && active?.[1] === '0' ? true : undefined;
+    });
+    expectJson(await new P2PApi(gatewayB.port, served.uuid).checkpresent(key), 200, {
+      present: true,
+    });
   });
 
   it('fails a get whose proxy worker is SIGKILLed mid-stream, without re-running it', async () => {
