@@ -9,7 +9,7 @@
  *   --rounds N         rounds (default 3; 1 with --quick)
  *   --only ID,…        only these workloads (ids: see the JSON file or WORKLOADS; `pool` is the
  *                      pool put-back micro-benchmark, which needs no server or repository)
- *   --servers ID,…     only these columns (ref-J2, ref-J8, project, ceiling)
+ *   --servers ID,…     only these columns (ref-J2, ref-J8, project, cluster, ceiling)
  *   --stall-seconds N  a run with no progress for N s is reported as STALL (default 60; 30 quick)
  *   --reference        also run the stress waves (stress.ts) against `git annex p2phttp -J2`
  *   --keep             keep the temp dir
@@ -352,7 +352,7 @@ async function main(argv: readonly string[]): Promise<number> {
       referenceServer(2),
       referenceServer(8),
       projectServer(),
-      // cluster mode: an extension point; no column until clusterServer() returns a spec
+      // cluster mode, when redis-server is installed
       ...[clusterServer()].filter((s): s is ServerSpec => s !== undefined),
       ceilingServer(),
     ].filter((s) => options.servers === undefined || options.servers.includes(s.id));

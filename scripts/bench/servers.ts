@@ -3,7 +3,7 @@
  * server, and the "ceiling" static-file server. Each runs in its own process group, is polled
  * until it answers HTTP, and is stopped with SIGTERM, then SIGKILL of its whole group.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 import { answersHttp, requestJson } from './http';
@@ -93,14 +93,36 @@ export function ceilingServer(): ServerSpec {
 }
 
 /**
- * Extension point for cluster mode (gateway ×N, proxy-worker ×M, lock-service, Redis; see
- * DESIGN.md). There is no cluster mode yet, so this returns undefined and the benchmark shows no
- * column for it. Once there is one, return a ServerSpec whose `command` starts the whole cluster
- * under one parent process (so the process tree, and with it RSS and CPU, covers every service)
- * with role 'project', and bench.ts adds the column after the embedded server's.
+ * Cluster mode (DESIGN.md): a private redis-server, one proxy worker and one gateway, started by
+ * cluster-launcher.js under one parent process (so the process tree, and with it RSS and CPU,
+ * covers every service). Undefined, so no column, when redis-server is not installed.
  */
 export function clusterServer(): ServerSpec | undefined {
-  return undefined;
+  if (!hasRedisServer()) {
+    return undefined;
+  }
+  return {
+    id: 'cluster',
+    label: 'annex-p2phttp cluster',
+    role: 'project',
+    command: ({ port, repo }) => ({
+      file: process.execPath,
+      args: [
+        path.join(__dirname, 'cluster-launcher.js'),
+        '--port',
+        String(port),
+        '--repo',
+        repo.dir,
+        '--wideopen',
+      ],
+      cwd: repo.dir,
+    }),
+    ready: gettimestampReady,
+  };
+}
+
+function hasRedisServer(): boolean {
+  return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
 // ---------------------------------------------------------------------------------------------

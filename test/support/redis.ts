@@ -1,16 +1,20 @@
 /**
- * A private redis-server for tests: started on a free port with no persistence, so a restart comes
- * back empty (as a Redis without persistence does after a crash), and never the system's Redis.
- * Each server is stopped by its owner; any still running when the test process exits is killed.
+ * A private redis-server for tests: its own free port on 127.0.0.1, no persistence (a restart
+ * comes back empty), started in its own process group and killed when the test process exits.
+ * Never the system Redis on 6379.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createConnection } from 'node:net';
+import * as net from 'node:net';
 import { freePort } from '../../scripts/bench/util';
 
 const running = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of running) {
-    child.kill('SIGKILL');
+    try {
+      process.kill(-(child.pid ?? 0), 'SIGKILL');
+    } catch {
+      // gone
+    }
   }
 });
 
@@ -20,7 +24,7 @@ export class PrivateRedis {
 
   private constructor(readonly port: number) {}
 
-  /** Starts `redis-server` on a free port (or `port`) bound to 127.0.0.1. */
+  /** Starts redis-server on a free port (or `port`) and waits until it answers PING. */
   static async start(port?: number): Promise<PrivateRedis> {
     const redis = new PrivateRedis(port ?? (await freePort()));
     await redis.launch();
@@ -35,85 +39,84 @@ export class PrivateRedis {
     return this.child?.pid;
   }
 
-  get isRunning(): boolean {
+  get running(): boolean {
     return this.child !== null;
   }
 
-  /** Stops the server; with `SIGKILL` it dies as in a crash. Resolves once it exited. */
+  /**
+   * Stops it (SIGTERM, SIGKILL after 5 s; `SIGKILL` at once to die as in a crash): everything it
+   * held is gone.
+   */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const child = this.child;
     if (!child) {
       return;
     }
-    this.child = null;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill(signal);
-      await exited;
+    if (child.exitCode !== null || child.signalCode !== null) {
+      this.child = null;
+      return;
     }
-    running.delete(child);
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+    this.child = null;
   }
 
-  /** Kills the server and starts an empty one on the same port. */
+  /** Kills it and starts an empty one on the same port. */
   async restart(): Promise<void> {
     await this.stop('SIGKILL');
     await this.launch();
   }
 
+  /** Sends one command (inline protocol) and returns the raw reply text. */
+  command(...args: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(this.port, '127.0.0.1');
+      let reply = '';
+      socket.setTimeout(5000, () => socket.destroy(new Error('redis: no reply')));
+      socket.on('data', (chunk: Buffer) => {
+        reply += chunk.toString('utf8');
+        if (reply.endsWith('\r\n')) {
+          socket.end();
+          resolve(reply);
+        }
+      });
+      socket.once('error', reject);
+      socket.write(`${args.map((a) => JSON.stringify(a)).join(' ')}\r\n`);
+    });
+  }
+
+  describe(): string {
+    return `redis-server on ${this.port}: ${this.output.slice(-2000)}`;
+  }
+
   private async launch(): Promise<void> {
-    this.output = '';
     const child = spawn(
       'redis-server',
-      [
-        '--port',
-        String(this.port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--daemonize',
-        'no',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     running.add(child);
     child.once('exit', () => running.delete(child));
-    for (const stream of [child.stdout, child.stderr]) {
-      stream.on('data', (chunk: Buffer) => {
-        this.output = (this.output + chunk.toString('utf8')).slice(-4000);
-      });
-    }
+    child.stdout.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
     this.child = child;
     const deadline = Date.now() + 20_000;
-    while (!(await answersPing(this.port))) {
+    for (;;) {
+      try {
+        if ((await this.command('PING')).startsWith('+PONG')) {
+          return;
+        }
+      } catch {
+        // not yet
+      }
       if (child.exitCode !== null || Date.now() > deadline) {
-        await this.stop('SIGKILL');
-        throw new Error(`redis-server on port ${this.port} did not start:\n${this.output}`);
+        await this.stop();
+        throw new Error(`redis-server did not start: ${this.describe()}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
-}
-
-/** Whether a Redis on `port` answers PING with PONG. */
-function answersPing(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ port, host: '127.0.0.1' });
-    let reply = '';
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1000, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.on('data', (chunk: Buffer) => {
-      reply += chunk.toString('utf8');
-      if (reply.includes('\r\n')) {
-        done(reply.startsWith('+PONG'));
-      }
-    });
-  });
 }

@@ -1,9 +1,10 @@
 /**
  * The one exception filter: HttpError keeps its status and message, Nest's own HTTP exceptions
  * (e.g. an unknown route) keep their status, P2P failures become 500 (502 when a session could not
- * be set up, 503 while shutting down or while cluster mode's locks are unreachable), a client that
- * went away gets nothing. Error bodies are plain text, as the reference sends them; nothing is
- * written once headers are out.
+ * be set up, 503 while shutting down), cluster failures become 503 with Retry-After (Redis down,
+ * no live or free proxy worker, no lock-service), 504 (no answer in time) or 502 (a broken
+ * stream), a client that went away gets nothing. Error bodies are plain text, as the reference
+ * sends them; nothing is written once headers are out.
  */
 import {
   type ArgumentsHost,
@@ -12,6 +13,7 @@ import {
   HttpException,
   Logger,
 } from '@nestjs/common';
+import { DispatchError } from '@annex-p2phttp/dispatch';
 import { LocksUnavailableError } from '@annex-p2phttp/locks';
 import { P2PError } from '@annex-p2phttp/p2p';
 import { ProtocolError } from '@annex-p2phttp/protocol';
@@ -53,6 +55,25 @@ export class HttpExceptionFilter implements ExceptionFilter {
     if (exception instanceof LocksUnavailableError) {
       this.logger.warn(exception.message);
       return { status: 503, message: exception.message, headers: { 'retry-after': '5' } };
+    }
+    if (exception instanceof DispatchError) {
+      switch (exception.code) {
+        case 'DISPATCH_UNAVAILABLE':
+          return {
+            status: 503,
+            message: exception.message,
+            headers: { 'retry-after': String(exception.retryAfterSeconds) },
+          };
+        case 'DISPATCH_TIMEOUT':
+          this.logger.warn(exception.message);
+          return { status: 504, message: exception.message, headers: {} };
+        case 'DISPATCH_STREAM_FAILED':
+          this.logger.warn(exception.message);
+          return { status: 502, message: exception.message, headers: {} };
+        case 'DISPATCH_JOB_FAILED':
+          this.logger.warn(exception.message);
+          return { status: 500, message: exception.message, headers: {} };
+      }
     }
     if (exception instanceof P2PError) {
       switch (exception.code) {

@@ -1,2 +1,3 @@
 export * from './server';
+export * from './cluster-gateway';
 export * from './cli';

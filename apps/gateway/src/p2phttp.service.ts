@@ -19,13 +19,7 @@ import {
   type ApiVersion,
   type Operation,
 } from '@annex-p2phttp/protocol';
-import {
-  authorize,
-  parseAuthorization,
-  type AuthPolicy,
-  type RepositoryRegistry,
-  type User,
-} from '@annex-p2phttp/config';
+import { authorize, parseAuthorization, type AuthPolicy, type User } from '@annex-p2phttp/config';
 import { type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
 import { type RetentionLocks } from '@annex-p2phttp/locks';
 import { type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
@@ -63,8 +57,18 @@ const POST_OPERATIONS = new Set<Operation>([
   'keeplocked',
 ]);
 
+/**
+ * What serves the uuids: the RepositoryRegistry (embedded) or the cluster directory. `path` is the
+ * repository (embedded) or its queue (cluster); `kind` 'repository' marks a repository's own uuid.
+ */
+export interface RepositoryDirectory {
+  lookup(
+    uuid: string,
+  ): Promise<{ readonly uuid: string; readonly path: string; readonly kind?: string } | undefined>;
+}
+
 export interface ApiContext {
-  readonly registry: RepositoryRegistry;
+  readonly registry: RepositoryDirectory;
   readonly dispatcher: Dispatcher;
   readonly locks: RetentionLocks;
   readonly policy: AuthPolicy;

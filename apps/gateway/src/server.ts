@@ -1,7 +1,7 @@
 /**
- * The embedded server: one process serving repositories over the HTTP P2P API, like
- * `git annex p2phttp`. Builds the pieces (registry, pool, dispatcher, locks), the Nest app on
- * Fastify, listens, and owns the shutdown order: stop listening, release locks, end sessions.
+ * The HTTP API process, in both modes. Embedded: one process serving repositories over the HTTP
+ * P2P API, like `git annex p2phttp` (registry, pool, in-process dispatcher, locks). Cluster mode
+ * (cluster-gateway.ts) plugs a different backend into the same `startGateway`.
  */
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
@@ -16,27 +16,43 @@ import { type AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { loadUsers, RepositoryRegistry, type ServeOptions } from '@annex-p2phttp/config';
-import { InProcessDispatcher } from '@annex-p2phttp/dispatch';
-import { MemoryLockStore } from '@annex-p2phttp/locks';
+import { InProcessDispatcher, type Dispatcher } from '@annex-p2phttp/dispatch';
+import { MemoryLockStore, type RetentionLocks } from '@annex-p2phttp/locks';
 import { CounterMirror, Metrics, mirrorPool } from '@annex-p2phttp/metrics';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { GatewayModule } from './app.module';
 import { type ReadinessCheck } from './health.controller';
 import { instrumentHttp } from './http-metrics';
 import { LockService } from './lock.service';
-import { P2pHttpService } from './p2phttp.service';
+import { P2pHttpService, type RepositoryDirectory } from './p2phttp.service';
 
-export interface RunningServer {
+/** The parts behind the HTTP API that differ between embedded and cluster mode. */
+export interface GatewayBackend {
+  readonly directory: RepositoryDirectory;
+  readonly dispatcher: Dispatcher;
+  readonly locks: RetentionLocks;
+  /** The registry /metrics serves; the backend mirrors its own state into it. */
+  readonly metrics: Metrics;
+  /** What it depends on and whether each is reachable now (GET /readyz). */
+  readiness(): Promise<ReadinessCheck[]>;
+  /** Ends what the backend owns, once the API stopped accepting requests. */
+  close(graceMs: number): Promise<void>;
+}
+
+export interface RunningGateway {
   readonly urls: string[];
   readonly app: NestFastifyApplication;
-  readonly pool: SessionPool;
-  readonly locks: LockService;
   readonly metrics: Metrics;
   close(): Promise<void>;
 }
 
+export interface RunningServer extends RunningGateway {
+  readonly pool: SessionPool;
+  readonly locks: LockService;
+}
+
 /** In-flight requests get this long to finish on shutdown before their sessions are cut. */
-const SHUTDOWN_GRACE_MS = 10_000;
+export const SHUTDOWN_GRACE_MS = 10_000;
 
 export async function startEmbeddedServer(
   options: ServeOptions,
@@ -57,31 +73,61 @@ export async function startEmbeddedServer(
   const locks = new LockService(new MemoryLockStore(), dispatcher, {
     lockedFiles: options.lockedFiles,
   });
+  const metrics = new Metrics('embedded');
+  mirrorPool(metrics, () => dispatcher.stats());
+  const expirations = new CounterMirror(metrics.lockExpirations);
+  metrics.onCollect(() => expirations.update(locks.expirations));
+  const gateway = await startGateway(
+    options,
+    {
+      directory: registry,
+      dispatcher,
+      locks,
+      metrics,
+      readiness: () => {
+        const served = registry.list().filter((repo) => repo.kind === 'repository').length;
+        return Promise.resolve([
+          { name: 'repositories', ok: served > 0, detail: `${served} served` },
+        ]);
+      },
+      close: async (graceMs) => {
+        await locks.close();
+        await dispatcher.close(graceMs);
+      },
+    },
+    env,
+  );
+  return { ...gateway, pool, locks };
+}
+
+/**
+ * The HTTP API over a backend: builds the Nest app on Fastify, listens, and owns the shutdown
+ * order: stop listening, end the backend (locks, sessions or queues), wait for the requests.
+ */
+export async function startGateway(
+  options: ServeOptions,
+  backend: GatewayBackend,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<RunningGateway> {
   const service = new P2pHttpService({
-    registry,
-    dispatcher,
-    locks,
+    registry: backend.directory,
+    dispatcher: backend.dispatcher,
+    locks: backend.locks,
     policy: options,
     users: loadUsers(env),
   });
 
-  const metrics = new Metrics('embedded');
-  mirrorPool(metrics, () => dispatcher.stats());
-  const expirations = new CounterMirror(metrics.lockExpirations);
+  const { metrics } = backend;
   metrics.onCollect(async () => {
     const stats = await service.stats();
     metrics.locksLive.set(stats.locks);
     metrics.keepLockedOpen.set(stats.keeplocked);
-    expirations.update(locks.expirations);
   });
   let closing: Promise<void> | null = null;
-  const readiness = (): Promise<ReadinessCheck[]> => {
-    const served = registry.list().filter((repo) => repo.kind === 'repository').length;
-    return Promise.resolve([
-      { name: 'accepting', ok: closing === null, detail: closing ? 'shutting down' : undefined },
-      { name: 'repositories', ok: served > 0, detail: `${served} served` },
-    ]);
-  };
+  const readiness = async (): Promise<ReadinessCheck[]> => [
+    { name: 'accepting', ok: closing === null, detail: closing ? 'shutting down' : undefined },
+    ...(await backend.readiness()),
+  ];
 
   const adapter = new FastifyAdapter({
     https: httpsOptions(options),
@@ -125,8 +171,7 @@ export async function startEmbeddedServer(
         }
       }, SHUTDOWN_GRACE_MS);
       try {
-        await locks.close();
-        await dispatcher.close(SHUTDOWN_GRACE_MS);
+        await backend.close(SHUTDOWN_GRACE_MS);
         await stopListening;
       } finally {
         clearTimeout(cut);
@@ -134,7 +179,7 @@ export async function startEmbeddedServer(
     })();
     return closing;
   };
-  return { urls, app, pool, locks, metrics, close };
+  return { urls, app, metrics, close };
 }
 
 function httpsOptions(options: ServeOptions) {

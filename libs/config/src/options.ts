@@ -36,17 +36,31 @@ export interface ServeOptions extends AuthPolicy {
   /** Directories whose repositories are served, absolute. */
   directories: string[];
   debug: boolean;
-  /** Cluster mode: the Redis every app shares (`--redis` or REDIS_URL). */
-  redisUrl?: string;
+  /** Cluster mode: the Redis URL (`--redis` or REDIS_URL); embedded mode when absent. */
+  redis?: string;
   /** Prefix of every Redis key (`--redis-prefix` or ANNEX_P2PHTTP_REDIS_PREFIX). */
   redisPrefix: string;
+  /** Cluster mode: how long a job may wait for a worker before the request gets 503. */
+  queueWaitMs: number;
+  /** Cluster mode: how long the gateway waits for a job's answer (streams excepted). */
+  jobTimeoutMs: number;
+  /** proxy-worker: the internal data port (get/put bytes, /metrics, /healthz, /readyz). */
+  dataPort: number;
+  /** proxy-worker: the URL gateways reach the data port at; default from --bind or hostname. */
+  advertiseUrl?: string;
+  /** proxy-worker: the job lock duration and stalled-job check interval. */
+  stallCheckMs: number;
   /** lock-service: port of /healthz, /readyz and /metrics. */
   healthPort: number;
 }
 
 export const DEFAULT_PORT = 9417;
-export const DEFAULT_REDIS_PREFIX = 'annex-p2phttp:';
+export const DEFAULT_DATA_PORT = 9418;
 export const DEFAULT_HEALTH_PORT = 9419;
+export const DEFAULT_REDIS_PREFIX = 'annex-p2phttp:';
+export const DEFAULT_QUEUE_WAIT_SECONDS = 30;
+export const DEFAULT_JOB_TIMEOUT_SECONDS = 600;
+export const DEFAULT_STALL_CHECK_SECONDS = 30;
 export const DEFAULT_JOBS = 8;
 export const DEFAULT_CLUSTER_JOBS = 1;
 export const DEFAULT_LOCKED_FILES = 100;
@@ -75,6 +89,11 @@ interface RawOptions {
   redis?: string;
   redisPrefix?: string;
   healthPort?: string;
+  queueWait?: string;
+  jobTimeout?: string;
+  dataPort?: string;
+  advertiseUrl?: string;
+  stallCheck?: string;
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [
@@ -127,9 +146,23 @@ function buildCommand(): Command {
       'serve every git-annex repository below this directory; repeatable',
     ),
     flag('-d, --debug', 'show debug messages'),
-    valued('--redis <URL>', 'cluster mode: the shared Redis (default: $REDIS_URL)'),
+    valued('--redis <URL>', 'cluster mode: the shared Redis (default $REDIS_URL)'),
     valued('--redis-prefix <PREFIX>', `prefix of Redis keys (default ${DEFAULT_REDIS_PREFIX})`),
-    valued('--health-port <N>', `lock-service health port (default ${DEFAULT_HEALTH_PORT})`),
+    valued(
+      '--queue-wait <S>',
+      `503 when no worker takes a job in S s (${DEFAULT_QUEUE_WAIT_SECONDS})`,
+    ),
+    valued(
+      '--job-timeout <S>',
+      `504 when a job has no answer in S s (${DEFAULT_JOB_TIMEOUT_SECONDS})`,
+    ),
+    valued('--data-port <N>', `proxy-worker: data, health port (${DEFAULT_DATA_PORT})`),
+    valued('--advertise-url <URL>', 'proxy-worker: its data port as gateways reach it'),
+    valued(
+      '--stall-check <S>',
+      `proxy-worker: stalled-job check (${DEFAULT_STALL_CHECK_SECONDS} s)`,
+    ),
+    valued('--health-port <N>', `lock-service: health port (${DEFAULT_HEALTH_PORT})`),
   ];
   const cmd = new Command('annex-p2phttp serve')
     .description('Serve the git-annex HTTP P2P API for one or more git-annex repositories.')
@@ -188,7 +221,7 @@ function parseCount(
 export function parseServeArgs(
   argv: string[],
   cwd: string,
-  env: NodeJS.ProcessEnv = process.env,
+  env: NodeJS.ProcessEnv = {},
 ): ServeOptions {
   const cmd = buildCommand();
   try {
@@ -234,16 +267,6 @@ export function parseServeArgs(
     raw.healthPort === undefined
       ? DEFAULT_HEALTH_PORT
       : parseCount('--health-port', raw.healthPort, problems, 0, 65535);
-  const redisUrl = raw.redis ?? (env.REDIS_URL === '' ? undefined : env.REDIS_URL);
-  if (redisUrl !== undefined && !/^rediss?:\/\/[^\s]*$/.test(redisUrl)) {
-    problems.push(
-      `${raw.redis === undefined ? 'REDIS_URL' : '--redis'} ${JSON.stringify(redisUrl)}: must be a redis:// or rediss:// URL`,
-    );
-  }
-  const redisPrefix = raw.redisPrefix ?? (env.ANNEX_P2PHTTP_REDIS_PREFIX || DEFAULT_REDIS_PREFIX);
-  if (redisPrefix.trim() === '') {
-    problems.push('--redis-prefix: must not be empty');
-  }
 
   for (const [flag, values] of [
     ['--bind', bind],
@@ -282,8 +305,42 @@ export function parseServeArgs(
     problems.push('--chainfile needs --certfile and --privatekeyfile');
   }
 
+  const queueWait =
+    raw.queueWait === undefined
+      ? DEFAULT_QUEUE_WAIT_SECONDS
+      : parseCount('--queue-wait', raw.queueWait, problems, 1);
+  const jobTimeout =
+    raw.jobTimeout === undefined
+      ? DEFAULT_JOB_TIMEOUT_SECONDS
+      : parseCount('--job-timeout', raw.jobTimeout, problems, 1);
+  const stallCheck =
+    raw.stallCheck === undefined
+      ? DEFAULT_STALL_CHECK_SECONDS
+      : parseCount('--stall-check', raw.stallCheck, problems, 1);
+  const dataPort =
+    raw.dataPort === undefined
+      ? DEFAULT_DATA_PORT
+      : parseCount('--data-port', raw.dataPort, problems, 0, 65535);
+  const redis = raw.redis ?? (env.REDIS_URL || undefined);
+  if (redis !== undefined && !/^rediss?:\/\/./.test(redis)) {
+    problems.push(`--redis ${JSON.stringify(redis)}: must be a redis:// or rediss:// URL`);
+  }
+  const redisPrefix = raw.redisPrefix ?? env.ANNEX_P2PHTTP_REDIS_PREFIX ?? DEFAULT_REDIS_PREFIX;
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(redisPrefix)) {
+    problems.push(
+      `--redis-prefix ${JSON.stringify(redisPrefix)}: must be 1 to 64 of A-Z a-z 0-9 _ . : -`,
+    );
+  }
+  if (raw.advertiseUrl !== undefined && !/^https?:\/\/[^/]+\/?$/.test(raw.advertiseUrl)) {
+    problems.push(`--advertise-url ${JSON.stringify(raw.advertiseUrl)}: must be http://HOST:PORT`);
+  }
+
   if (
     problems.length > 0 ||
+    queueWait === undefined ||
+    jobTimeout === undefined ||
+    stallCheck === undefined ||
+    dataPort === undefined ||
     port === undefined ||
     jobs === undefined ||
     proxyConnections === undefined ||
@@ -316,9 +373,16 @@ export function parseServeArgs(
     debug: raw.debug === true,
     redisPrefix,
     healthPort,
+    queueWaitMs: queueWait * 1000,
+    jobTimeoutMs: jobTimeout * 1000,
+    dataPort,
+    stallCheckMs: stallCheck * 1000,
   };
-  if (redisUrl !== undefined) {
-    options.redisUrl = redisUrl;
+  if (redis !== undefined) {
+    options.redis = redis;
+  }
+  if (raw.advertiseUrl !== undefined) {
+    options.advertiseUrl = raw.advertiseUrl.replace(/\/$/, '');
   }
   if (raw.socket !== undefined) {
     options.socket = abs(raw.socket);

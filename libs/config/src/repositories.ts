@@ -263,6 +263,18 @@ export class RepositoryRegistry {
   }
 
   /**
+   * Notices changes without waiting for a lookup: rescans the --directory roots and re-reads
+   * what each repository proxies, each only when its interval has passed (as lookup does).
+   */
+  async refresh(): Promise<void> {
+    if (!this.initialised) {
+      throw new Error('RepositoryRegistry.refresh() called before init()');
+    }
+    await this.rescan();
+    await this.refreshGateways();
+  }
+
+  /**
    * Every uuid served right now: the --repo repositories first, then those found by the last
    * scan, then the proxied and cluster uuids as last read.
    */

@@ -35,6 +35,10 @@ describe('parseServeArgs', () => {
       debug: false,
       redisPrefix: 'annex-p2phttp:',
       healthPort: 9419,
+      queueWaitMs: 30_000,
+      jobTimeoutMs: 600_000,
+      dataPort: 9418,
+      stallCheckMs: 30_000,
     });
   });
 
@@ -104,10 +108,79 @@ describe('parseServeArgs', () => {
       repos: ['/srv/annex/other', '/abs/repo'],
       directories: ['/srv/annex/repo/many'],
       debug: true,
-      redisUrl: 'redis://cache:6380/2',
+      redis: 'redis://cache:6380/2',
       redisPrefix: 'site-a:',
       healthPort: 9500,
+      queueWaitMs: 30_000,
+      jobTimeoutMs: 600_000,
+      dataPort: 9418,
+      stallCheckMs: 30_000,
     });
+  });
+
+  it('reads the cluster options, from the command line or the environment', () => {
+    const o = parseServeArgs(
+      [
+        '--redis',
+        'redis://127.0.0.1:6390/2',
+        '--redis-prefix',
+        'site-a:',
+        '--queue-wait',
+        '5',
+        '--job-timeout',
+        '60',
+        '--data-port',
+        '0',
+        '--advertise-url',
+        'http://10.0.0.7:9418/',
+        '--stall-check',
+        '3',
+      ],
+      CWD,
+    );
+    expect(o).toMatchObject({
+      redis: 'redis://127.0.0.1:6390/2',
+      redisPrefix: 'site-a:',
+      queueWaitMs: 5000,
+      jobTimeoutMs: 60_000,
+      dataPort: 0,
+      advertiseUrl: 'http://10.0.0.7:9418',
+      stallCheckMs: 3000,
+    });
+    const env = { REDIS_URL: 'redis://redis:6379', ANNEX_P2PHTTP_REDIS_PREFIX: 'b:' };
+    expect(parseServeArgs([], CWD, env)).toMatchObject({
+      redis: 'redis://redis:6379',
+      redisPrefix: 'b:',
+    });
+    expect(parseServeArgs(['--redis', 'redis://other:1'], CWD, env).redis).toBe('redis://other:1');
+    expect(parseServeArgs([], CWD, { REDIS_URL: '' }).redis).toBeUndefined();
+  });
+
+  it('refuses bad cluster options, naming each', () => {
+    const error = failure([
+      '--redis',
+      'localhost:6379',
+      '--redis-prefix',
+      'a b',
+      '--queue-wait',
+      '0',
+      '--data-port',
+      '70000',
+      '--advertise-url',
+      'ftp://x',
+      '--stall-check',
+      '-1',
+    ]);
+    for (const flag of [
+      '--redis',
+      '--redis-prefix',
+      '--queue-wait',
+      '--data-port',
+      '--advertise-url',
+      '--stall-check',
+    ]) {
+      expect(error.message).toContain(flag);
+    }
   });
 
   it('accepts -J N, -JN and --jobs=N; --proxyconnections follows the jobs', () => {
@@ -184,10 +257,10 @@ describe('parseServeArgs', () => {
   it('reads the cluster options from the environment, and checks them', () => {
     const env = { REDIS_URL: 'redis://redis:6379', ANNEX_P2PHTTP_REDIS_PREFIX: 'site:' };
     const o = parseServeArgs([], CWD, env);
-    expect(o.redisUrl).toBe('redis://redis:6379');
+    expect(o.redis).toBe('redis://redis:6379');
     expect(o.redisPrefix).toBe('site:');
-    expect(parseServeArgs(['--redis', 'rediss://r:1'], CWD, env).redisUrl).toBe('rediss://r:1');
-    expect(parseServeArgs([], CWD, {}).redisUrl).toBeUndefined();
+    expect(parseServeArgs(['--redis', 'rediss://r:1'], CWD, env).redis).toBe('rediss://r:1');
+    expect(parseServeArgs([], CWD, {}).redis).toBeUndefined();
     expect(
       failure([
         '--redis',
@@ -200,7 +273,7 @@ describe('parseServeArgs', () => {
     ).toEqual([
       '--health-port "70000": must be an integer from 0 to 65535',
       '--redis "http://x": must be a redis:// or rediss:// URL',
-      '--redis-prefix: must not be empty',
+      '--redis-prefix " ": must be 1 to 64 of A-Z a-z 0-9 _ . : -',
     ]);
   });
 

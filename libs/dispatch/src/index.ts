@@ -1,3 +1,4 @@
 export * from './dispatcher';
 export * from './keyed-mutex';
 export * from './in-process-dispatcher';
+export * from './cluster';

@@ -1,0 +1,122 @@
+/**
+ * The gateway of cluster mode (`annex-p2phttp gateway`, or `serve --redis URL`): the same HTTP API
+ * as the embedded server, with the BullMQ dispatcher and the cluster directory (uuids learnt from
+ * the proxy workers' adverts) behind it. It holds no repository and no session: every operation
+ * is a job for a proxy worker. Retention locks are asked of the lock-service through Redis
+ * (ClusterRetentionLocks), so any gateway can lock, keep, unlock and check any lock.
+ */
+import { type ServeOptions } from '@annex-p2phttp/config';
+import {
+  BullMqDispatcher,
+  ClusterDirectory,
+  ClusterKeys,
+  commandConnection,
+  connected,
+} from '@annex-p2phttp/dispatch';
+import { ClusterRetentionLocks, type RetentionLocks } from '@annex-p2phttp/locks';
+import { Metrics } from '@annex-p2phttp/metrics';
+import type Redis from 'ioredis';
+import { startGateway, type RunningGateway } from './server';
+
+export interface ClusterGatewayOptions extends ServeOptions {
+  readonly redis: string;
+}
+
+/** What a RetentionLocks factory gets to build cluster-wide locks. */
+export interface ClusterLocksContext {
+  readonly options: ClusterGatewayOptions;
+  readonly keys: ClusterKeys;
+  /** The gateway's command connection (fail-fast); owned by the gateway. */
+  readonly redis: Redis;
+}
+
+export type RetentionLocksFactory = (context: ClusterLocksContext) => RetentionLocks;
+
+export interface RunningClusterGateway extends RunningGateway {
+  readonly dispatcher: BullMqDispatcher;
+  readonly directory: ClusterDirectory;
+}
+
+export async function startClusterGateway(
+  options: ClusterGatewayOptions,
+  env: NodeJS.ProcessEnv = process.env,
+  locksFactory?: RetentionLocksFactory,
+): Promise<RunningClusterGateway> {
+  const log = (message: string) => process.stderr.write(`annex-p2phttp: ${message}\n`);
+  const keys = new ClusterKeys(options.redisPrefix);
+  const redis = commandConnection(options.redis, 'annex-p2phttp:gateway');
+  let lastError = '';
+  redis.on('error', (error: Error) => {
+    // Reconnects by itself; say so once per distinct problem.
+    if (error.message !== lastError) {
+      lastError = error.message;
+      log(`redis: ${error.message}`);
+    }
+  });
+  redis.on('ready', () => {
+    lastError = '';
+  });
+  if (!(await connected(redis, 10_000))) {
+    log(`redis: not reachable yet at ${options.redis}; answering 503 until it is`);
+  }
+  const directory = new ClusterDirectory({ redis, keys });
+  const dispatcher = new BullMqDispatcher({
+    redisUrl: options.redis,
+    redis,
+    keys,
+    queueWaitMs: options.queueWaitMs,
+    jobTimeoutMs: options.jobTimeoutMs,
+    log,
+  });
+  let locks: RetentionLocks;
+  if (locksFactory) {
+    locks = locksFactory({ options, keys, redis });
+  } else {
+    const clusterLocks = new ClusterRetentionLocks({
+      redisUrl: options.redis,
+      prefix: options.redisPrefix,
+      lockedFiles: options.lockedFiles,
+    });
+    // Not fatal: lock requests answer 503 until Redis is there.
+    await clusterLocks.ready().catch((error: unknown) => log(`locks: ${String(error)}`));
+    locks = clusterLocks;
+  }
+  const metrics = new Metrics('gateway');
+  metrics.onCollect(() => {
+    const stats = dispatcher.stats();
+    metrics.poolWaiters.set(stats.waiting);
+    metrics.streams.set(stats.streams);
+  });
+  const gateway = await startGateway(
+    options,
+    {
+      directory,
+      dispatcher,
+      locks,
+      metrics,
+      readiness: async () => {
+        try {
+          const snapshot = await directory.read();
+          return [
+            { name: 'redis', ok: true },
+            {
+              name: 'proxy-workers',
+              ok: snapshot.workers > 0,
+              detail: `${snapshot.workers} live`,
+            },
+          ];
+        } catch (error) {
+          const detail = error instanceof Error ? error.message : String(error);
+          return [{ name: 'redis', ok: false, detail }];
+        }
+      },
+      close: async (graceMs) => {
+        await locks.close();
+        await dispatcher.close(graceMs);
+        redis.disconnect();
+      },
+    },
+    env,
+  );
+  return { ...gateway, dispatcher, directory };
+}

@@ -1,0 +1,2 @@
+export * from './proxy-worker';
+export * from './job-processor';

@@ -1,0 +1,346 @@
+/**
+ * The proxy worker of cluster mode (`annex-p2phttp proxy-worker`): takes jobs from the BullMQ
+ * queue of each repository it serves (concurrency = its job slots, --jobs), runs them on its own
+ * pool of git-annex-shell sessions, streams get and put bytes over its data port, and advertises
+ * the uuids it serves (each repository's own and those it proxies) in Redis with a heartbeat TTL.
+ *
+ * A job runs once: stalled jobs (their worker died) are failed, not re-run (maxStalledCount 0).
+ * Shutdown (close): withdraw the advert, stop taking jobs, let running ones finish until the
+ * deadline, then cancel them and end every session.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { hostname } from 'node:os';
+import { type AddressInfo } from 'node:net';
+import { Queue, Worker } from 'bullmq';
+import Redis from 'ioredis';
+import { RepositoryRegistry, type ServeOptions } from '@annex-p2phttp/config';
+import {
+  advertise,
+  blockingOptions,
+  ClusterKeys,
+  commandConnection,
+  connected,
+  DispatchError,
+  encodeFailure,
+  quietLog,
+  InProcessDispatcher,
+  StreamTable,
+  withdraw,
+  type JobOperation,
+  type JobPayload,
+  type JobResult,
+  type WorkerAdvert,
+} from '@annex-p2phttp/dispatch';
+import { Metrics, mirrorPool } from '@annex-p2phttp/metrics';
+import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
+import { JobProcessor, type ClusterJob } from './job-processor';
+
+export interface ProxyWorkerOptions extends ServeOptions {
+  readonly redis: string;
+}
+
+export interface ProxyWorkerTuning {
+  /** Advert refresh interval; the advert lives three times as long. Default 2000 ms. */
+  readonly heartbeatMs?: number;
+  /** How long an offered stream waits for its gateway. Default 5000 ms. */
+  readonly claimTimeoutMs?: number;
+  readonly log?: (message: string) => void;
+}
+
+export interface RunningProxyWorker {
+  readonly id: string;
+  /** The data port's advertised base URL. */
+  readonly url: string;
+  /** The data port's local address. */
+  readonly listening: string;
+  readonly pool: SessionPool;
+  /** Stops as the module comment says; in-flight jobs get `graceMs`. */
+  close(graceMs?: number): Promise<void>;
+}
+
+interface Served {
+  readonly worker: Worker<JobPayload, JobResult, JobOperation>;
+  /** For queue metrics. */
+  readonly queue: Queue;
+  uuids: string[];
+}
+
+const DEFAULT_HEARTBEAT_MS = 2000;
+
+export async function startProxyWorker(
+  options: ProxyWorkerOptions,
+  tuning: ProxyWorkerTuning = {},
+): Promise<RunningProxyWorker> {
+  const log = quietLog(
+    tuning.log ?? ((message: string) => process.stderr.write(`annex-p2phttp: ${message}\n`)),
+  );
+  const heartbeatMs = tuning.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  const keys = new ClusterKeys(options.redisPrefix);
+  const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+
+  const registry = new RepositoryRegistry({
+    repos: options.repos,
+    directories: options.directories,
+    log,
+  });
+  await registry.init();
+  const pool = new SessionPool({
+    connector: new LocalShellConnector({ debug: options.debug, clusterJobs: options.clusterJobs }),
+    maxActive: options.jobs,
+    maxIdle: options.proxyConnections,
+  });
+  const dispatcher = new InProcessDispatcher(pool);
+  const streams = new StreamTable(tuning.claimTimeoutMs);
+  const metrics = new Metrics('proxy-worker');
+
+  const redis = commandConnection(options.redis, `annex-p2phttp:proxy-worker:${id}`);
+  redis.on('error', () => {}); // reconnects by itself; readiness reports it
+  if (!(await connected(redis, 10_000))) {
+    log(`redis: not reachable yet at ${options.redis}; advertising once it is`);
+  }
+  const subscriber = new Redis(blockingOptions(options.redis));
+  subscriber.on('error', () => {});
+
+  const served = new Map<string, Served>();
+  let closing: Promise<void> | null = null;
+
+  const server = createServer((request, response) => {
+    void handle(request, response);
+  });
+  const handle = async (request: IncomingMessage, response: ServerResponse) => {
+    if (streams.handle(request, response)) {
+      return;
+    }
+    const path = (request.url ?? '').split('?')[0];
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      return text(response, 405, 'method not allowed\n');
+    }
+    switch (path) {
+      case '/healthz':
+        return text(response, 200, 'ok\n');
+      case '/readyz': {
+        const problems = await readiness();
+        return text(
+          response,
+          problems.length === 0 ? 200 : 503,
+          `${problems.join('\n') || 'ready'}\n`,
+        );
+      }
+      case '/metrics': {
+        const { contentType, body } = await metrics.render();
+        response.writeHead(200, { 'content-type': contentType }).end(body);
+        return;
+      }
+      default:
+        return text(response, 404, 'not found\n');
+    }
+  };
+  const readiness = async (): Promise<string[]> => {
+    const problems: string[] = [];
+    if (closing) {
+      problems.push('shutting down');
+    }
+    try {
+      await redis.ping();
+    } catch (error) {
+      problems.push(`redis: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    if (served.size === 0) {
+      problems.push('no repository served');
+    }
+    for (const [queue, entry] of served) {
+      if (!entry.worker.isRunning()) {
+        problems.push(`queue ${queue}: worker not running`);
+      }
+    }
+    return problems;
+  };
+
+  const listening = await listen(server, options);
+  const url = options.advertiseUrl ?? defaultAdvertiseUrl(options, listening.port);
+
+  const processor = new JobProcessor({ registry, dispatcher, streams, baseUrl: url });
+  mirrorPool(metrics, () => ({ ...dispatcher.stats(), streams: processor.streams }));
+  const startedAt = Date.now();
+
+  /** Starts a BullMQ worker for each served repository not served yet, stops vanished ones. */
+  const sync = () => {
+    const repositories = new Map<string, string[]>();
+    for (const repo of registry.list()) {
+      if (repo.kind === 'repository') {
+        repositories.set(repo.uuid, [repo.uuid]);
+      }
+    }
+    for (const repo of registry.list()) {
+      if (repo.kind !== 'repository' && repo.gateway !== undefined) {
+        repositories.get(repo.gateway)?.push(repo.uuid);
+      }
+    }
+    for (const [queue, uuids] of repositories) {
+      const entry = served.get(queue);
+      if (entry) {
+        entry.uuids = uuids;
+      } else if (!closing) {
+        served.set(queue, { ...startQueue(queue), uuids });
+      }
+    }
+    for (const [queue, entry] of served) {
+      if (!repositories.has(queue)) {
+        served.delete(queue);
+        void entry.worker.close().then(() => entry.queue.close());
+      }
+    }
+  };
+
+  const startQueue = (queue: string): Omit<Served, 'uuids'> => {
+    const worker = new Worker<JobPayload, JobResult, JobOperation>(
+      queue,
+      async (job: ClusterJob, _token, signal) => {
+        const started = performance.now();
+        try {
+          return await processor.process(job, queue, signal ?? new AbortController().signal);
+        } catch (error) {
+          // The reason carries the error code to the gateway (see encodeFailure).
+          throw new Error(encodeFailure(error));
+        } finally {
+          metrics.queueJobDuration.observe(
+            { queue, operation: job.name },
+            (performance.now() - started) / 1000,
+          );
+        }
+      },
+      {
+        connection: blockingOptions(options.redis),
+        prefix: keys.bullPrefix,
+        name: id,
+        concurrency: options.jobs,
+        maxStalledCount: 0,
+        stalledInterval: options.stallCheckMs,
+        lockDuration: options.stallCheckMs,
+        removeOnFail: { age: 3600, count: 1000 },
+      },
+    );
+    worker.on('error', (error) => log(`queue ${queue}: ${error.message}`));
+    worker.on('failed', (job) => {
+      metrics.queueJobsFailed.inc({ queue, operation: job?.name ?? 'unknown' });
+    });
+    const metricsQueue = new Queue(queue, { connection: redis, prefix: keys.bullPrefix });
+    metricsQueue.on('error', () => {});
+    return { worker, queue: metricsQueue };
+  };
+
+  metrics.onCollect(async () => {
+    for (const [queue, entry] of served) {
+      try {
+        const counts = await entry.queue.getJobCounts('wait', 'active');
+        metrics.queueJobs.set({ queue, state: 'waiting' }, counts.wait ?? 0);
+        metrics.queueJobs.set({ queue, state: 'active' }, counts.active ?? 0);
+      } catch {
+        // Redis down: keep the last values; /readyz says why.
+      }
+    }
+  });
+
+  const heartbeat = async () => {
+    try {
+      await registry.refresh();
+      sync();
+      const queues: Record<string, string[]> = {};
+      for (const [queue, entry] of served) {
+        queues[queue] = entry.uuids;
+      }
+      const advert: WorkerAdvert = { id, url, queues, jobs: options.jobs, startedAt };
+      await advertise(redis, keys, advert, heartbeatMs * 3);
+    } catch (error) {
+      log(`advert not refreshed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+  sync();
+  // Redis back (perhaps empty after a restart): advertise at once.
+  redis.on('ready', () => void heartbeat());
+  if (redis.status === 'ready') {
+    await heartbeat();
+  }
+  const timer = setInterval(() => void heartbeat(), heartbeatMs);
+  timer.unref();
+
+  await subscriber.subscribe(keys.cancel).catch(() => {});
+  subscriber.on('message', (_channel: string, jobId: string) => {
+    for (const entry of served.values()) {
+      entry.worker.cancelJob(jobId, 'the requester went away');
+    }
+  });
+
+  const close = (graceMs = 10_000): Promise<void> => {
+    closing ??= (async () => {
+      clearInterval(timer);
+      await withdraw(redis, keys, id).catch(() => {});
+      const workers = [...served.values()];
+      const drained = Promise.allSettled(workers.map((entry) => entry.worker.close()));
+      const deadline = setTimeout(() => {
+        for (const entry of workers) {
+          entry.worker.cancelAllJobs('shutting down');
+        }
+        streams.close(new DispatchError('DISPATCH_UNAVAILABLE', 'shutting down'));
+        void pool.close(true);
+      }, graceMs);
+      try {
+        await drained;
+      } finally {
+        clearTimeout(deadline);
+      }
+      streams.close(new DispatchError('DISPATCH_UNAVAILABLE', 'shutting down'));
+      await dispatcher.close(Math.min(graceMs, 2000));
+      await Promise.allSettled(workers.map((entry) => entry.queue.close()));
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      subscriber.disconnect();
+      redis.disconnect();
+    })();
+    return closing;
+  };
+
+  return { id, url, listening: `http://${listening.host}:${listening.port}`, pool, close };
+}
+
+function text(response: ServerResponse, status: number, body: string): void {
+  response.writeHead(status, { 'content-type': 'text/plain;charset=utf-8' }).end(body);
+}
+
+async function listen(
+  server: Server,
+  options: ServeOptions,
+): Promise<{ host: string; port: number }> {
+  const host = options.bind[0];
+  const attempt = (where: string) =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.dataPort, where, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  try {
+    await attempt(host ?? '::');
+  } catch (error) {
+    if (host !== undefined || (error as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') {
+      throw error;
+    }
+    await attempt('0.0.0.0');
+  }
+  const address = server.address() as AddressInfo;
+  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return { host: shown, port: address.port };
+}
+
+/** http://BIND:PORT for a specific --bind address, else http://HOSTNAME:PORT. */
+export function defaultAdvertiseUrl(options: ServeOptions, port: number): string {
+  const bind = options.bind[0];
+  if (bind !== undefined && bind !== '::' && bind !== '0.0.0.0') {
+    return `http://${bind.includes(':') ? `[${bind}]` : bind}:${port}`;
+  }
+  return `http://${hostname()}:${port}`;
+}

@@ -1,0 +1,472 @@
+/**
+ * The cluster Dispatcher: every operation becomes a BullMQ job on the queue of the repository
+ * that serves the uuid (the queue is named after that repository's uuid; a ClusterDirectory
+ * lookup gives it as the target's `repoPath`). Jobs run once (attempts 1: remove, remove-before
+ * and put are never re-run) and are answered through the queue's events stream (one reader per
+ * queue in this process): a checkpresent costs this gateway one Redis round trip (the add) plus
+ * its share of the event reads.
+ *
+ * - Backpressure: a job that no worker takes within `queueWaitMs` is removed and the request gets
+ *   503 with Retry-After, instead of queueing without bound.
+ * - Every job has a timeout (`jobTimeoutMs`) until its answer; a get's or put's bytes then flow
+ *   over the data plane without one, as in embedded mode.
+ * - A requester that goes away removes its waiting job, or tells the worker (pub/sub) to cancel.
+ * - Redis down: new requests fail at once (DISPATCH_UNAVAILABLE, 503), waiting ones too; the
+ *   connections reconnect by themselves.
+ */
+import { randomUUID } from 'node:crypto';
+import { type Agent } from 'node:http';
+import { Queue, QueueEvents } from 'bullmq';
+import type Redis from 'ioredis';
+import {
+  AbortError,
+  P2PError,
+  type GetOutcome,
+  type GetRequest,
+  type PlusResult,
+  type PutOffsetResult,
+  type PutOutcome,
+  type PutRequest,
+  type SessionTarget,
+} from '@annex-p2phttp/p2p';
+import { type Dispatcher, type DispatcherStats, type HeldLock } from '../dispatcher';
+import { KeyedMutex } from '../keyed-mutex';
+import { decodeFailure, DispatchError, unavailable } from './errors';
+import {
+  isStreamOffer,
+  jobTarget,
+  type JobOperation,
+  type JobPayload,
+  type JobResult,
+  type StreamOffer,
+} from './jobs';
+import { type ClusterKeys } from './keys';
+import { blockingOptions, quietLog } from './redis';
+import { abandonStream, claimGetStream, dataPlaneAgent, sendPutStream } from './stream-client';
+
+export interface BullMqDispatcherOptions {
+  readonly redisUrl: string;
+  /** The command connection (fail-fast, see redis.ts); owned by the caller. */
+  readonly redis: Redis;
+  readonly keys: ClusterKeys;
+  readonly queueWaitMs: number;
+  readonly jobTimeoutMs: number;
+  readonly log?: (message: string) => void;
+}
+
+type Answer =
+  | { readonly kind: 'result'; readonly result: JobResult }
+  | { readonly kind: 'offer'; readonly offer: StreamOffer };
+
+interface Pending {
+  readonly queue: string;
+  taken: boolean;
+  /** This gateway is removing the job itself: its 'removed' event is no news. */
+  withdrawing: boolean;
+  readonly settle: (answer: Answer) => void;
+  readonly fail: (error: Error) => void;
+}
+
+interface QueueHandle {
+  readonly queue: Queue<JobPayload, JobResult, JobOperation>;
+  readonly events: QueueEvents;
+}
+
+/** Failed jobs are kept a while for inspection; completed ones are not needed after the event. */
+const KEEP_FAILED = { age: 3600, count: 1000 };
+
+export class BullMqDispatcher implements Dispatcher {
+  private readonly queues = new Map<string, Promise<QueueHandle>>();
+  private readonly pending = new Map<string, Pending>();
+  private readonly streams = new Set<{ destroy(): void }>();
+  private readonly uploads = new KeyedMutex();
+  private readonly agent: Agent = dataPlaneAgent();
+  private closing: Promise<void> | null = null;
+  private readonly counters = { jobs: 0, failed: 0, rejected: 0 };
+
+  constructor(private readonly options: BullMqDispatcherOptions) {
+    options.redis.on('close', () => this.failWaiting(unavailable('lost the connection to Redis')));
+  }
+
+  async checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
+    const result = await this.call(
+      target,
+      { op: 'checkpresent', target: jobTarget(target), key },
+      signal,
+    );
+    return expectOp(result, 'checkpresent').present;
+  }
+
+  async getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
+    const result = await this.call(
+      target,
+      { op: 'gettimestamp', target: jobTarget(target) },
+      signal,
+    );
+    return expectOp(result, 'gettimestamp').timestamp;
+  }
+
+  async remove(
+    target: SessionTarget,
+    key: string,
+    before: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<PlusResult> {
+    const payload: JobPayload =
+      before === undefined
+        ? { op: 'remove', target: jobTarget(target), key }
+        : { op: 'remove', target: jobTarget(target), key, before };
+    const result = expectOp(await this.call(target, payload, signal), 'remove');
+    return { ok: result.ok, plusUuids: result.plusUuids };
+  }
+
+  putOffset(target: SessionTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
+    return this.uploads.run(
+      uploadKey(target, key),
+      async () => {
+        const payload: JobPayload = { op: 'putoffset', target: jobTarget(target), key };
+        return expectOp(await this.call(target, payload, signal), 'putoffset').result;
+      },
+      signal,
+    );
+  }
+
+  put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
+    return this.uploads.run(
+      uploadKey(target, request.key),
+      async () => {
+        const answer = await this.submit(
+          target.repoPath,
+          {
+            op: 'put',
+            target: jobTarget(target),
+            key: request.key,
+            associatedFile: request.associatedFile,
+            offset: request.offset,
+            length: request.length,
+            dataPresent: request.dataPresent,
+          },
+          signal,
+        );
+        if (answer.kind === 'result') {
+          return expectOp(answer.result, 'put').outcome;
+        }
+        const stream = { destroy: () => abandonStream(answer.offer.stream, this.agent) };
+        this.streams.add(stream);
+        try {
+          return await sendPutStream(answer.offer.stream, request.body, this.agent, signal);
+        } finally {
+          this.streams.delete(stream);
+        }
+      },
+      signal,
+    );
+  }
+
+  async get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome> {
+    const answer = await this.submit(
+      target.repoPath,
+      {
+        op: 'get',
+        target: jobTarget(target),
+        key: request.key,
+        associatedFile: request.associatedFile,
+        offset: request.offset,
+        signalInvalid: request.signalInvalid,
+      },
+      signal,
+    );
+    if (answer.kind === 'result') {
+      if (expectOp(answer.result, 'get').streamed) {
+        throw new DispatchError('DISPATCH_STREAM_FAILED', 'the stream ended before it was claimed');
+      }
+      return { kind: 'absent' };
+    }
+    const { offer } = answer;
+    if (signal?.aborted) {
+      abandonStream(offer.stream, this.agent);
+      throw new AbortError('client disconnected');
+    }
+    const claimed = await claimGetStream(offer.stream, this.agent, signal);
+    const stream = { destroy: () => claimed.body.destroy() };
+    this.streams.add(stream);
+    claimed.done.then(
+      () => this.streams.delete(stream),
+      () => this.streams.delete(stream),
+    );
+    return {
+      kind: 'data',
+      length: offer.length ?? claimed.length,
+      body: claimed.body,
+      done: claimed.done,
+    };
+  }
+
+  lockContent(): Promise<HeldLock | null> {
+    return Promise.reject(
+      unavailable('retention locks are held by the lock service in cluster mode'),
+    );
+  }
+
+  stats(): DispatcherStats {
+    let active = 0;
+    for (const pending of this.pending.values()) {
+      if (pending.taken) {
+        active += 1;
+      }
+    }
+    return {
+      active,
+      idle: 0,
+      waiting: this.pending.size - active,
+      locks: 0,
+      connections: 0,
+      streams: this.streams.size,
+      opened: 0,
+      openFailures: 0,
+      evicted: 0,
+      expired: 0,
+    };
+  }
+
+  /** Jobs submitted, failed, and refused for backpressure or Redis trouble, since start. */
+  get totals(): { readonly jobs: number; readonly failed: number; readonly rejected: number } {
+    return { ...this.counters };
+  }
+
+  /** Refuses new work, lets pending jobs and streams finish for `graceMs`, then cuts them. */
+  close(graceMs = 10_000): Promise<void> {
+    this.closing ??= (async () => {
+      const deadline = Date.now() + graceMs;
+      while ((this.pending.size > 0 || this.streams.size > 0) && Date.now() < deadline) {
+        await delay(50);
+      }
+      this.failWaiting(new P2PError('P2P_POOL_CLOSED', 'shutting down'));
+      for (const stream of [...this.streams]) {
+        stream.destroy();
+      }
+      const handles = await Promise.allSettled([...this.queues.values()]);
+      await Promise.allSettled(
+        handles.flatMap((h) =>
+          h.status === 'fulfilled' ? [h.value.events.close(), h.value.queue.close()] : [],
+        ),
+      );
+      this.agent.destroy();
+    })();
+    return this.closing;
+  }
+
+  private async call(
+    target: SessionTarget,
+    payload: JobPayload,
+    signal: AbortSignal | undefined,
+  ): Promise<JobResult> {
+    const answer = await this.submit(target.repoPath, payload, signal);
+    if (answer.kind !== 'result') {
+      abandonStream(answer.offer.stream, this.agent);
+      throw new DispatchError('DISPATCH_JOB_FAILED', `a ${payload.op} job offered a stream`);
+    }
+    return answer.result;
+  }
+
+  /** Adds the job and waits for its answer: a result, or a stream offer (get, put). */
+  private async submit(
+    queueName: string,
+    payload: JobPayload,
+    signal: AbortSignal | undefined,
+  ): Promise<Answer> {
+    if (this.closing) {
+      throw new P2PError('P2P_POOL_CLOSED', 'shutting down');
+    }
+    signal?.throwIfAborted();
+    const { queue } = await this.queueFor(queueName);
+    const jobId = randomUUID();
+    const { queueWaitMs, jobTimeoutMs } = this.options;
+    this.counters.jobs += 1;
+    return new Promise<Answer>((resolve, reject) => {
+      let finished = false;
+      const timers: NodeJS.Timeout[] = [];
+      const end = () => {
+        finished = true;
+        this.pending.delete(jobId);
+        for (const timer of timers) {
+          clearTimeout(timer);
+        }
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const pending: Pending = {
+        queue: queueName,
+        taken: false,
+        withdrawing: false,
+        settle: (answer) => {
+          if (!finished) {
+            end();
+            resolve(answer);
+          }
+        },
+        fail: (error) => {
+          if (!finished) {
+            end();
+            if (error instanceof DispatchError && error.code === 'DISPATCH_UNAVAILABLE') {
+              this.counters.rejected += 1;
+            } else {
+              this.counters.failed += 1;
+            }
+            reject(error);
+          }
+        },
+      };
+      /** Removes the job if no worker has it yet; otherwise asks the worker to cancel it. */
+      const withdraw = async (): Promise<boolean> => {
+        pending.withdrawing = true;
+        try {
+          if ((await queue.remove(jobId)) === 1) {
+            return true;
+          }
+          await this.options.redis.publish(this.options.keys.cancel, jobId);
+        } catch {
+          // Redis trouble: the worker's own bounds end the job.
+        }
+        return false;
+      };
+      const onAbort = () => {
+        void withdraw();
+        pending.fail(new AbortError('client disconnected'));
+      };
+      this.pending.set(jobId, pending);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      timers.push(
+        setTimeout(() => {
+          if (pending.taken || finished) {
+            return;
+          }
+          void withdraw().then((removed) => {
+            if (removed) {
+              pending.fail(
+                unavailable(
+                  `no proxy worker took the job within ${Math.round(queueWaitMs / 1000)} s`,
+                  Math.max(1, Math.round(queueWaitMs / 1000)),
+                ),
+              );
+            } else {
+              pending.taken = true;
+            }
+          });
+        }, queueWaitMs),
+        setTimeout(() => {
+          void withdraw();
+          pending.fail(
+            new DispatchError(
+              'DISPATCH_TIMEOUT',
+              `no answer from a proxy worker within ${Math.round(jobTimeoutMs / 1000)} s`,
+            ),
+          );
+        }, jobTimeoutMs),
+      );
+      queue
+        .add(payload.op, payload, {
+          jobId,
+          attempts: 1,
+          removeOnComplete: true,
+          removeOnFail: KEEP_FAILED,
+        })
+        .catch((error: unknown) => {
+          pending.fail(
+            unavailable(
+              `cannot queue the job: ${error instanceof Error ? error.message : String(error)}`,
+            ),
+          );
+        });
+    });
+  }
+
+  private queueFor(name: string): Promise<QueueHandle> {
+    let handle = this.queues.get(name);
+    if (!handle) {
+      handle = this.openQueue(name);
+      this.queues.set(name, handle);
+      handle.catch(() => this.queues.delete(name));
+    }
+    return handle;
+  }
+
+  private async openQueue(name: string): Promise<QueueHandle> {
+    const { redis, keys, redisUrl } = this.options;
+    if (redis.status !== 'ready') {
+      throw unavailable('Redis is not reachable');
+    }
+    // Read the events stream from its current end, so that no answer to a job added from now on
+    // can be missed, whenever the reader's first XREAD reaches Redis.
+    let lastEventId = '0-0';
+    try {
+      const last = (await redis.xrevrange(keys.events(name), '+', '-', 'COUNT', 1))[0];
+      lastEventId = last?.[0] ?? '0-0';
+    } catch (error) {
+      throw unavailable(`Redis: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    const queue = new Queue<JobPayload, JobResult, JobOperation>(name, {
+      connection: redis,
+      prefix: keys.bullPrefix,
+    });
+    const events = new QueueEvents(name, {
+      connection: blockingOptions(redisUrl),
+      prefix: keys.bullPrefix,
+      lastEventId,
+      blockingTimeout: 5000,
+    });
+    const log = quietLog(this.options.log ?? (() => {}));
+    queue.on('error', (error) => log(`queue ${name}: ${error.message}`));
+    events.on('error', (error) => log(`queue events ${name}: ${error.message}`));
+    events.on('active', ({ jobId }) => {
+      const pending = this.pending.get(jobId);
+      if (pending) {
+        pending.taken = true;
+      }
+    });
+    events.on('progress', ({ jobId, data }) => {
+      if (isStreamOffer(data)) {
+        this.pending.get(jobId)?.settle({ kind: 'offer', offer: data });
+      }
+    });
+    events.on('completed', ({ jobId, returnvalue }) => {
+      this.pending
+        .get(jobId)
+        ?.settle({ kind: 'result', result: returnvalue as unknown as JobResult });
+    });
+    events.on('failed', ({ jobId, failedReason }) => {
+      this.pending.get(jobId)?.fail(decodeFailure(failedReason));
+    });
+    events.on('removed', ({ jobId }) => {
+      const pending = this.pending.get(jobId);
+      if (pending && !pending.withdrawing) {
+        pending.fail(unavailable('the job was removed from the queue'));
+      }
+    });
+    return { queue, events };
+  }
+
+  /** Fails the jobs still waiting for an answer (not the streams already flowing). */
+  private failWaiting(error: Error): void {
+    for (const pending of [...this.pending.values()]) {
+      pending.fail(error);
+    }
+  }
+}
+
+function expectOp<O extends JobResult['op']>(
+  result: JobResult,
+  op: O,
+): Extract<JobResult, { op: O }> {
+  if (result?.op !== op) {
+    throw new DispatchError('DISPATCH_JOB_FAILED', `expected a ${op} result from the proxy worker`);
+  }
+  return result as Extract<JobResult, { op: O }>;
+}
+
+function uploadKey(target: SessionTarget, key: string): string {
+  return `${target.repoPath}\n${target.serverUuid}\n${key}`;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,89 @@
+/**
+ * The jobs of cluster mode: what a gateway puts on a repository's queue and what the proxy worker
+ * answers, one discriminated union each, plus the stream offer a worker reports (as job progress)
+ * for get and put, whose bytes then travel over its data port (DESIGN.md "Cluster-mode data
+ * plane").
+ */
+import {
+  type PutOffsetResult,
+  type PutOutcome,
+  type ServerMode,
+  type SessionTarget,
+} from '@annex-p2phttp/p2p';
+
+/** A SessionTarget without the repository path, which only the worker knows. */
+export interface JobTarget {
+  readonly serverUuid: string;
+  readonly clientUuid: string;
+  readonly bypass: readonly string[];
+  readonly version: number;
+  readonly mode: ServerMode;
+}
+
+export type JobPayload =
+  | { readonly op: 'checkpresent'; readonly target: JobTarget; readonly key: string }
+  | { readonly op: 'gettimestamp'; readonly target: JobTarget }
+  | {
+      readonly op: 'remove';
+      readonly target: JobTarget;
+      readonly key: string;
+      /** REMOVE-BEFORE's timestamp; absent for REMOVE. */
+      readonly before?: number;
+    }
+  | { readonly op: 'putoffset'; readonly target: JobTarget; readonly key: string }
+  | {
+      readonly op: 'put';
+      readonly target: JobTarget;
+      readonly key: string;
+      readonly associatedFile: string | null;
+      readonly offset: number;
+      readonly length: number;
+      readonly dataPresent: boolean;
+    }
+  | {
+      readonly op: 'get';
+      readonly target: JobTarget;
+      readonly key: string;
+      readonly associatedFile: string | null;
+      readonly offset: number;
+      readonly signalInvalid: boolean;
+    };
+
+export type JobOperation = JobPayload['op'];
+
+export type JobResult =
+  | { readonly op: 'checkpresent'; readonly present: boolean }
+  | { readonly op: 'gettimestamp'; readonly timestamp: number }
+  | { readonly op: 'remove'; readonly ok: boolean; readonly plusUuids: string[] }
+  | { readonly op: 'putoffset'; readonly result: PutOffsetResult }
+  | { readonly op: 'put'; readonly outcome: PutOutcome }
+  /** `streamed`: the body went over the data port; false: the key is absent. */
+  | { readonly op: 'get'; readonly streamed: boolean };
+
+/** Reported as job progress once the worker registered a stream for the job. */
+export interface StreamOffer {
+  /** Where the gateway claims it: GET (get) or PUT (put) this URL; DELETE abandons it. */
+  readonly stream: string;
+  /** get: the payload length announced by DATA. */
+  readonly length?: number;
+}
+
+export function jobTarget(target: SessionTarget): JobTarget {
+  return {
+    serverUuid: target.serverUuid,
+    clientUuid: target.clientUuid,
+    bypass: [...target.bypass],
+    version: target.version,
+    mode: target.mode,
+  };
+}
+
+export function isStreamOffer(value: unknown): value is StreamOffer {
+  const offer = value as StreamOffer | null;
+  return (
+    typeof offer === 'object' &&
+    offer !== null &&
+    typeof offer.stream === 'string' &&
+    (offer.length === undefined || Number.isSafeInteger(offer.length))
+  );
+}

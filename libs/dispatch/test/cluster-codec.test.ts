@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import { P2PError, RemoteError } from '@annex-p2phttp/p2p';
+import {
+  decodeFailure,
+  DispatchError,
+  encodeFailure,
+  isStreamOffer,
+  parseDirectoryReply,
+  redisOptionsFromUrl,
+} from '../src/index';
+
+describe('job failure codec', () => {
+  it('carries the code of a P2P error to the gateway', () => {
+    const decoded = decodeFailure(encodeFailure(new P2PError('P2P_SPAWN_FAILED', 'no shell')));
+    expect(decoded).toBeInstanceOf(P2PError);
+    expect((decoded as P2PError).code).toBe('P2P_SPAWN_FAILED');
+    expect(decoded.message).toBe('no shell');
+    const remote = decodeFailure(encodeFailure(new RemoteError('content is locked')));
+    expect((remote as P2PError).code).toBe('P2P_REMOTE_ERROR');
+  });
+
+  it('carries dispatch codes, and a multi-line message whole', () => {
+    const decoded = decodeFailure(
+      encodeFailure(new DispatchError('DISPATCH_UNAVAILABLE', 'not served\nhere')),
+    );
+    expect(decoded).toBeInstanceOf(DispatchError);
+    expect((decoded as DispatchError).code).toBe('DISPATCH_UNAVAILABLE');
+    expect(decoded.message).toBe('not served\nhere');
+  });
+
+  it('turns anything else into DISPATCH_JOB_FAILED', () => {
+    expect(encodeFailure(new Error('boom'))).toBe('DISPATCH_JOB_FAILED: boom');
+    expect(encodeFailure('text')).toBe('DISPATCH_JOB_FAILED: text');
+    const stalled = decodeFailure('job stalled more than allowable limit');
+    expect((stalled as DispatchError).code).toBe('DISPATCH_JOB_FAILED');
+    expect(stalled.message).toContain('job stalled more than allowable limit');
+    const unknownCode = decodeFailure('ENOENT: no such file');
+    expect((unknownCode as DispatchError).code).toBe('DISPATCH_JOB_FAILED');
+  });
+});
+
+describe('parseDirectoryReply', () => {
+  it('reads live adverts and known uuids', () => {
+    const advert = (id: string, queues: Record<string, string[]>) =>
+      JSON.stringify({ id, url: 'http://w:1', queues, jobs: 2, startedAt: 0 });
+    const snapshot = parseDirectoryReply([
+      advert('w1', { r1: ['r1', 'p1'] }),
+      'not json',
+      advert('w2', { r1: ['r1'], r2: ['r2'] }),
+      '',
+      'r1',
+      'r1',
+      'p1',
+      'r1',
+      'gone',
+      'r9',
+    ]);
+    expect(snapshot.workers).toBe(2);
+    expect([...snapshot.live]).toEqual([
+      ['r1', 'r1'],
+      ['p1', 'r1'],
+      ['r2', 'r2'],
+    ]);
+    expect(snapshot.known.get('gone')).toBe('r9');
+    expect(snapshot.live.has('gone')).toBe(false);
+  });
+
+  it('reads an empty cluster', () => {
+    const snapshot = parseDirectoryReply(['']);
+    expect(snapshot.workers).toBe(0);
+    expect(snapshot.live.size).toBe(0);
+    expect(snapshot.known.size).toBe(0);
+  });
+});
+
+describe('redisOptionsFromUrl', () => {
+  it('reads host, port, credentials, database and TLS', () => {
+    expect(redisOptionsFromUrl('redis://127.0.0.1:6390')).toEqual({
+      host: '127.0.0.1',
+      port: 6390,
+    });
+    expect(redisOptionsFromUrl('rediss://u%40x:p%3Aw@[::1]/3')).toEqual({
+      host: '::1',
+      port: 6379,
+      username: 'u@x',
+      password: 'p:w',
+      db: 3,
+      tls: {},
+    });
+  });
+
+  it('refuses other schemes and a non-numeric database', () => {
+    expect(() => redisOptionsFromUrl('http://x')).toThrow(/redis:\/\//);
+    expect(() => redisOptionsFromUrl('redis://x/abc')).toThrow(/number/);
+  });
+});
+
+describe('isStreamOffer', () => {
+  it('accepts offers and nothing else', () => {
+    expect(isStreamOffer({ stream: 'http://w/streams/t' })).toBe(true);
+    expect(isStreamOffer({ stream: 'http://w/streams/t', length: 5 })).toBe(true);
+    expect(isStreamOffer({ stream: 'http://w/streams/t', length: 1.5 })).toBe(false);
+    expect(isStreamOffer(50)).toBe(false);
+    expect(isStreamOffer(null)).toBe(false);
+  });
+});

@@ -1,0 +1,129 @@
+/**
+ * Cluster mode as one benchmark column: starts a private redis-server, one proxy worker and one
+ * gateway serving REPO, all in this process's group (so the benchmark's process-tree sampling and
+ * its group kill cover every service), opens the gateway's port only once the worker is ready,
+ * and stops them all on SIGTERM / SIGINT, or when one of them dies.
+ *
+ *   node cluster-launcher.js --port N --repo PATH [gateway/worker options...]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { delay, freePort, projectRoot } from './util';
+
+const children: ChildProcess[] = [];
+let stopping = false;
+
+function start(file: string, args: string[], name: string): ChildProcess {
+  const child = spawn(file, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  children.push(child);
+  child.once('exit', (code, signal) => {
+    if (!stopping) {
+      process.stderr.write(`cluster-launcher: ${name} exited (${signal ?? code}); stopping\n`);
+      void stop(1);
+    }
+  });
+  return child;
+}
+
+async function stop(code: number): Promise<void> {
+  if (stopping) {
+    return;
+  }
+  stopping = true;
+  // Gateway first, then workers, then Redis: each drains what the previous one still sends.
+  for (const child of [...children].reverse()) {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 12_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  }
+  process.exit(code);
+}
+
+function status(port: number, urlPath: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.once('error', () => resolve(0));
+  });
+}
+
+async function waitFor(what: string, probe: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!(await probe())) {
+    if (stopping || Date.now() > deadline) {
+      throw new Error(`cluster-launcher: ${what} not ready`);
+    }
+    await delay(100);
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const portIndex = argv.indexOf('--port');
+  const port = argv[portIndex + 1];
+  const repoIndex = argv.indexOf('--repo');
+  const repo = argv[repoIndex + 1];
+  if (portIndex < 0 || repoIndex < 0 || port === undefined || repo === undefined) {
+    throw new Error('usage: cluster-launcher --port N --repo PATH [options...]');
+  }
+  const rest = argv.filter(
+    (_, i) => ![portIndex, portIndex + 1, repoIndex, repoIndex + 1].includes(i),
+  );
+  const bin = path.join(projectRoot(), 'bin', 'annex-p2phttp.js');
+  const redisPort = await freePort();
+  const dataPort = await freePort();
+  const redisUrl = `redis://127.0.0.1:${redisPort}`;
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => void stop(0));
+  }
+  const redis = start(
+    'redis-server',
+    ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    'redis-server',
+  );
+  await waitFor('redis-server', async () => {
+    const net = await import('node:net');
+    return new Promise<boolean>((resolve) => {
+      const socket = net.connect(redisPort, '127.0.0.1', () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+  });
+  void redis;
+  start(
+    process.execPath,
+    [
+      bin,
+      'proxy-worker',
+      '--redis',
+      redisUrl,
+      '--repo',
+      repo,
+      '--bind',
+      '127.0.0.1',
+      '--data-port',
+      String(dataPort),
+      ...rest,
+    ],
+    'proxy-worker',
+  );
+  await waitFor('proxy-worker', async () => (await status(dataPort, '/readyz')) === 200);
+  start(
+    process.execPath,
+    [bin, 'gateway', '--redis', redisUrl, '--bind', '127.0.0.1', '--port', port, ...rest],
+    'gateway',
+  );
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+  void stop(1);
+});
