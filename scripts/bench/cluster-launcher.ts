@@ -1,6 +1,6 @@
 /**
- * Cluster mode as one benchmark column: starts a private redis-server, one proxy worker and one
- * gateway serving REPO, all in this process's group (so the benchmark's process-tree sampling and
+ * Cluster mode as one process (a benchmark column, and the `cluster` server of the e2e tests):
+ * starts a private redis-server, one proxy worker, one lock-service and one gateway serving REPO, all in this process's group (so the benchmark's process-tree sampling and
  * its group kill cover every service), opens the gateway's port only once the worker is ready,
  * and stops them all on SIGTERM / SIGINT, or when one of them dies.
  *
@@ -116,6 +116,25 @@ async function main(argv: string[]): Promise<void> {
     'proxy-worker',
   );
   await waitFor('proxy-worker', async () => (await status(dataPort, '/readyz')) === 200);
+  const healthPort = await freePort();
+  start(
+    process.execPath,
+    [
+      bin,
+      'lock-service',
+      '--redis',
+      redisUrl,
+      '--repo',
+      repo,
+      '--bind',
+      '127.0.0.1',
+      '--health-port',
+      String(healthPort),
+      ...rest,
+    ],
+    'lock-service',
+  );
+  await waitFor('lock-service', async () => (await status(healthPort, '/readyz')) === 200);
   start(
     process.execPath,
     [bin, 'gateway', '--redis', redisUrl, '--bind', '127.0.0.1', '--port', port, ...rest],

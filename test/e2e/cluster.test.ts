@@ -66,6 +66,20 @@ function spawnApp(args: string[], port: number): RunningServer {
   return app;
 }
 
+/** Waits until an app answers /readyz with 200 (fails at once if it exited). */
+async function untilReady(app: RunningServer, what: string): Promise<void> {
+  await pollUntil(
+    `${what} ready`,
+    async () => {
+      if (app.exited) {
+        throw new Error(app.describe());
+      }
+      return (await get(app.port, '/readyz')).status === 200 ? true : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
+}
+
 async function startWorker(): Promise<RunningServer> {
   const port = await freePort();
   const worker = spawnApp(
@@ -88,16 +102,7 @@ async function startWorker(): Promise<RunningServer> {
     ],
     port,
   );
-  await pollUntil(
-    `proxy worker on ${port} ready`,
-    async () => {
-      if (worker.exited) {
-        throw new Error(worker.describe());
-      }
-      return (await get(port, '/readyz')).status === 200 ? true : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 200 },
-  );
+  await untilReady(worker, `proxy worker on ${port}`);
   workers.push(worker);
   return worker;
 }
@@ -118,17 +123,19 @@ async function startLockService(): Promise<RunningServer> {
     ],
     port,
   );
-  await pollUntil(
-    `lock-service on ${port} ready`,
-    async () => {
-      if (service.exited) {
-        throw new Error(service.describe());
-      }
-      return (await get(port, '/readyz')).status === 200 ? true : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 200 },
-  );
+  await untilReady(service, `lock-service on ${port}`);
   return service;
+}
+
+/** The sum of the samples of `name` whose labels contain every one of `labels`. */
+function sampleSum(text: string, name: string, labels: readonly string[]): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}{`) && labels.every((label) => line.includes(label))) {
+      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return sum;
 }
 
 /** Live locks the lock-service reports in its metrics. */
@@ -337,8 +344,22 @@ describe('cluster mode', () => {
       expect(metrics).toMatch(/^annex_p2phttp_queue_jobs\{.*app="proxy-worker"/m);
       expect(metrics).toMatch(/^annex_p2phttp_pool_connections\{/m);
     }
+    // The first test's traffic went through both gateways to the workers' queues.
     const metrics = (await get(gatewayA.port, '/metrics')).body.toString('utf8');
-    expect(metrics).toMatch(/^annex_p2phttp_http_requests_total\{.*app="gateway"/m);
+    expect(
+      sampleSum(metrics, 'annex_p2phttp_http_requests_total', [
+        'route="checkpresent"',
+        'app="gateway"',
+      ]),
+    ).toBeGreaterThanOrEqual(10);
+    let jobs = 0;
+    for (const worker of workers) {
+      const text = (await get(worker.port, '/metrics')).body.toString('utf8');
+      jobs += sampleSum(text, 'annex_p2phttp_queue_job_duration_seconds_count', [
+        'operation="checkpresent"',
+      ]);
+    }
+    expect(jobs).toBeGreaterThanOrEqual(10);
     expect((await get(lockService.port, '/healthz')).status).toBe(200);
     expect((await get(lockService.port, '/readyz')).status).toBe(200);
   });

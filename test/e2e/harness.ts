@@ -32,18 +32,27 @@ export { freePort };
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 export const PROJECT_BIN = path.join(PROJECT_ROOT, 'bin', 'annex-p2phttp.js');
+/** Starts the apps of cluster mode under one process (built by `npm run build`). */
+const CLUSTER_LAUNCHER = path.join(PROJECT_ROOT, 'scripts', 'bench', 'dist', 'cluster-launcher.js');
 
 // ---------------------------------------------------------------------------------------------
 // Which server, polling, small utilities
 // ---------------------------------------------------------------------------------------------
 
-export type ServerKind = 'project' | 'reference';
+/**
+ * `project`: the embedded server; `cluster`: this project in cluster mode (a private Redis, a
+ * proxy worker, a lock-service and a gateway under one launcher process); `reference`:
+ * `git annex p2phttp`.
+ */
+export type ServerKind = 'project' | 'cluster' | 'reference';
 
 /** The server under test, from `E2E_SERVER` (default `project`). */
 export function serverKind(): ServerKind {
   const value = process.env.E2E_SERVER ?? 'project';
-  if (value !== 'project' && value !== 'reference') {
-    throw new Error(`E2E_SERVER must be "project" or "reference", not ${JSON.stringify(value)}`);
+  if (value !== 'project' && value !== 'cluster' && value !== 'reference') {
+    throw new Error(
+      `E2E_SERVER must be "project", "cluster" or "reference", not ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }
@@ -699,7 +708,10 @@ function serverCommand(options: ServerOptions, kind: ServerKind, port: number): 
     const jobs = `-J${referenceJobs()}`;
     return ['git-annex', ['p2phttp', '--bind', '127.0.0.1', '--port', String(port), jobs, ...auth]];
   }
-  const args = [PROJECT_BIN, 'serve', '--bind', '127.0.0.1', '--port', String(port)];
+  const args =
+    kind === 'cluster'
+      ? [CLUSTER_LAUNCHER, '--port', String(port)]
+      : [PROJECT_BIN, 'serve', '--bind', '127.0.0.1', '--port', String(port)];
   args.push('--jobs', '4', '--repo', options.repo.dir, ...auth);
   if (options.lockedfiles !== undefined) {
     args.push('--lockedfiles', String(options.lockedfiles));

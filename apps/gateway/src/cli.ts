@@ -92,6 +92,7 @@ async function start(command: string, options: ServeOptions): Promise<Started> {
       repos: options.repos,
       directories: options.directories,
       healthPort: options.healthPort,
+      healthHost: options.bind[0],
       clusterJobs: options.clusterJobs,
       debug: options.debug,
     });

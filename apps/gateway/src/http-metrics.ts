@@ -7,17 +7,8 @@
 import { type Socket } from 'node:net';
 import { type Metrics } from '@annex-p2phttp/metrics';
 import { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { POST_OPERATIONS } from './p2phttp.service';
 
-const OPERATIONS = new Set([
-  'checkpresent',
-  'put',
-  'putoffset',
-  'remove',
-  'remove-before',
-  'gettimestamp',
-  'lockcontent',
-  'keeplocked',
-]);
 const VERSIONS = new Set(['v0', 'v1', 'v2', 'v3', 'v4']);
 const OWN_ROUTES = new Set(['/metrics', '/healthz', '/readyz', '/stats']);
 
@@ -49,7 +40,7 @@ export function routeLabels(request: FastifyRequest): { route: string; version: 
     return { route: 'get', version };
   }
   const op = params.op;
-  return { route: op !== undefined && OPERATIONS.has(op) ? op : 'unknown', version };
+  return { route: op !== undefined && POST_OPERATIONS.has(op) ? op : 'unknown', version };
 }
 
 export function instrumentHttp(fastify: FastifyInstance, metrics: Metrics): void {

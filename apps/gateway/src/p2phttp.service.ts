@@ -46,7 +46,8 @@ const ANONYMOUS_CLIENT = '00000000-0000-0000-0000-000000000000';
 /** The longest keeplocked message line accepted. */
 const MAX_KEEPLOCKED_LINE = 1024;
 
-const POST_OPERATIONS = new Set<Operation>([
+/** The operations reached by POST (every one but get). */
+export const POST_OPERATIONS: ReadonlySet<string> = new Set<Operation>([
   'checkpresent',
   'put',
   'putoffset',
