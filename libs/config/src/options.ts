@@ -188,16 +188,20 @@ export function serveHelp(): string {
 }
 
 /**
- * A non-negative integer given as decimal digits, or an error text naming the option. `min`
- * raises the lower bound, `max` caps it.
+ * A non-negative integer given as decimal digits (`fallback` when the option was not given), or
+ * an error text naming the option. `min` raises the lower bound, `max` caps it.
  */
 function parseCount(
   flag: string,
-  text: string,
+  text: string | undefined,
+  fallback: number | undefined,
   problems: string[],
   min = 0,
   max = Number.MAX_SAFE_INTEGER,
 ): number | undefined {
+  if (text === undefined) {
+    return fallback;
+  }
   const value = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     const range =
@@ -243,30 +247,23 @@ export function parseServeArgs(
   const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
   const problems: string[] = [];
 
-  const port =
-    raw.port === undefined ? DEFAULT_PORT : parseCount('--port', raw.port, problems, 0, 65535);
-  let jobs: number | undefined = DEFAULT_JOBS;
-  if (raw.jobs !== undefined) {
-    jobs =
-      raw.jobs === 'cpus' ? availableParallelism() : parseCount('--jobs', raw.jobs, problems, 1);
-  }
-  const proxyConnections =
-    raw.proxyconnections === undefined
-      ? jobs
-      : parseCount('--proxyconnections', raw.proxyconnections, problems);
-  const clusterJobs =
-    raw.clusterjobs === undefined
-      ? DEFAULT_CLUSTER_JOBS
-      : parseCount('--clusterjobs', raw.clusterjobs, problems);
-  const lockedFiles =
-    raw.lockedfiles === undefined
-      ? DEFAULT_LOCKED_FILES
-      : parseCount('--lockedfiles', raw.lockedfiles, problems);
+  const port = parseCount('--port', raw.port, DEFAULT_PORT, problems, 0, 65535);
+  const jobs =
+    raw.jobs === 'cpus'
+      ? availableParallelism()
+      : parseCount('--jobs', raw.jobs, DEFAULT_JOBS, problems, 1);
+  const proxyConnections = parseCount('--proxyconnections', raw.proxyconnections, jobs, problems);
+  const clusterJobs = parseCount('--clusterjobs', raw.clusterjobs, DEFAULT_CLUSTER_JOBS, problems);
+  const lockedFiles = parseCount('--lockedfiles', raw.lockedfiles, DEFAULT_LOCKED_FILES, problems);
 
-  const healthPort =
-    raw.healthPort === undefined
-      ? DEFAULT_HEALTH_PORT
-      : parseCount('--health-port', raw.healthPort, problems, 0, 65535);
+  const healthPort = parseCount(
+    '--health-port',
+    raw.healthPort,
+    DEFAULT_HEALTH_PORT,
+    problems,
+    0,
+    65535,
+  );
 
   for (const [flag, values] of [
     ['--bind', bind],
@@ -305,22 +302,28 @@ export function parseServeArgs(
     problems.push('--chainfile needs --certfile and --privatekeyfile');
   }
 
-  const queueWait =
-    raw.queueWait === undefined
-      ? DEFAULT_QUEUE_WAIT_SECONDS
-      : parseCount('--queue-wait', raw.queueWait, problems, 1);
-  const jobTimeout =
-    raw.jobTimeout === undefined
-      ? DEFAULT_JOB_TIMEOUT_SECONDS
-      : parseCount('--job-timeout', raw.jobTimeout, problems, 1);
-  const stallCheck =
-    raw.stallCheck === undefined
-      ? DEFAULT_STALL_CHECK_SECONDS
-      : parseCount('--stall-check', raw.stallCheck, problems, 1);
-  const dataPort =
-    raw.dataPort === undefined
-      ? DEFAULT_DATA_PORT
-      : parseCount('--data-port', raw.dataPort, problems, 0, 65535);
+  const queueWait = parseCount(
+    '--queue-wait',
+    raw.queueWait,
+    DEFAULT_QUEUE_WAIT_SECONDS,
+    problems,
+    1,
+  );
+  const jobTimeout = parseCount(
+    '--job-timeout',
+    raw.jobTimeout,
+    DEFAULT_JOB_TIMEOUT_SECONDS,
+    problems,
+    1,
+  );
+  const stallCheck = parseCount(
+    '--stall-check',
+    raw.stallCheck,
+    DEFAULT_STALL_CHECK_SECONDS,
+    problems,
+    1,
+  );
+  const dataPort = parseCount('--data-port', raw.dataPort, DEFAULT_DATA_PORT, problems, 0, 65535);
   const redis = raw.redis ?? (env.REDIS_URL || undefined);
   if (redis !== undefined && !/^rediss?:\/\/./.test(redis)) {
     problems.push(`--redis ${JSON.stringify(redis)}: must be a redis:// or rediss:// URL`);
