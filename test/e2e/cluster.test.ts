@@ -53,8 +53,9 @@ const everything: RunningServer[] = [];
 let clientA: ClientRepo;
 let clientB: ClientRepo;
 
-/** Spawns `annex-p2phttp <command> …` in its own process group. */
-function spawnApp(args: string[], port: number): RunningServer {
+/** Spawns `annex-p2phttp <command> --redis … <options>` in its own process group. */
+function spawnApp(command: string, options: string[], port: number): RunningServer {
+  const args = [command, '--redis', redis.url, '--redis-prefix', PREFIX, ...options];
   const child = spawn(process.execPath, [PROJECT_BIN, ...args], {
     cwd: served.dir,
     env: sandbox.env(),
@@ -83,12 +84,8 @@ async function untilReady(app: RunningServer, what: string): Promise<void> {
 async function startWorker(): Promise<RunningServer> {
   const port = await freePort();
   const worker = spawnApp(
+    'proxy-worker',
     [
-      'proxy-worker',
-      '--redis',
-      redis.url,
-      '--redis-prefix',
-      PREFIX,
       '--repo',
       served.dir,
       '--bind',
@@ -110,17 +107,8 @@ async function startWorker(): Promise<RunningServer> {
 async function startLockService(): Promise<RunningServer> {
   const port = await freePort();
   const service = spawnApp(
-    [
-      'lock-service',
-      '--redis',
-      redis.url,
-      '--redis-prefix',
-      PREFIX,
-      '--repo',
-      served.dir,
-      '--health-port',
-      String(port),
-    ],
+    'lock-service',
+    ['--repo', served.dir, '--health-port', String(port)],
     port,
   );
   await untilReady(service, `lock-service on ${port}`);
@@ -149,20 +137,8 @@ async function heldLocks(): Promise<number> {
 async function startGateway(command: 'gateway' | 'serve' = 'gateway'): Promise<RunningServer> {
   const port = await freePort();
   const gateway = spawnApp(
-    [
-      command,
-      '--redis',
-      redis.url,
-      '--redis-prefix',
-      PREFIX,
-      '--bind',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--wideopen',
-      '--queue-wait',
-      '10',
-    ],
+    command,
+    ['--bind', '127.0.0.1', '--port', String(port), '--wideopen', '--queue-wait', '10'],
     port,
   );
   await pollUntil(
