@@ -39,6 +39,12 @@ import {
 
 /** Files committed in the served repo whose content is dropped before the server starts. */
 const DROPPED = ['a', 'b', 'c', 'd', 'e', 'f'].map((n) => `dropped/${n}.bin`);
+/**
+ * Dropped files large enough for the server to receive and verify a put itself before git-annex
+ * installs it (libs/p2p/src/verified-put.ts); the small ones go through git-annex-shell.
+ */
+const DROPPED_LARGE = ['d', 'e', 'f'].map((n) => `dropped/large-${n}.bin`);
+const LARGE_SIZE = 33 * 1024 * 1024 + 7;
 
 let sandbox: Sandbox;
 let served: ServedRepo;
@@ -58,13 +64,14 @@ beforeAll(async () => {
   served = await makeServedRepo(sandbox, sandbox.path('deep', 'er', 'served'), [
     { path: 'present.txt', size: 100 },
     ...DROPPED.map((p) => ({ path: p, size: 1000 + p.charCodeAt(8) })),
+    ...DROPPED_LARGE.map((p) => ({ path: p, size: LARGE_SIZE })),
   ]);
   presentKey = keyOf(served, 'present.txt');
   presentContent = await readFile(path.join(served.dir, 'present.txt'));
-  for (const file of DROPPED) {
+  for (const file of [...DROPPED, ...DROPPED_LARGE]) {
     droppedContent.set(file, await readFile(path.join(served.dir, file)));
   }
-  await annex(served, ['drop', '--force', '-q', '--', ...DROPPED]);
+  await annex(served, ['drop', '--force', '-q', '--', ...DROPPED, ...DROPPED_LARGE]);
   server = await startServer({ sandbox, repo: served, auth: ['--wideopen'] });
   api = new P2PApi(server.port, served.uuid);
 });
@@ -95,6 +102,19 @@ function dropped(file: string): { key: string; content: Buffer } {
     throw new Error(`unknown dropped file ${file}`);
   }
   return { key: keyOf(served, file), content };
+}
+
+/** The object file of a key the served repository now holds. */
+async function objectFile(key: string): Promise<string> {
+  const file = await contentLocation(served, key);
+  if (file === undefined) {
+    throw new Error(`the served repository does not hold ${key}`);
+  }
+  return file;
+}
+
+function sha256(content: Buffer): string {
+  return createHash('sha256').update(content).digest('hex');
 }
 
 /** Puts the right content of a dropped file unless present, and checks it is sound. */
@@ -300,46 +320,62 @@ describe('put framing', () => {
     }
   });
 
-  it('a body shorter than announced → stored:false, then putoffset reports the partial', async () => {
-    const { key, content } = dropped('dropped/d.bin');
-    const short = content.subarray(0, content.length - 1);
-    try {
-      const put = await api.put(key, short, { length: content.length });
-      expectJson(put, 200, { stored: false, plusuuids: [] });
-      expect(await contentLocation(served, key)).toBeUndefined();
-      expectJson(await api.putoffset(key), 200, { offset: short.length });
-      // and the upload can be finished from there
-      const rest = content.subarray(short.length);
-      expectJson(await api.put(key, rest, { offset: short.length }), 200, {
-        stored: true,
-        plusuuids: [],
-      });
-    } finally {
-      await restore('dropped/d.bin');
-    }
-  });
+  it.each(['dropped/d.bin', 'dropped/large-d.bin'])(
+    '%s: a body shorter than announced → stored:false, then putoffset reports the partial',
+    async (file) => {
+      const { key, content } = dropped(file);
+      const short = content.subarray(0, content.length - 1);
+      try {
+        const put = await api.put(key, short, { length: content.length });
+        expectJson(put, 200, { stored: false, plusuuids: [] });
+        expect(await contentLocation(served, key)).toBeUndefined();
+        expectJson(await api.putoffset(key), 200, { offset: short.length });
+        // and the upload can be finished from there
+        const rest = content.subarray(short.length);
+        expectJson(await api.put(key, rest, { offset: short.length }), 200, {
+          stored: true,
+          plusuuids: [],
+        });
+        expect(await sha256File(await objectFile(key))).toBe(sha256(content));
+      } finally {
+        await restore(file);
+      }
+    },
+  );
 
-  it('a body longer than announced → 400, nothing stored', async () => {
-    const { key, content } = dropped('dropped/e.bin');
-    const longer = Buffer.concat([content, Buffer.from('surplus')]);
-    try {
-      expectStatus(await api.put(key, longer, { length: content.length }), 400);
-      expect(await contentLocation(served, key)).toBeUndefined();
-    } finally {
-      await restore('dropped/e.bin');
-    }
-  });
+  it.each(['dropped/e.bin', 'dropped/large-e.bin'])(
+    '%s: a body longer than announced → 400, nothing stored',
+    async (file) => {
+      const { key, content } = dropped(file);
+      const longer = Buffer.concat([content, Buffer.from('surplus')]);
+      try {
+        expectStatus(await api.put(key, longer, { length: content.length }), 400);
+        expect(await contentLocation(served, key)).toBeUndefined();
+      } finally {
+        await restore(file);
+      }
+    },
+  );
 
-  it('wrong content for a SHA256E key → stored:false, object absent', async () => {
-    const { key, content } = dropped('dropped/f.bin');
-    const wrong = randomBytes(content.length);
-    try {
-      expectJson(await api.put(key, wrong), 200, { stored: false, plusuuids: [] });
-      expect(await contentLocation(served, key)).toBeUndefined();
-    } finally {
-      await restore('dropped/f.bin');
-    }
-  });
+  it.each(['dropped/f.bin', 'dropped/large-f.bin'])(
+    '%s: wrong content for a SHA256E key → stored:false, object absent; right content stored',
+    async (file) => {
+      const { key, content } = dropped(file);
+      const wrong = Buffer.from(content);
+      const middle = wrong.length >> 1;
+      wrong.writeUInt8(wrong.readUInt8(middle) ^ 1, middle);
+      try {
+        expectJson(await api.put(key, wrong), 200, { stored: false, plusuuids: [] });
+        expect(await contentLocation(served, key)).toBeUndefined();
+        expectJson(await api.put(key, content), 200, { stored: true, plusuuids: [] });
+        expect(await sha256File(await objectFile(key))).toBe(sha256(content));
+        // A second upload of present content is answered without reading it.
+        expectJson(await api.put(key, content), 200, { stored: true, plusuuids: [] });
+      } finally {
+        await restore(file);
+      }
+    },
+  );
 });
 
 describe('headers', () => {

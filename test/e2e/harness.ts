@@ -525,18 +525,46 @@ export async function partialUploadSize(
   repo: RepoContext,
   key: string,
 ): Promise<number | undefined> {
+  const tmp = path.join(repo.dir, '.git', 'annex', 'tmp');
+  let size: number | undefined;
   try {
-    return (await lstat(path.join(repo.dir, '.git', 'annex', 'tmp', key))).size;
+    size = (await lstat(path.join(tmp, key))).size;
   } catch {
-    return undefined;
+    // no partial file of git-annex's own
+  }
+  for (const staging of await stagingFiles(repo)) {
+    try {
+      size = Math.max(size ?? 0, (await lstat(path.join(tmp, staging))).size);
+    } catch {
+      // finished meanwhile
+    }
+  }
+  return size;
+}
+
+/**
+ * The server's staging files of uploads in flight (`.git/annex/tmp/p2phttp-*`): a verified put
+ * receives there before git-annex installs the content, and on a broken upload moves what came
+ * to git-annex's own partial file.
+ */
+async function stagingFiles(repo: RepoContext): Promise<string[]> {
+  try {
+    const names = await readdir(path.join(repo.dir, '.git', 'annex', 'tmp'));
+    return names.filter((name) => name.startsWith('p2phttp-'));
+  } catch {
+    return [];
   }
 }
 
 /**
  * True while some git-annex process of the served repo is still receiving `key` (git-annex keeps
- * `.git/annex/transfer/download/<peer uuid>/<key>` for the duration of an upload to it).
+ * `.git/annex/transfer/download/<peer uuid>/<key>` for the duration of an upload to it), or the
+ * server still has a staging file of an upload.
  */
 export async function uploadInProgress(repo: RepoContext, key: string): Promise<boolean> {
+  if ((await stagingFiles(repo)).length > 0) {
+    return true;
+  }
   const base = path.join(repo.dir, '.git', 'annex', 'transfer', 'download');
   let peers: string[];
   try {

@@ -13,6 +13,7 @@ import {
   isStaleFailure,
   ObjectFiles,
   readObject,
+  VerifiedPut,
   type Lease,
   type P2PConnection,
   type GetOutcome,
@@ -37,7 +38,10 @@ export class InProcessDispatcher implements Dispatcher {
 
   private readonly objects = new ObjectFiles();
 
-  constructor(private readonly pool: SessionPool) {}
+  constructor(
+    private readonly pool: SessionPool,
+    private readonly verifiedPut = new VerifiedPut(),
+  ) {}
 
   /**
    * Content plainly present in the repository's own object files is answered from disk; anything
@@ -74,9 +78,46 @@ export class InProcessDispatcher implements Dispatcher {
   put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
     return this.uploads.run(
       uploadKey(target, request.key),
-      () => this.pool.run(target, (c) => put(c, request), signal),
+      async () =>
+        (await this.putDirect(target, request)) ??
+        this.pool.run(target, (c) => put(c, request), signal),
       signal,
     );
+  }
+
+  /**
+   * A whole upload of a hash-named key into the served repository itself is received and
+   * verified here and installed by git-annex (verified-put.ts); content already present is
+   * ALREADY-HAVE without reading the body. Undefined when the upload must go through git-annex.
+   */
+  private async putDirect(
+    target: SessionTarget,
+    request: PutRequest,
+  ): Promise<PutOutcome | undefined> {
+    if (!target.direct || request.offset !== 0 || request.dataPresent) {
+      return undefined;
+    }
+    if ((await this.objects.locate(target.repoPath, request.key)) !== undefined) {
+      return { kind: 'done', stored: true, plusUuids: [] };
+    }
+    const gitDir = await this.objects.gitDir(target.repoPath);
+    const named = await this.verifiedPut.applies(gitDir, request.key, request.length);
+    if (named === undefined) {
+      return undefined;
+    }
+    this.streams += 1;
+    try {
+      const result = await this.verifiedPut.receive(
+        target.repoPath,
+        gitDir,
+        request.key,
+        named,
+        request.body,
+      );
+      return result.kind === 'done' ? { ...result, plusUuids: [] } : result;
+    } finally {
+      this.streams -= 1;
+    }
   }
 
   async get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome> {

@@ -8,3 +8,4 @@ export * from './pool-key';
 export * from './operations';
 export * from './session-pool';
 export * from './object-files';
+export * from './verified-put';

@@ -89,7 +89,8 @@ export class ObjectFiles {
     return undefined;
   }
 
-  private gitDir(repoPath: string): Promise<string> {
+  /** The repository's git directory (`REPO/.git`, or REPO itself when bare). */
+  gitDir(repoPath: string): Promise<string> {
     let dir = this.gitDirs.get(repoPath);
     if (!dir) {
       dir = findGitDir(repoPath);
