@@ -67,10 +67,23 @@ export class InProcessDispatcher implements Dispatcher {
     return this.pool.run(target, (c) => remove(c, key, before), signal, RETRY);
   }
 
+  /**
+   * For the served repository itself the offset is read off its files (the object present, else
+   * the size of git-annex's partial file), as git-annex would answer; no session is needed, and
+   * no empty partial file is left behind.
+   */
   putOffset(target: SessionTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
     return this.uploads.run(
       uploadKey(target, key),
-      () => this.pool.run(target, (c) => putOffset(c, key), signal, RETRY),
+      async (): Promise<PutOffsetResult> => {
+        if (!target.direct) {
+          return this.pool.run(target, (c) => putOffset(c, key), signal, RETRY);
+        }
+        if ((await this.objects.locate(target.repoPath, key)) !== undefined) {
+          return { kind: 'already-have', plusUuids: [] };
+        }
+        return { kind: 'offset', offset: await this.objects.partialSize(target.repoPath, key) };
+      },
       signal,
     );
   }

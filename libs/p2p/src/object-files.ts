@@ -89,6 +89,20 @@ export class ObjectFiles {
     return undefined;
   }
 
+  /**
+   * The size of git-annex's partial file of an interrupted upload of the key
+   * (`annex/tmp/<key>`), the offset an upload resumes from; 0 when there is none.
+   */
+  async partialSize(repoPath: string, key: string): Promise<number> {
+    const file = path.join(await this.gitDir(repoPath), 'annex', 'tmp', objectFileName(key));
+    try {
+      const info = await stat(file);
+      return info.isFile() ? info.size : 0;
+    } catch {
+      return 0;
+    }
+  }
+
   /** The repository's git directory (`REPO/.git`, or REPO itself when bare). */
   gitDir(repoPath: string): Promise<string> {
     let dir = this.gitDirs.get(repoPath);

@@ -208,6 +208,9 @@ export class VerifiedPut {
       if (hash.digest('hex') !== named.digest) {
         return { kind: 'done', stored: false };
       }
+      // An earlier partial file is obsolete now, and git-annex would take it for a resumed
+      // transfer that it must hash again.
+      await unlink(path.join(tmpDir, objectFileName(key))).catch(() => undefined);
       const { code, stderr } = await this.setKey(repoPath, key, staging);
       if (code !== 0) {
         process.emitWarning(`git annex setkey ${key} failed (${String(code)}): ${stderr.trim()}`);
