@@ -7,7 +7,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type Dispatcher, type HeldLock } from '@annex-p2phttp/dispatch';
-import { type LockKeeper, type LockStore, type RetentionLocks } from '@annex-p2phttp/locks';
+import {
+  HeartbeatKeeper,
+  type LockKeeper,
+  type LockStore,
+  type RetentionLocks,
+} from '@annex-p2phttp/locks';
 import { type SessionTarget } from '@annex-p2phttp/p2p';
 
 export const LOCK_TTL_MS = 10 * 60_000;
@@ -98,19 +103,7 @@ export class LockService implements RetentionLocks {
       }
     };
     await heartbeat();
-    const interval = setInterval(() => void heartbeat(), Math.max(1000, this.ttlMs / 4));
-    interval.unref();
-    let ended = false;
-    return {
-      end: async () => {
-        if (ended) {
-          return;
-        }
-        ended = true;
-        clearInterval(interval);
-        await heartbeat();
-      },
-    };
+    return new HeartbeatKeeper(heartbeat, Math.max(1000, this.ttlMs / 4));
   }
 
   /** Releases a lock now. */

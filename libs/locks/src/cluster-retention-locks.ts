@@ -13,7 +13,12 @@ import { LOCK_JOB_NAME, type LockReply, type LockRequest } from './lock-requests
 import { LOCK_REQUEST_QUEUE } from './redis-keys';
 import { closeRedis, LocksUnavailableError, openRedis, whenReady } from './redis-connection';
 import { RedisLockStore, RESERVED } from './redis-lock-store';
-import { type LockKeeper, type LockTarget, type RetentionLocks } from './retention-locks';
+import {
+  HeartbeatKeeper,
+  type LockKeeper,
+  type LockTarget,
+  type RetentionLocks,
+} from './retention-locks';
 
 export const CLUSTER_LOCK_TTL_MS = 10 * 60_000;
 export const DEFAULT_LOCK_REQUEST_TIMEOUT_MS = 30_000;
@@ -43,7 +48,7 @@ export class ClusterRetentionLocks implements RetentionLocks {
   private readonly heartbeatMs: number;
   private readonly requestTimeoutMs: number;
   private readonly now: () => number;
-  private readonly keepers = new Set<NodeJS.Timeout>();
+  private readonly keepers = new Set<HeartbeatKeeper>();
   private closed = false;
 
   constructor(private readonly options: ClusterRetentionLocksOptions) {
@@ -140,21 +145,9 @@ export class ClusterRetentionLocks implements RetentionLocks {
     await guard(heartbeat);
     // A heartbeat that fails (Redis down a moment) is retried at the next period; the lock
     // expires only if heartbeats fail for a whole ttl.
-    const interval = setInterval(() => void heartbeat().catch(() => undefined), this.heartbeatMs);
-    interval.unref();
-    this.keepers.add(interval);
-    let ended = false;
-    return {
-      end: async () => {
-        if (ended) {
-          return;
-        }
-        ended = true;
-        clearInterval(interval);
-        this.keepers.delete(interval);
-        await heartbeat().catch(() => undefined);
-      },
-    };
+    const keeper = new HeartbeatKeeper(heartbeat, this.heartbeatMs, (k) => this.keepers.delete(k));
+    this.keepers.add(keeper);
+    return keeper;
   }
 
   async unlock(lockid: string): Promise<void> {
@@ -174,10 +167,9 @@ export class ClusterRetentionLocks implements RetentionLocks {
       return;
     }
     this.closed = true;
-    for (const interval of this.keepers) {
-      clearInterval(interval);
+    for (const keeper of [...this.keepers]) {
+      keeper.stop();
     }
-    this.keepers.clear();
     await Promise.allSettled([this.queueEvents.close(), this.queue.close()]);
     await Promise.all([closeRedis(this.redis), closeRedis(this.eventsRedis)]);
   }

@@ -18,6 +18,42 @@ export interface LockKeeper {
   end(): Promise<void>;
 }
 
+/**
+ * A LockKeeper that runs `heartbeat` (which moves the lock's expiry forward) every `periodMs`, and
+ * once more on `end`, so that the lock expires a full ttl after the keeplocked request went away.
+ * A heartbeat that fails is retried at the next period.
+ */
+export class HeartbeatKeeper implements LockKeeper {
+  private readonly interval: NodeJS.Timeout;
+  private ended = false;
+
+  constructor(
+    private readonly heartbeat: () => Promise<unknown>,
+    periodMs: number,
+    private readonly onStop?: (keeper: HeartbeatKeeper) => void,
+  ) {
+    this.interval = setInterval(() => void heartbeat().catch(() => undefined), periodMs);
+    this.interval.unref();
+  }
+
+  async end(): Promise<void> {
+    if (this.stop()) {
+      await this.heartbeat().catch(() => undefined);
+    }
+  }
+
+  /** Stops heartbeating without a last heartbeat (shutdown); false if already stopped. */
+  stop(): boolean {
+    if (this.ended) {
+      return false;
+    }
+    this.ended = true;
+    clearInterval(this.interval);
+    this.onStop?.(this);
+    return true;
+  }
+}
+
 export interface RetentionLocks {
   /** Takes a retention lock; the lockid, or null when refused (absent, or too many locks). */
   lock(target: LockTarget, key: string): Promise<string | null>;
