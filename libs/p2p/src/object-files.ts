@@ -210,7 +210,10 @@ export async function readObject(
   });
   done.catch(() => undefined);
   const body = new Readable({
-    highWaterMark: CHUNK,
+    // No read-ahead: the next chunk is read only once the consumer asks for it, i.e. once the
+    // response took the previous one (a response that has to queue it pauses the pipe until it
+    // drained). Each body then holds about one chunk, not one queued plus one read ahead.
+    highWaterMark: 0,
     read() {
       const remaining = start + length - position;
       if (remaining <= 0) {
