@@ -6,8 +6,8 @@
  * git-annex itself. Only complete objects live there (git-annex moves content in from `tmp/` once
  * verified), so an object file found is content that may be sent.
  */
-import { createHash } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
+import { hash } from 'node:crypto';
+import { constants, stat as statCallback, type Stats } from 'node:fs';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
@@ -41,6 +41,14 @@ export function objectFileName(key: string): string {
 
 /** The key as hashed for its directory: without the chunk fields, so chunks share a directory. */
 export function unchunkedKey(key: string): string {
+  // The fields come before the first "--" (a variety holds no "-"): no -S or -C, no chunk.
+  const fieldsEnd = key.indexOf('--');
+  if (fieldsEnd >= 0) {
+    const fields = key.slice(0, fieldsEnd);
+    if (!fields.includes('-S') && !fields.includes('-C')) {
+      return key;
+    }
+  }
   const info = parseKey(key);
   if (info.chunkSize === undefined && info.chunkNumber === undefined) {
     return key;
@@ -57,7 +65,7 @@ export function unchunkedKey(key: string): string {
 
 /** Both hash directory layouts of a key: `hashdirlower` (`d91/b11`) and `hashdirmixed` (`mK/4w`). */
 export function hashDirectories(key: string): { lower: string; mixed: string } {
-  const digest = createHash('md5').update(unchunkedKey(key), 'utf8').digest();
+  const digest = hash('md5', unchunkedKey(key), 'buffer');
   const hex = digest.toString('hex');
   const w = digest.readUInt32LE(0);
   const letter = (shift: number) => MIXED_ALPHABET[(w >>> shift) & 31];
@@ -70,20 +78,19 @@ export function hashDirectories(key: string): { lower: string; mixed: string } {
 /** Finds the object files of a repository's keys; caches each repository's git directory. */
 export class ObjectFiles {
   private readonly gitDirs = new Map<string, Promise<string>>();
+  private readonly objectDirs = new Map<string, Promise<string>>();
 
   /** The path of the key's object file if it is present, else undefined. */
   async locate(repoPath: string, key: string): Promise<string | undefined> {
-    const objects = path.join(await this.gitDir(repoPath), 'annex', 'objects');
+    const objects = await this.objectDir(repoPath);
     const name = objectFileName(key);
     const dirs = hashDirectories(key);
+    // Plain concatenation is path.join here: `objects` is normalised, the hash directories are
+    // two plain names, and an object file name holds no "/" and is never "." or "..".
     for (const hash of [dirs.mixed, dirs.lower]) {
-      const file = path.join(objects, hash, name, name);
-      try {
-        if ((await stat(file)).isFile()) {
-          return file;
-        }
-      } catch {
-        // Not in this layout.
+      const file = `${objects}/${hash}/${name}/${name}`;
+      if (await isFile(file)) {
+        return file;
       }
     }
     return undefined;
@@ -113,6 +120,27 @@ export class ObjectFiles {
     }
     return dir;
   }
+
+  /** `<gitdir>/annex/objects`, normalised. */
+  private objectDir(repoPath: string): Promise<string> {
+    let dir = this.objectDirs.get(repoPath);
+    if (!dir) {
+      dir = this.gitDir(repoPath).then((gitDir) => path.join(gitDir, 'annex', 'objects'));
+      this.objectDirs.set(repoPath, dir);
+      dir.catch(() => this.objectDirs.delete(repoPath));
+    }
+    return dir;
+  }
+}
+
+/**
+ * Whether `file` is a regular file (symlinks followed). The callback form of stat: on the
+ * checkpresent path the promise form costs about twice the CPU per call.
+ */
+function isFile(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    statCallback(file, (error, stats) => resolve(error === null && stats.isFile()));
+  });
 }
 
 /** `REPO/.git` (a directory, or a file naming one) for a repository with a work tree; else REPO. */
