@@ -122,7 +122,8 @@ export class P2pHttpService {
     }
     const resolved = await this.resolve(request, uuid, operation);
     const query = request.query as Query;
-    const signal = abortSignalOf(reply.raw);
+    // Made only for operations that go on to wait for something: most checkpresents need none.
+    const signal = () => abortSignalOf(reply.raw);
     const target = (clientUuid: string): SessionTarget => ({
       repoPath: resolved.repoPath,
       serverUuid: resolved.serverUuid,
@@ -136,11 +137,14 @@ export class P2pHttpService {
     switch (operation) {
       case 'checkpresent': {
         const key = keyParam(query);
-        const present = await dispatcher.checkPresent(target(clientUuidParam(query)), key, signal);
+        const t = target(clientUuidParam(query));
+        const present =
+          (await dispatcher.presentLocally?.(t, key)) ||
+          (await dispatcher.checkPresent(t, key, signal()));
         return sendJson(reply, checkPresentResult(present));
       }
       case 'gettimestamp': {
-        const timestamp = await dispatcher.getTimestamp(target(clientUuidParam(query)), signal);
+        const timestamp = await dispatcher.getTimestamp(target(clientUuidParam(query)), signal());
         return sendJson(reply, timestampResult(timestamp));
       }
       case 'remove':
@@ -152,12 +156,12 @@ export class P2pHttpService {
         if (await locks.isLocked(t.serverUuid, key)) {
           return sendJson(reply, removeResult(version, false, []));
         }
-        const result = await dispatcher.remove(t, key, before, signal);
+        const result = await dispatcher.remove(t, key, before, signal());
         return sendJson(reply, removeResult(version, result.ok, result.plusUuids));
       }
       case 'putoffset': {
         const key = keyParam(query);
-        const result = await dispatcher.putOffset(target(clientUuidParam(query)), key, signal);
+        const result = await dispatcher.putOffset(target(clientUuidParam(query)), key, signal());
         return sendJson(
           reply,
           putOffsetResult(
@@ -352,9 +356,18 @@ function sendJson(reply: FastifyReply, body: object): void {
   void reply.code(200).header('content-type', JSON_TYPE).send(JSON.stringify(body));
 }
 
-/** An AbortSignal that fires when the HTTP client goes away before the response is complete. */
+/**
+ * An AbortSignal that fires when the HTTP client goes away before the response is complete;
+ * already aborted if it went away before this was called.
+ */
 function abortSignalOf(response: ServerResponse): AbortSignal {
   const controller = new AbortController();
+  if (response.closed) {
+    if (!response.writableFinished) {
+      controller.abort(new Error('client disconnected'));
+    }
+    return controller.signal;
+  }
   response.once('close', () => {
     if (!response.writableFinished) {
       controller.abort(new Error('client disconnected'));

@@ -42,6 +42,12 @@ export interface DispatcherStats {
 
 export interface Dispatcher {
   checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * true when the content is plainly present without asking anyone (the repository's own object
+   * file is there), else false, and then only `checkPresent` can tell. Optional: a dispatcher
+   * that cannot look by itself leaves it out.
+   */
+  presentLocally?(target: SessionTarget, key: string): Promise<boolean>;
   getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number>;
   /** REMOVE, or REMOVE-BEFORE when `before` is given. */
   remove(

@@ -48,10 +48,16 @@ export class InProcessDispatcher implements Dispatcher {
    * else (absent there, a proxied remote, a cluster) is asked of git-annex.
    */
   async checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
-    if (target.direct && (await this.objects.locate(target.repoPath, key)) !== undefined) {
+    if (await this.presentLocally(target, key)) {
       return true;
     }
     return this.pool.run(target, (c) => checkPresent(c, key), signal, RETRY);
+  }
+
+  async presentLocally(target: SessionTarget, key: string): Promise<boolean> {
+    return (
+      target.direct === true && (await this.objects.locate(target.repoPath, key)) !== undefined
+    );
   }
 
   getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
