@@ -2,6 +2,7 @@
  * The embedded Dispatcher: runs each operation in this process on the SessionPool.
  */
 import {
+  bootClockSeconds,
   checkPresent,
   get,
   getTimestamp,
@@ -60,7 +61,17 @@ export class InProcessDispatcher implements Dispatcher {
     );
   }
 
-  getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
+  /**
+   * A repository's own timestamp is the host's boot clock, read here as git-annex-shell would
+   * read it (no session to open, none left idle); a proxied remote or cluster is asked.
+   */
+  async getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
+    if (target.direct === true) {
+      const seconds = await bootClockSeconds();
+      if (seconds !== undefined) {
+        return seconds;
+      }
+    }
     return this.pool.run(target, (c) => getTimestamp(c), signal, RETRY);
   }
 

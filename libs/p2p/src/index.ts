@@ -9,3 +9,4 @@ export * from './operations';
 export * from './session-pool';
 export * from './object-files';
 export * from './verified-put';
+export * from './boot-clock';

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  bootClockSeconds,
   checkPresent,
   get,
   getTimestamp,
@@ -282,6 +283,23 @@ describe('operations', () => {
     expect(await remove(again, key, now + 600)).toEqual({ ok: true, plusUuids: [] });
     expect(again.finish()).toBe(true);
     expect(await checkPresentOn(again, key)).toBe(false);
+  });
+
+  it('reads the boot clock that git-annex-shell answers GETTIMESTAMP with', async () => {
+    const connection = await open();
+    // Several samples spread over a second, so that some fall in the second half of a second
+    // (where rounding instead of truncating would give the next second).
+    for (let i = 0; i < 6; i += 1) {
+      const before = await bootClockSeconds();
+      const theirs = await getTimestamp(connection);
+      const after = await bootClockSeconds();
+      expect(connection.finish()).toBe(true);
+      connection.begin();
+      expect(before).toBeDefined();
+      expect(before).toBeLessThanOrEqual(theirs);
+      expect(theirs).toBeLessThanOrEqual(after!);
+      await new Promise((resolve) => setTimeout(resolve, 170));
+    }
   });
 
   it('reports repository refusals in read-only mode as remote errors', async () => {
