@@ -1,7 +1,7 @@
 /**
  * The proxy worker of cluster mode (`annex-p2phttp proxy-worker`): takes jobs from the BullMQ
- * queue of each repository it serves (up to `jobConcurrency(--jobs)` at once: jobs served from the
- * object files need no session, and those that do wait for one of the --jobs session slots, see
+ * queue of each repository it serves (up to --worker-jobs at once: jobs served from the object
+ * files need no session, and those that do wait for one of the --jobs session slots, see
  * job-processor.ts), runs them on its own pool of git-annex-shell sessions, streams get and put bytes over its data port, and advertises
  * the uuids it serves (each repository's own and those it proxies) in Redis with a heartbeat TTL.
  *
@@ -68,14 +68,6 @@ interface Served {
 }
 
 const DEFAULT_HEARTBEAT_MS = 2000;
-
-/**
- * Jobs a worker runs at once per queue for `jobs` session slots: enough that reads served from
- * the object files (64 parallel GETs, say) all start while every session slot is busy.
- */
-export function jobConcurrency(jobs: number): number {
-  return Math.max(64, jobs * 8);
-}
 
 export async function startProxyWorker(
   options: ProxyWorkerOptions,
@@ -229,7 +221,7 @@ export async function startProxyWorker(
         connection: blockingOptions(options.redis),
         prefix: keys.bullPrefix,
         name: id,
-        concurrency: jobConcurrency(options.jobs),
+        concurrency: options.workerJobs,
         maxStalledCount: 0,
         stalledInterval: options.stallCheckMs,
         lockDuration: options.stallCheckMs,
