@@ -3,7 +3,7 @@
  * member answered with its own result or failure, members that leave answered at once and a
  * batch whose members all left aborted.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AbortError } from '@annex-p2phttp/p2p';
 import { Batcher, type Settled } from '../src/cluster/batcher';
 
@@ -30,12 +30,22 @@ interface Sent {
   readonly answer: Deferred<Settled<string>[]>;
 }
 
+const made: Batcher<number, string>[] = [];
+
+afterEach(() => {
+  for (const batcher of made.splice(0)) {
+    batcher.close(new Error('test over'));
+  }
+  vi.useRealTimers();
+});
+
 /** A batcher whose jobs are answered by the test: every single and batch job is recorded. */
-function harness(maxInFlight = 1, maxBatch = 100) {
+function harness(maxInFlight = 1, maxBatch = 100, maxWaitMs = 60_000) {
   const sent: Sent[] = [];
   const batcher = new Batcher<number, string>({
     maxInFlight,
     maxBatch,
+    maxWaitMs,
     single: async (key, item, signal) => {
       const answer = deferred<Settled<string>[]>();
       sent.push({ key, items: [item], signal, answer });
@@ -54,6 +64,7 @@ function harness(maxInFlight = 1, maxBatch = 100) {
       return answer.promise;
     },
   });
+  made.push(batcher);
   const answerAll = (job: Sent | undefined) => {
     if (!job) {
       throw new Error('no such job');
@@ -94,9 +105,9 @@ describe('Batcher', () => {
 
   it('keeps keys apart', () => {
     const { batcher, sent } = harness(1);
-    void batcher.submit('a', 1);
-    void batcher.submit('b', 2);
-    void batcher.submit('a', 3);
+    batcher.submit('a', 1).catch(() => {});
+    batcher.submit('b', 2).catch(() => {});
+    batcher.submit('a', 3).catch(() => {});
     expect(sent.map((job) => [job.key, job.items])).toEqual([
       ['a', [1]],
       ['b', [2]],
@@ -213,13 +224,45 @@ describe('Batcher', () => {
     await expect(next).resolves.toBe('v4');
   });
 
+  it('sends requests held up by a slow job after maxWaitMs, past maxInFlight', async () => {
+    vi.useFakeTimers();
+    const { batcher, sent, answerAll } = harness(1, 100, 10);
+    const slow = batcher.submit('q', 1);
+    const held = [2, 3].map((item) => batcher.submit('q', item));
+    await vi.advanceTimersByTimeAsync(9);
+    expect(sent).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sent.map((job) => job.items)).toEqual([[1], [2, 3]]);
+    answerAll(sent[1]);
+    await expect(Promise.all(held)).resolves.toEqual(['v2', 'v3']);
+    // the slow job still out: the next request waits again, at most as long
+    const later = batcher.submit('q', 4);
+    expect(sent).toHaveLength(2);
+    answerAll(sent[0]);
+    await expect(slow).resolves.toBe('v1');
+    expect(sent[2]?.items).toEqual([4]);
+    answerAll(sent[2]);
+    await expect(later).resolves.toBe('v4');
+    // nothing waits: no timer left behind
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('fails the waiting requests on close; those sent keep their answers', async () => {
+    const { batcher, sent, answerAll } = harness(1);
+    const first = batcher.submit('q', 1);
+    const waiting = batcher.submit('q', 2);
+    batcher.close(new Error('shutting down'));
+    await expect(waiting).rejects.toThrow('shutting down');
+    expect(batcher.waiting).toBe(0);
+    answerAll(sent[0]);
+    await expect(first).resolves.toBe('v1');
+    expect(sent).toHaveLength(1);
+  });
+
   it('refuses nonsense bounds', () => {
     const send = () => Promise.reject(new Error('unused'));
-    expect(() => new Batcher({ maxInFlight: 0, maxBatch: 4, single: send, batch: send })).toThrow(
-      RangeError,
-    );
-    expect(() => new Batcher({ maxInFlight: 1, maxBatch: 1, single: send, batch: send })).toThrow(
-      RangeError,
-    );
+    const bounds = { maxWaitMs: 10, single: send, batch: send };
+    expect(() => new Batcher({ maxInFlight: 0, maxBatch: 4, ...bounds })).toThrow(RangeError);
+    expect(() => new Batcher({ maxInFlight: 1, maxBatch: 1, ...bounds })).toThrow(RangeError);
   });
 });

@@ -6,6 +6,10 @@
  * with it the Redis round trips, grows with the number of answers per round trip, not with the
  * number of requests.
  *
+ * A job of the queue that takes long (a checkpresent that needs a session, say) would hold up the
+ * requests behind it: a request waits at most `maxWaitMs`, then the waiting ones go as a batch even
+ * past `maxInFlight`. That timer runs only while requests wait, never at low load.
+ *
  * A request whose signal aborts while it waits leaves the batch at once; once sent, its answer is
  * dropped when it comes, and a batch whose every member left is aborted (its job withdrawn).
  */
@@ -20,6 +24,8 @@ export interface BatcherOptions<I, R> {
   readonly maxInFlight: number;
   /** Requests per batch job at most. */
   readonly maxBatch: number;
+  /** How long a request waits for a batch at most before it goes past maxInFlight. */
+  readonly maxWaitMs: number;
   /** Sends one request as a job of its own. */
   readonly single: (key: string, item: I, signal: AbortSignal | undefined) => Promise<R>;
   /** Sends several requests as one job; resolves with one Settled per item, in order. */
@@ -40,6 +46,8 @@ interface Member<I, R> {
 interface Lane<I, R> {
   inFlight: number;
   readonly waiting: Member<I, R>[];
+  /** Flushes the waiting requests past maxInFlight; set while any wait. */
+  timer: NodeJS.Timeout | null;
 }
 
 export class Batcher<I, R> {
@@ -75,7 +83,7 @@ export class Batcher<I, R> {
     }
     let lane = this.lanes.get(key);
     if (!lane) {
-      lane = { inFlight: 0, waiting: [] };
+      lane = { inFlight: 0, waiting: [], timer: null };
       this.lanes.set(key, lane);
     }
     if (lane.inFlight < this.options.maxInFlight && lane.waiting.length === 0) {
@@ -112,7 +120,23 @@ export class Batcher<I, R> {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       waitingLane.waiting.push(member);
+      waitingLane.timer ??= setTimeout(() => {
+        waitingLane.timer = null;
+        this.flush(key, waitingLane, Number.POSITIVE_INFINITY);
+      }, this.options.maxWaitMs);
     });
+  }
+
+  /** Fails every waiting request (shutdown); those already sent get their answers. */
+  close(reason: Error): void {
+    for (const [key, lane] of [...this.lanes]) {
+      for (const member of lane.waiting.splice(0)) {
+        if (member.settle()) {
+          member.reject(reason);
+        }
+      }
+      this.forget(key, lane);
+    }
   }
 
   private async sendSingle(
@@ -188,7 +212,12 @@ export class Batcher<I, R> {
   /** One of the lane's jobs was answered: the requests that waited meanwhile go now. */
   private done(key: string, lane: Lane<I, R>): void {
     lane.inFlight -= 1;
-    while (lane.inFlight < this.options.maxInFlight && lane.waiting.length > 0) {
+    this.flush(key, lane, this.options.maxInFlight);
+  }
+
+  /** Sends the waiting requests while fewer than `limit` jobs of the lane are out. */
+  private flush(key: string, lane: Lane<I, R>, limit: number): void {
+    while (lane.inFlight < limit && lane.waiting.length > 0) {
       const members = lane.waiting.splice(0, this.options.maxBatch);
       if (members.length === 1) {
         const [member] = members as [Member<I, R>];
@@ -207,6 +236,10 @@ export class Batcher<I, R> {
   }
 
   private forget(key: string, lane: Lane<I, R>): void {
+    if (lane.waiting.length === 0 && lane.timer) {
+      clearTimeout(lane.timer);
+      lane.timer = null;
+    }
     if (lane.inFlight === 0 && lane.waiting.length === 0 && this.lanes.get(key) === lane) {
       this.lanes.delete(key);
     }

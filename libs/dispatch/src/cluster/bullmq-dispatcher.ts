@@ -55,13 +55,16 @@ export interface BullMqDispatcherOptions {
   readonly jobTimeoutMs: number;
   /**
    * Checkpresent and gettimestamp jobs of one queue out at once before further ones wait and go
-   * together as one batch job (batcher.ts). Default 2.
+   * together as one batch job (batcher.ts). Default 1.
    */
   readonly batchInFlight?: number;
+  /** How long such a request waits for a batch at most (batcher.ts). Default 10 ms. */
+  readonly batchWaitMs?: number;
   readonly log?: (message: string) => void;
 }
 
-const DEFAULT_BATCH_IN_FLIGHT = 2;
+const DEFAULT_BATCH_IN_FLIGHT = 1;
+const DEFAULT_BATCH_WAIT_MS = 10;
 /** Requests per batch job at most. */
 const MAX_BATCH = 256;
 
@@ -100,6 +103,7 @@ export class BullMqDispatcher implements Dispatcher {
     this.batcher = new Batcher<BatchableJob, JobResult>({
       maxInFlight: options.batchInFlight ?? DEFAULT_BATCH_IN_FLIGHT,
       maxBatch: MAX_BATCH,
+      maxWaitMs: options.batchWaitMs ?? DEFAULT_BATCH_WAIT_MS,
       single: (queue, payload, signal) => this.call(queue, payload, signal),
       batch: async (queue, items, signal) => {
         const { results } = expectOp(
@@ -269,10 +273,15 @@ export class BullMqDispatcher implements Dispatcher {
   close(graceMs = 10_000): Promise<void> {
     this.closing ??= (async () => {
       const deadline = Date.now() + graceMs;
-      while ((this.pending.size > 0 || this.streams.size > 0) && Date.now() < deadline) {
+      while (
+        (this.pending.size > 0 || this.batcher.waiting > 0 || this.streams.size > 0) &&
+        Date.now() < deadline
+      ) {
         await delay(50);
       }
-      this.failWaiting(new P2PError('P2P_POOL_CLOSED', 'shutting down'));
+      const closed = new P2PError('P2P_POOL_CLOSED', 'shutting down');
+      this.batcher.close(closed);
+      this.failWaiting(closed);
       for (const stream of [...this.streams]) {
         stream.destroy();
       }
