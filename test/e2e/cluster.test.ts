@@ -94,6 +94,8 @@ async function startWorker(): Promise<RunningServer> {
       String(port),
       '--jobs',
       '2',
+      '--worker-jobs',
+      '2',
       '--stall-check',
       '5',
     ],
@@ -495,7 +497,8 @@ describe('cluster mode', () => {
   });
 
   it('answers 503 with Retry-After when no worker is free within --queue-wait', async () => {
-    // Four paused downloads hold both workers' job slots (2 each): their jobs stay active.
+    // Four paused downloads hold every job both workers take at once (--worker-jobs 2 each):
+    // their jobs stay active.
     const key = keyOf(served, 'big.bin');
     const path = () => `/git-annex/${served.uuid}/v4/key/${key}?clientuuid=${randomUUID()}`;
     const held = [0, 1, 2, 3].map(() => pausedGet(gatewayA.port, path()));

@@ -3,16 +3,26 @@
  * worker serves through the job's queue, then runs the operation with the InProcessDispatcher
  * (the same code as embedded mode). For get and put it opens the P2P exchange first, then offers
  * a stream on the data port (reported as job progress) and moves the bytes once the gateway
- * claims it; the job stays active until the bytes went, so the worker's BullMQ concurrency is the
- * number of sessions in use. An unclaimed or abandoned stream closes its session.
+ * claims it; the job stays active until the bytes went. An unclaimed or abandoned stream closes
+ * its session. A batch job (several checkpresent / gettimestamp jobs the gateway sent as one)
+ * runs its items side by side and answers each one.
+ *
+ * Sessions, not jobs, are the scarce thing: the worker takes more jobs at once than it has job
+ * slots (content read straight from the object files needs no session), and a job waits for a
+ * session slot in the pool at most `sessionWaitMs` (the --queue-wait), then fails as unavailable
+ * (the gateway answers 503), as it would have had no worker taken it.
  */
 import { type IncomingMessage, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { type Job } from 'bullmq';
 import { type RepositoryRegistry } from '@annex-p2phttp/config';
 import {
+  BATCHABLE_OPS,
   DATA_LENGTH_HEADER,
   DispatchError,
+  encodeFailure,
+  type BatchableJob,
+  type BatchItemResult,
   type InProcessDispatcher,
   type JobOperation,
   type JobPayload,
@@ -32,7 +42,12 @@ export interface JobProcessorOptions {
   readonly streams: StreamTable;
   /** The data port's advertised base URL. */
   readonly baseUrl: string;
+  /** How long a job may wait for a session slot before it fails as unavailable. */
+  readonly sessionWaitMs: number;
 }
+
+/** Items per batch job at most (the gateway sends far fewer). */
+const MAX_BATCH_ITEMS = 1024;
 
 const MODES = new Set(['full', 'readonly', 'appendonly']);
 const UUID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
@@ -49,26 +64,110 @@ export class JobProcessor {
 
   async process(job: ClusterJob, queue: string, signal: AbortSignal): Promise<JobResult> {
     const payload = job.data;
+    if (payload.op === 'batch') {
+      return this.batch(payload.items, queue, signal);
+    }
     const target = await this.resolve(payload.target, queue);
     const { dispatcher } = this.options;
     switch (payload.op) {
       case 'checkpresent':
-        return {
-          op: 'checkpresent',
-          present: await dispatcher.checkPresent(target, payload.key, signal),
-        };
       case 'gettimestamp':
-        return { op: 'gettimestamp', timestamp: await dispatcher.getTimestamp(target, signal) };
+        return this.small(payload, target, signal);
       case 'remove': {
-        const result = await dispatcher.remove(target, payload.key, payload.before, signal);
+        const result = await this.bounded(signal, (wait) =>
+          dispatcher.remove(target, payload.key, payload.before, wait),
+        );
         return { op: 'remove', ok: result.ok, plusUuids: result.plusUuids };
       }
       case 'putoffset':
-        return { op: 'putoffset', result: await dispatcher.putOffset(target, payload.key, signal) };
+        return {
+          op: 'putoffset',
+          result: await this.bounded(signal, (wait) =>
+            dispatcher.putOffset(target, payload.key, wait),
+          ),
+        };
       case 'put':
         return { op: 'put', outcome: await this.put(job, target, payload, signal) };
       case 'get':
         return { op: 'get', streamed: await this.get(job, target, payload, signal) };
+    }
+  }
+
+  private async small(
+    payload: BatchableJob,
+    target: SessionTarget,
+    signal: AbortSignal,
+  ): Promise<JobResult> {
+    const { dispatcher } = this.options;
+    if (payload.op === 'checkpresent') {
+      return {
+        op: 'checkpresent',
+        present: await this.bounded(signal, (wait) =>
+          dispatcher.checkPresent(target, payload.key, wait),
+        ),
+      };
+    }
+    return {
+      op: 'gettimestamp',
+      timestamp: await this.bounded(signal, (wait) => dispatcher.getTimestamp(target, wait)),
+    };
+  }
+
+  /** Runs every item at once; each one's failure is its own answer. */
+  private async batch(
+    items: readonly BatchableJob[],
+    queue: string,
+    signal: AbortSignal,
+  ): Promise<JobResult> {
+    if (!Array.isArray(items) || items.length === 0 || items.length > MAX_BATCH_ITEMS) {
+      throw new DispatchError('DISPATCH_JOB_FAILED', 'malformed batch job');
+    }
+    const results = await Promise.all(
+      items.map(async (item: unknown): Promise<BatchItemResult> => {
+        try {
+          const payload = item as BatchableJob | null;
+          if (typeof payload !== 'object' || payload === null || !BATCHABLE_OPS.has(payload.op)) {
+            throw new DispatchError('DISPATCH_JOB_FAILED', 'not a job that may be batched');
+          }
+          const target = await this.resolve(payload.target, queue);
+          return { result: await this.small(payload, target, signal) };
+        } catch (error) {
+          return { error: encodeFailure(error) };
+        }
+      }),
+    );
+    return { op: 'batch', results };
+  }
+
+  /**
+   * Runs a dispatcher call whose signal only bounds waits (for a session slot, for an upload of
+   * the same key): aborted with the job, or when the wait outlasts `sessionWaitMs`, which fails
+   * it as unavailable.
+   */
+  private async bounded<T>(
+    signal: AbortSignal,
+    work: (wait: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const controller = new AbortController();
+    const onAbort = () => controller.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => controller.abort(), this.options.sessionWaitMs);
+    try {
+      if (signal.aborted) {
+        onAbort();
+      }
+      return await work(controller.signal);
+    } catch (error) {
+      if (error instanceof AbortError && controller.signal.aborted && !signal.aborted) {
+        throw new DispatchError(
+          'DISPATCH_UNAVAILABLE',
+          `no session free on the proxy worker within ${Math.round(this.options.sessionWaitMs / 1000)} s`,
+        );
+      }
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
     }
   }
 
@@ -147,17 +246,19 @@ export class JobProcessor {
     }
     let outcome: PutOutcome;
     try {
-      outcome = await this.options.dispatcher.put(
-        target,
-        {
-          key: payload.key,
-          associatedFile: payload.associatedFile,
-          offset: payload.offset,
-          length: payload.length,
-          dataPresent: payload.dataPresent,
-          body: body(),
-        },
-        signal,
+      outcome = await this.bounded(signal, (wait) =>
+        this.options.dispatcher.put(
+          target,
+          {
+            key: payload.key,
+            associatedFile: payload.associatedFile,
+            offset: payload.offset,
+            length: payload.length,
+            dataPresent: payload.dataPresent,
+            body: body(),
+          },
+          wait,
+        ),
       );
     } catch (error) {
       if (claim) {
@@ -179,15 +280,17 @@ export class JobProcessor {
     payload: Extract<JobPayload, { op: 'get' }>,
     signal: AbortSignal,
   ): Promise<boolean> {
-    const outcome = await this.options.dispatcher.get(
-      target,
-      {
-        key: payload.key,
-        associatedFile: payload.associatedFile,
-        offset: payload.offset,
-        signalInvalid: payload.signalInvalid,
-      },
-      signal,
+    const outcome = await this.bounded(signal, (wait) =>
+      this.options.dispatcher.get(
+        target,
+        {
+          key: payload.key,
+          associatedFile: payload.associatedFile,
+          offset: payload.offset,
+          signalInvalid: payload.signalInvalid,
+        },
+        wait,
+      ),
     );
     if (outcome.kind === 'absent') {
       return false;

@@ -1,7 +1,8 @@
 /**
  * The proxy worker of cluster mode (`annex-p2phttp proxy-worker`): takes jobs from the BullMQ
- * queue of each repository it serves (concurrency = its job slots, --jobs), runs them on its own
- * pool of git-annex-shell sessions, streams get and put bytes over its data port, and advertises
+ * queue of each repository it serves (up to --worker-jobs at once: jobs served from the object
+ * files need no session, and those that do wait for one of the --jobs session slots, see
+ * job-processor.ts), runs them on its own pool of git-annex-shell sessions, streams get and put bytes over its data port, and advertises
  * the uuids it serves (each repository's own and those it proxies) in Redis with a heartbeat TTL.
  *
  * A job runs once: stalled jobs (their worker died) are failed, not re-run (maxStalledCount 0).
@@ -160,7 +161,13 @@ export async function startProxyWorker(
   const listening = await listen(server, options);
   const url = options.advertiseUrl ?? defaultAdvertiseUrl(options, listening.port);
 
-  const processor = new JobProcessor({ registry, dispatcher, streams, baseUrl: url });
+  const processor = new JobProcessor({
+    registry,
+    dispatcher,
+    streams,
+    baseUrl: url,
+    sessionWaitMs: options.queueWaitMs,
+  });
   mirrorPool(metrics, () => ({ ...dispatcher.stats(), streams: processor.streams }));
   const startedAt = Date.now();
 
@@ -214,7 +221,7 @@ export async function startProxyWorker(
         connection: blockingOptions(options.redis),
         prefix: keys.bullPrefix,
         name: id,
-        concurrency: options.jobs,
+        concurrency: options.workerJobs,
         maxStalledCount: 0,
         stalledInterval: options.stallCheckMs,
         lockDuration: options.stallCheckMs,

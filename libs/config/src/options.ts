@@ -50,6 +50,11 @@ export interface ServeOptions extends AuthPolicy {
   advertiseUrl?: string;
   /** proxy-worker: the job lock duration and stalled-job check interval. */
   stallCheckMs: number;
+  /**
+   * proxy-worker: jobs taken at once per queue. More than `jobs`: a job served from the object
+   * files needs no session, one that does waits for one of the `jobs` session slots.
+   */
+  workerJobs: number;
   /** lock-service: port of /healthz, /readyz and /metrics. */
   healthPort: number;
 }
@@ -64,6 +69,11 @@ export const DEFAULT_STALL_CHECK_SECONDS = 30;
 export const DEFAULT_JOBS = 8;
 export const DEFAULT_CLUSTER_JOBS = 1;
 export const DEFAULT_LOCKED_FILES = 100;
+
+/** `--worker-jobs` unless given: enough that 64 reads from the object files all start at once. */
+export function defaultWorkerJobs(jobs: number): number {
+  return Math.max(64, jobs * 8);
+}
 
 /** What commander hands back; numbers stay strings so every bad one can be reported at once. */
 interface RawOptions {
@@ -94,6 +104,7 @@ interface RawOptions {
   dataPort?: string;
   advertiseUrl?: string;
   stallCheck?: string;
+  workerJobs?: string;
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [
@@ -161,6 +172,10 @@ function buildCommand(): Command {
     valued(
       '--stall-check <S>',
       `proxy-worker: stalled-job check (${DEFAULT_STALL_CHECK_SECONDS} s)`,
+    ),
+    valued(
+      '--worker-jobs <N>',
+      'proxy-worker: jobs taken at once per queue (default: 8 x jobs, at least 64)',
     ),
     valued('--health-port <N>', `lock-service: health port (${DEFAULT_HEALTH_PORT})`),
   ];
@@ -323,6 +338,13 @@ export function parseServeArgs(
     problems,
     1,
   );
+  const workerJobs = parseCount(
+    '--worker-jobs',
+    raw.workerJobs,
+    jobs === undefined ? undefined : defaultWorkerJobs(jobs),
+    problems,
+    1,
+  );
   const dataPort = parseCount('--data-port', raw.dataPort, DEFAULT_DATA_PORT, problems, 0, 65535);
   const redis = raw.redis ?? (env.REDIS_URL || undefined);
   if (redis !== undefined && !/^rediss?:\/\/./.test(redis)) {
@@ -343,6 +365,7 @@ export function parseServeArgs(
     queueWait === undefined ||
     jobTimeout === undefined ||
     stallCheck === undefined ||
+    workerJobs === undefined ||
     dataPort === undefined ||
     port === undefined ||
     jobs === undefined ||
@@ -380,6 +403,7 @@ export function parseServeArgs(
     jobTimeoutMs: jobTimeout * 1000,
     dataPort,
     stallCheckMs: stallCheck * 1000,
+    workerJobs,
   };
   if (redis !== undefined) {
     options.redis = redis;

@@ -39,6 +39,7 @@ describe('parseServeArgs', () => {
       jobTimeoutMs: 600_000,
       dataPort: 9418,
       stallCheckMs: 30_000,
+      workerJobs: 64,
     });
   });
 
@@ -115,6 +116,7 @@ describe('parseServeArgs', () => {
       jobTimeoutMs: 600_000,
       dataPort: 9418,
       stallCheckMs: 30_000,
+      workerJobs: 64,
     });
   });
 
@@ -135,6 +137,8 @@ describe('parseServeArgs', () => {
         'http://10.0.0.7:9418/',
         '--stall-check',
         '3',
+        '--worker-jobs',
+        '5',
       ],
       CWD,
     );
@@ -146,7 +150,9 @@ describe('parseServeArgs', () => {
       dataPort: 0,
       advertiseUrl: 'http://10.0.0.7:9418',
       stallCheckMs: 3000,
+      workerJobs: 5,
     });
+    expect(parseServeArgs(['--jobs', '12'], CWD).workerJobs).toBe(96);
     const env = { REDIS_URL: 'redis://redis:6379', ANNEX_P2PHTTP_REDIS_PREFIX: 'b:' };
     expect(parseServeArgs([], CWD, env)).toMatchObject({
       redis: 'redis://redis:6379',
@@ -170,6 +176,8 @@ describe('parseServeArgs', () => {
       'ftp://x',
       '--stall-check',
       '-1',
+      '--worker-jobs',
+      '0',
     ]);
     for (const flag of [
       '--redis',
@@ -178,6 +186,7 @@ describe('parseServeArgs', () => {
       '--data-port',
       '--advertise-url',
       '--stall-check',
+      '--worker-jobs',
     ]) {
       expect(error.message).toContain(flag);
     }

@@ -31,10 +31,12 @@ import {
 } from '@annex-p2phttp/p2p';
 import { type Dispatcher, type DispatcherStats, type HeldLock } from '../dispatcher';
 import { KeyedMutex } from '../keyed-mutex';
+import { Batcher, type Settled } from './batcher';
 import { decodeFailure, DispatchError, unavailable } from './errors';
 import {
   isStreamOffer,
   jobTarget,
+  type BatchableJob,
   type JobOperation,
   type JobPayload,
   type JobResult,
@@ -51,8 +53,20 @@ export interface BullMqDispatcherOptions {
   readonly keys: ClusterKeys;
   readonly queueWaitMs: number;
   readonly jobTimeoutMs: number;
+  /**
+   * Checkpresent and gettimestamp jobs of one queue out at once before further ones wait and go
+   * together as one batch job (batcher.ts). Default 1.
+   */
+  readonly batchInFlight?: number;
+  /** How long such a request waits for a batch at most (batcher.ts). Default 10 ms. */
+  readonly batchWaitMs?: number;
   readonly log?: (message: string) => void;
 }
+
+const DEFAULT_BATCH_IN_FLIGHT = 1;
+const DEFAULT_BATCH_WAIT_MS = 10;
+/** Requests per batch job at most. */
+const MAX_BATCH = 256;
 
 type Answer =
   | { readonly kind: 'result'; readonly result: JobResult }
@@ -83,14 +97,35 @@ export class BullMqDispatcher implements Dispatcher {
   private readonly agent: Agent = dataPlaneAgent();
   private closing: Promise<void> | null = null;
   private readonly counters = { jobs: 0, failed: 0, rejected: 0 };
+  private readonly batcher: Batcher<BatchableJob, JobResult>;
 
   constructor(private readonly options: BullMqDispatcherOptions) {
+    this.batcher = new Batcher<BatchableJob, JobResult>({
+      maxInFlight: options.batchInFlight ?? DEFAULT_BATCH_IN_FLIGHT,
+      maxBatch: MAX_BATCH,
+      maxWaitMs: options.batchWaitMs ?? DEFAULT_BATCH_WAIT_MS,
+      single: (queue, payload, signal) => this.call(queue, payload, signal),
+      batch: async (queue, items, signal) => {
+        const { results } = expectOp(
+          await this.call(queue, { op: 'batch', items }, signal),
+          'batch',
+        );
+        if (results.length !== items.length) {
+          throw new DispatchError('DISPATCH_JOB_FAILED', 'a batch answer of the wrong length');
+        }
+        return results.map((item): Settled<JobResult> =>
+          'result' in item
+            ? { ok: true, value: item.result }
+            : { ok: false, error: decodeFailure(item.error) },
+        );
+      },
+    });
     options.redis.on('close', () => this.failWaiting(unavailable('lost the connection to Redis')));
   }
 
   async checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
-    const result = await this.call(
-      target,
+    const result = await this.batcher.submit(
+      target.repoPath,
       { op: 'checkpresent', target: jobTarget(target), key },
       signal,
     );
@@ -98,8 +133,8 @@ export class BullMqDispatcher implements Dispatcher {
   }
 
   async getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
-    const result = await this.call(
-      target,
+    const result = await this.batcher.submit(
+      target.repoPath,
       { op: 'gettimestamp', target: jobTarget(target) },
       signal,
     );
@@ -116,7 +151,7 @@ export class BullMqDispatcher implements Dispatcher {
       before === undefined
         ? { op: 'remove', target: jobTarget(target), key }
         : { op: 'remove', target: jobTarget(target), key, before };
-    const result = expectOp(await this.call(target, payload, signal), 'remove');
+    const result = expectOp(await this.call(target.repoPath, payload, signal), 'remove');
     return { ok: result.ok, plusUuids: result.plusUuids };
   }
 
@@ -125,7 +160,7 @@ export class BullMqDispatcher implements Dispatcher {
       uploadKey(target, key),
       async () => {
         const payload: JobPayload = { op: 'putoffset', target: jobTarget(target), key };
-        return expectOp(await this.call(target, payload, signal), 'putoffset').result;
+        return expectOp(await this.call(target.repoPath, payload, signal), 'putoffset').result;
       },
       signal,
     );
@@ -218,7 +253,7 @@ export class BullMqDispatcher implements Dispatcher {
     return {
       active,
       idle: 0,
-      waiting: this.pending.size - active,
+      waiting: this.pending.size - active + this.batcher.waiting,
       locks: 0,
       connections: 0,
       streams: this.streams.size,
@@ -238,10 +273,15 @@ export class BullMqDispatcher implements Dispatcher {
   close(graceMs = 10_000): Promise<void> {
     this.closing ??= (async () => {
       const deadline = Date.now() + graceMs;
-      while ((this.pending.size > 0 || this.streams.size > 0) && Date.now() < deadline) {
+      while (
+        (this.pending.size > 0 || this.batcher.waiting > 0 || this.streams.size > 0) &&
+        Date.now() < deadline
+      ) {
         await delay(50);
       }
-      this.failWaiting(new P2PError('P2P_POOL_CLOSED', 'shutting down'));
+      const closed = new P2PError('P2P_POOL_CLOSED', 'shutting down');
+      this.batcher.close(closed);
+      this.failWaiting(closed);
       for (const stream of [...this.streams]) {
         stream.destroy();
       }
@@ -256,12 +296,13 @@ export class BullMqDispatcher implements Dispatcher {
     return this.closing;
   }
 
+  /** A job of `queue` answered by a result (not a stream offer). */
   private async call(
-    target: SessionTarget,
+    queue: string,
     payload: JobPayload,
     signal: AbortSignal | undefined,
   ): Promise<JobResult> {
-    const answer = await this.submit(target.repoPath, payload, signal);
+    const answer = await this.submit(queue, payload, signal);
     if (answer.kind !== 'result') {
       abandonStream(answer.offer.stream, this.agent);
       throw new DispatchError('DISPATCH_JOB_FAILED', `a ${payload.op} job offered a stream`);

@@ -47,9 +47,19 @@ export type JobPayload =
       readonly associatedFile: string | null;
       readonly offset: number;
       readonly signalInvalid: boolean;
-    };
+    }
+  /** Several small read-only jobs of one queue answered together (see batcher.ts). */
+  | { readonly op: 'batch'; readonly items: readonly BatchableJob[] };
 
 export type JobOperation = JobPayload['op'];
+
+/** The jobs that may go in a batch: small, read-only, nothing to cancel half way. */
+export type BatchableJob = Extract<JobPayload, { op: 'checkpresent' | 'gettimestamp' }>;
+
+export const BATCHABLE_OPS: ReadonlySet<string> = new Set(['checkpresent', 'gettimestamp']);
+
+/** One batch member's answer: its result, or its failure as encodeFailure gives it. */
+export type BatchItemResult = { readonly result: JobResult } | { readonly error: string };
 
 export type JobResult =
   | { readonly op: 'checkpresent'; readonly present: boolean }
@@ -58,7 +68,9 @@ export type JobResult =
   | { readonly op: 'putoffset'; readonly result: PutOffsetResult }
   | { readonly op: 'put'; readonly outcome: PutOutcome }
   /** `streamed`: the body went over the data port; false: the key is absent. */
-  | { readonly op: 'get'; readonly streamed: boolean };
+  | { readonly op: 'get'; readonly streamed: boolean }
+  /** One answer per item of the batch, in order. */
+  | { readonly op: 'batch'; readonly results: readonly BatchItemResult[] };
 
 /** Reported as job progress once the worker registered a stream for the job. */
 export interface StreamOffer {
