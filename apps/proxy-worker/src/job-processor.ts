@@ -28,6 +28,7 @@ import {
   type JobPayload,
   type JobResult,
   type JobTarget,
+  type QueryPayload,
   type StreamOffer,
   type StreamSlot,
   type StreamTable,
@@ -64,15 +65,12 @@ export class JobProcessor {
 
   async process(job: ClusterJob, queue: string, signal: AbortSignal): Promise<JobResult> {
     const payload = job.data;
-    if (payload.op === 'batch') {
-      return this.batch(payload.items, queue, signal);
+    if (payload.op === 'batch' || payload.op === 'checkpresent' || payload.op === 'gettimestamp') {
+      return this.query(payload, queue, signal);
     }
     const target = await this.resolve(payload.target, queue);
     const { dispatcher } = this.options;
     switch (payload.op) {
-      case 'checkpresent':
-      case 'gettimestamp':
-        return this.small(payload, target, signal);
       case 'remove': {
         const result = await this.bounded(signal, (wait) =>
           dispatcher.remove(target, payload.key, payload.before, wait),
@@ -91,6 +89,14 @@ export class JobProcessor {
       case 'get':
         return { op: 'get', streamed: await this.get(job, target, payload, signal) };
     }
+  }
+
+  /** A checkpresent, a gettimestamp or a batch of them (a job, or a query of the query lane). */
+  async query(payload: QueryPayload, queue: string, signal: AbortSignal): Promise<JobResult> {
+    if (payload.op === 'batch') {
+      return this.batch(payload.items, queue, signal);
+    }
+    return this.small(payload, await this.resolve(payload.target, queue), signal);
   }
 
   private async small(

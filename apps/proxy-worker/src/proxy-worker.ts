@@ -26,6 +26,7 @@ import {
   encodeFailure,
   quietLog,
   InProcessDispatcher,
+  QueryServer,
   StreamTable,
   withdraw,
   type JobOperation,
@@ -169,6 +170,24 @@ export async function startProxyWorker(
     sessionWaitMs: options.queueWaitMs,
   });
   mirrorPool(metrics, () => ({ ...dispatcher.stats(), streams: processor.streams }));
+  const queries = new QueryServer({
+    redisUrl: options.redis,
+    redis,
+    keys,
+    concurrency: options.workerJobs,
+    log,
+    handle: async (queue, payload, signal) => {
+      const started = performance.now();
+      try {
+        return await processor.query(payload, queue, signal);
+      } finally {
+        metrics.queueJobDuration.observe(
+          { queue, operation: payload.op },
+          (performance.now() - started) / 1000,
+        );
+      }
+    },
+  });
   const startedAt = Date.now();
 
   /** Starts a BullMQ worker for each served repository not served yet, stops vanished ones. */
@@ -198,6 +217,7 @@ export async function startProxyWorker(
         void entry.worker.close().then(() => entry.queue.close());
       }
     }
+    queries.setQueues([...served.keys()]);
   };
 
   const startQueue = (queue: string): Omit<Served, 'uuids'> => {
@@ -284,7 +304,10 @@ export async function startProxyWorker(
       clearInterval(timer);
       await withdraw(redis, keys, id).catch(() => {});
       const workers = [...served.values()];
-      const drained = Promise.allSettled(workers.map((entry) => entry.worker.close()));
+      const drained = Promise.allSettled([
+        queries.close(graceMs),
+        ...workers.map((entry) => entry.worker.close()),
+      ]);
       const deadline = setTimeout(() => {
         for (const entry of workers) {
           entry.worker.cancelAllJobs('shutting down');

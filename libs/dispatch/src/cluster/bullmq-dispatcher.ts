@@ -1,10 +1,10 @@
 /**
  * The cluster Dispatcher: every operation becomes a BullMQ job on the queue of the repository
  * that serves the uuid (the queue is named after that repository's uuid; a ClusterDirectory
- * lookup gives it as the target's `repoPath`). Jobs run once (attempts 1: remove, remove-before
- * and put are never re-run) and are answered through the queue's events stream (one reader per
- * queue in this process): a checkpresent costs this gateway one Redis round trip (the add) plus
- * its share of the event reads.
+ * lookup gives it as the target's `repoPath`), except checkpresent and gettimestamp, which go
+ * through the cheaper query lane of that queue (query-lane.ts), batched while one is out.
+ * Jobs run once (attempts 1: remove, remove-before and put are never re-run) and are answered
+ * through the queue's events stream (one reader per queue in this process).
  *
  * - Backpressure: a job that no worker takes within `queueWaitMs` is removed and the request gets
  *   503 with Retry-After, instead of queueing without bound.
@@ -43,6 +43,7 @@ import {
   type StreamOffer,
 } from './jobs';
 import { type ClusterKeys } from './keys';
+import { QueryClient, type QueryPayload } from './query-lane';
 import { blockingOptions, quietLog } from './redis';
 import { abandonStream, claimGetStream, dataPlaneAgent, sendPutStream } from './stream-client';
 
@@ -98,16 +99,18 @@ export class BullMqDispatcher implements Dispatcher {
   private closing: Promise<void> | null = null;
   private readonly counters = { jobs: 0, failed: 0, rejected: 0 };
   private readonly batcher: Batcher<BatchableJob, JobResult>;
+  private readonly queries: QueryClient;
 
   constructor(private readonly options: BullMqDispatcherOptions) {
+    this.queries = new QueryClient(options);
     this.batcher = new Batcher<BatchableJob, JobResult>({
       maxInFlight: options.batchInFlight ?? DEFAULT_BATCH_IN_FLIGHT,
       maxBatch: MAX_BATCH,
       maxWaitMs: options.batchWaitMs ?? DEFAULT_BATCH_WAIT_MS,
-      single: (queue, payload, signal) => this.call(queue, payload, signal),
+      single: (queue, payload, signal) => this.query(queue, payload, signal),
       batch: async (queue, items, signal) => {
         const { results } = expectOp(
-          await this.call(queue, { op: 'batch', items }, signal),
+          await this.query(queue, { op: 'batch', items }, signal),
           'batch',
         );
         if (results.length !== items.length) {
@@ -121,6 +124,28 @@ export class BullMqDispatcher implements Dispatcher {
       },
     });
     options.redis.on('close', () => this.failWaiting(unavailable('lost the connection to Redis')));
+  }
+
+  /** A query through the lane, counted like a job. */
+  private async query(
+    queue: string,
+    payload: QueryPayload,
+    signal?: AbortSignal,
+  ): Promise<JobResult> {
+    if (this.closing) {
+      throw new P2PError('P2P_POOL_CLOSED', 'shutting down');
+    }
+    this.counters.jobs += 1;
+    try {
+      return await this.queries.call(queue, payload, signal);
+    } catch (error) {
+      if (error instanceof DispatchError && error.code === 'DISPATCH_UNAVAILABLE') {
+        this.counters.rejected += 1;
+      } else if (!(error instanceof AbortError)) {
+        this.counters.failed += 1;
+      }
+      throw error;
+    }
   }
 
   async checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
@@ -251,7 +276,7 @@ export class BullMqDispatcher implements Dispatcher {
       }
     }
     return {
-      active,
+      active: active + this.queries.size,
       idle: 0,
       waiting: this.pending.size - active + this.batcher.waiting,
       locks: 0,
@@ -274,7 +299,10 @@ export class BullMqDispatcher implements Dispatcher {
     this.closing ??= (async () => {
       const deadline = Date.now() + graceMs;
       while (
-        (this.pending.size > 0 || this.batcher.waiting > 0 || this.streams.size > 0) &&
+        (this.pending.size > 0 ||
+          this.batcher.waiting > 0 ||
+          this.queries.size > 0 ||
+          this.streams.size > 0) &&
         Date.now() < deadline
       ) {
         await delay(50);
@@ -282,6 +310,7 @@ export class BullMqDispatcher implements Dispatcher {
       const closed = new P2PError('P2P_POOL_CLOSED', 'shutting down');
       this.batcher.close(closed);
       this.failWaiting(closed);
+      await this.queries.close();
       for (const stream of [...this.streams]) {
         stream.destroy();
       }
@@ -488,6 +517,7 @@ export class BullMqDispatcher implements Dispatcher {
 
   /** Fails the jobs still waiting for an answer (not the streams already flowing). */
   private failWaiting(error: Error): void {
+    this.queries.failWaiting(error);
     for (const pending of [...this.pending.values()]) {
       pending.fail(error);
     }

@@ -6,3 +6,4 @@ export * from './directory';
 export * from './stream-table';
 export * from './stream-client';
 export * from './bullmq-dispatcher';
+export * from './query-lane';

@@ -7,6 +7,8 @@
  * - `<prefix>worker:<id>`               string: the worker's advert (JSON, WorkerAdvert), with a TTL
  * - `<prefix>uuids`                     hash: every uuid ever advertised → its queue (repository uuid)
  * - `<prefix>cancel`                    pub/sub channel: ids of jobs whose requester went away
+ * - `<prefix>query:<repository uuid>`   list: checkpresent / gettimestamp queries (query-lane.ts)
+ * - `<prefix>reply:<gateway id>`        pub/sub channel: answers to one gateway's queries
  */
 export class ClusterKeys {
   constructor(readonly prefix: string) {}
@@ -35,6 +37,16 @@ export class ClusterKeys {
 
   get cancel(): string {
     return `${this.prefix}cancel`;
+  }
+
+  /** The query lane's list of a queue. */
+  query(queue: string): string {
+    return `${this.prefix}query:${queue}`;
+  }
+
+  /** The channel of a gateway's query answers. */
+  reply(gateway: string): string {
+    return `${this.prefix}reply:${gateway}`;
   }
 
   /** BullMQ's events stream of a queue. */

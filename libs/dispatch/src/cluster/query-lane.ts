@@ -1,0 +1,388 @@
+/**
+ * The query lane: checkpresent and gettimestamp (alone or batched) go from a gateway to a proxy
+ * worker through a plain Redis list and come back on the gateway's own pub/sub channel, instead of
+ * as BullMQ jobs.
+ *
+ * Why: a BullMQ job costs about 25 Redis commands (scripts that add it, move it to active and to
+ * finished, its events stream read by every gateway), which made a checkpresent in cluster mode
+ * several times dearer than in embedded mode. A query is read-only, answered in milliseconds and
+ * safe to lose (the gateway bounds it and answers 503 or a timeout), so it needs none of what a
+ * job's bookkeeping buys (retries, stalled-job recovery, a record of its end). Here it costs three
+ * commands: the gateway's RPUSH (with a PEXPIRE in the same round trip), a worker's BLMPOP (which
+ * takes up to as many queries as it has free slots) and the worker's PUBLISH of the answer.
+ *
+ * - `<prefix>query:<queue>`  list of waiting queries of one queue (a served repository's uuid);
+ *   it expires `2 × queueWaitMs` after the last query pushed, so a queue nobody serves leaves no
+ *   key behind.
+ * - `<prefix>reply:<gateway id>`  the channel on which a gateway's answers arrive.
+ *
+ * Backpressure and bounds match the job path: a query no worker took within `queueWaitMs` is taken
+ * back out of the list (LREM) and answered 503; one taken but not answered within `jobTimeoutMs`
+ * fails as a timeout; a requester that goes away takes its query back if it is still waiting.
+ * Redis lost: waiting queries fail at once (the gateway answers 503).
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import Redis from 'ioredis';
+import { AbortError, P2PError } from '@annex-p2phttp/p2p';
+import { decodeFailure, DispatchError, encodeFailure, unavailable } from './errors';
+import { BATCHABLE_OPS, type BatchableJob, type JobPayload, type JobResult } from './jobs';
+import { type ClusterKeys } from './keys';
+import { blockingOptions } from './redis';
+
+/** What travels through the lane: one query, or several of one queue answered together. */
+export type QueryPayload = BatchableJob | Extract<JobPayload, { op: 'batch' }>;
+
+interface QueryMessage {
+  readonly id: string;
+  readonly reply: string;
+  readonly payload: QueryPayload;
+}
+
+type ReplyMessage =
+  | { readonly id: string; readonly result: JobResult }
+  | { readonly id: string; readonly error: string };
+
+export interface QueryClientOptions {
+  readonly redisUrl: string;
+  /** The command connection (fail-fast); owned by the caller. */
+  readonly redis: Redis;
+  readonly keys: ClusterKeys;
+  readonly queueWaitMs: number;
+  readonly jobTimeoutMs: number;
+}
+
+interface PendingQuery {
+  readonly resolve: (result: JobResult) => void;
+  readonly fail: (error: Error) => void;
+}
+
+/** The gateway's end of the lane. */
+export class QueryClient {
+  private readonly id = `${process.pid}-${randomBytes(6).toString('hex')}`;
+  private readonly pending = new Map<string, PendingQuery>();
+  private subscriber: Redis | null = null;
+  private subscribed: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(private readonly options: QueryClientOptions) {}
+
+  /** Queries sent and not answered yet. */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  private get channel(): string {
+    return this.options.keys.reply(this.id);
+  }
+
+  /** Sends a query to `queue` and waits for its answer within the bounds above. */
+  async call(queue: string, payload: QueryPayload, signal?: AbortSignal): Promise<JobResult> {
+    if (this.closed) {
+      throw new P2PError('P2P_POOL_CLOSED', 'shutting down');
+    }
+    signal?.throwIfAborted();
+    await this.subscribe();
+    const { redis, keys, queueWaitMs, jobTimeoutMs } = this.options;
+    const id = randomUUID();
+    const list = keys.query(queue);
+    const message = JSON.stringify({ id, reply: this.channel, payload } satisfies QueryMessage);
+    return new Promise<JobResult>((resolve, reject) => {
+      let taken = false;
+      const end = () => {
+        this.pending.delete(id);
+        clearTimeout(waitTimer);
+        clearTimeout(answerTimer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const entry: PendingQuery = {
+        resolve: (result) => {
+          end();
+          resolve(result);
+        },
+        fail: (error) => {
+          end();
+          reject(error);
+        },
+      };
+      /** Takes the query back out of the list; true if no worker had taken it. */
+      const withdraw = async (): Promise<boolean> => {
+        try {
+          return (await redis.lrem(list, 1, message)) === 1;
+        } catch {
+          return false;
+        }
+      };
+      const onAbort = () => {
+        if (!taken) {
+          void withdraw();
+        }
+        entry.fail(new AbortError('client disconnected'));
+      };
+      const waitTimer = setTimeout(() => {
+        void withdraw().then((removed) => {
+          if (removed && this.pending.get(id) === entry) {
+            entry.fail(
+              unavailable(
+                `no proxy worker took the query within ${Math.round(queueWaitMs / 1000)} s`,
+                Math.max(1, Math.round(queueWaitMs / 1000)),
+              ),
+            );
+          }
+          taken = !removed;
+        });
+      }, queueWaitMs);
+      const answerTimer = setTimeout(() => {
+        entry.fail(
+          new DispatchError(
+            'DISPATCH_TIMEOUT',
+            `no answer from a proxy worker within ${Math.round(jobTimeoutMs / 1000)} s`,
+          ),
+        );
+      }, jobTimeoutMs);
+      this.pending.set(id, entry);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      redis
+        .multi()
+        .rpush(list, message)
+        .pexpire(list, queueWaitMs * 2)
+        .exec()
+        .then((results) => {
+          const failed = results?.find(([error]) => error !== null)?.[0];
+          if (failed) {
+            throw failed;
+          }
+        })
+        .catch((error: unknown) => {
+          if (this.pending.get(id) === entry) {
+            entry.fail(
+              unavailable(
+                `cannot queue the query: ${error instanceof Error ? error.message : String(error)}`,
+              ),
+            );
+          }
+        });
+    });
+  }
+
+  /** Fails every query waiting for an answer. */
+  failWaiting(error: Error): void {
+    for (const entry of [...this.pending.values()]) {
+      entry.fail(error);
+    }
+  }
+
+  /** Fails what is waiting and closes the reply channel. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.failWaiting(new P2PError('P2P_POOL_CLOSED', 'shutting down'));
+    const subscriber = this.subscriber;
+    this.subscriber = null;
+    if (subscriber) {
+      await subscriber.quit().catch(() => subscriber.disconnect());
+    }
+  }
+
+  private subscribe(): Promise<void> {
+    if (!this.subscribed) {
+      const subscriber = new Redis(blockingOptions(this.options.redisUrl));
+      this.subscriber = subscriber;
+      subscriber.on('error', () => {}); // reconnects and resubscribes by itself
+      subscriber.on('message', (_channel: string, text: string) => this.answer(text));
+      this.subscribed = subscriber.subscribe(this.channel).then(
+        () => undefined,
+        (error: unknown) => {
+          this.subscribed = null;
+          this.subscriber = null;
+          subscriber.disconnect();
+          throw unavailable(
+            `cannot listen for answers: ${error instanceof Error ? error.message : String(error)}`,
+          );
+        },
+      );
+    }
+    return this.subscribed;
+  }
+
+  private answer(text: string): void {
+    let reply: ReplyMessage;
+    try {
+      reply = JSON.parse(text) as ReplyMessage;
+    } catch {
+      return;
+    }
+    const entry = this.pending.get(reply?.id);
+    if (!entry) {
+      return; // a query this gateway gave up on
+    }
+    if ('result' in reply) {
+      entry.resolve(reply.result);
+    } else {
+      entry.fail(decodeFailure(String(reply.error)));
+    }
+  }
+}
+
+export interface QueryServerOptions {
+  readonly redisUrl: string;
+  /** The command connection (fail-fast), for the answers; owned by the caller. */
+  readonly redis: Redis;
+  readonly keys: ClusterKeys;
+  /** Queries run at once at most. */
+  readonly concurrency: number;
+  /** Answers one query of `queue`. */
+  readonly handle: (
+    queue: string,
+    payload: QueryPayload,
+    signal: AbortSignal,
+  ) => Promise<JobResult>;
+  readonly log: (message: string) => void;
+  /** How long one BLMPOP blocks; a changed set of queues applies after it. Default 1 s. */
+  readonly blockSeconds?: number;
+}
+
+/** The proxy worker's end of the lane: takes queries of its queues and answers them. */
+export class QueryServer {
+  private queues: string[] = [];
+  private rotation = 0;
+  private running = 0;
+  private slotFreed: (() => void) | null = null;
+  private readonly abort = new AbortController();
+  private readonly blocking: Redis;
+  private readonly loop: Promise<void>;
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(private readonly options: QueryServerOptions) {
+    setMaxListeners(0, this.abort.signal); // every query being answered listens to it
+    this.blocking = new Redis(blockingOptions(options.redisUrl));
+    this.blocking.on('error', () => {}); // reconnects by itself
+    this.loop = this.run();
+  }
+
+  /** Queries being answered now. */
+  get active(): number {
+    return this.running;
+  }
+
+  /** The queues (served repository uuids) whose queries this worker takes. */
+  setQueues(queues: readonly string[]): void {
+    this.queues = [...queues];
+  }
+
+  /** Stops taking queries, waits for those being answered (at most `graceMs`), then cuts them. */
+  async close(graceMs = 10_000): Promise<void> {
+    if (!this.abort.signal.aborted) {
+      this.abort.abort(new P2PError('P2P_POOL_CLOSED', 'shutting down'));
+      this.slotFreed?.();
+    }
+    await this.loop;
+    const cut = new AbortController();
+    const timer = setTimeout(() => cut.abort(), graceMs);
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise((resolve) => cut.signal.addEventListener('abort', resolve, { once: true })),
+    ]);
+    clearTimeout(timer);
+    this.blocking.disconnect();
+  }
+
+  private async run(): Promise<void> {
+    const { concurrency, keys, log } = this.options;
+    const block = this.options.blockSeconds ?? 1;
+    while (!this.abort.signal.aborted) {
+      if (this.running >= concurrency) {
+        await new Promise<void>((resolve) => (this.slotFreed = resolve));
+        this.slotFreed = null;
+        continue;
+      }
+      if (this.queues.length === 0) {
+        await sleep(block * 1000, this.abort.signal);
+        continue;
+      }
+      // Start at a different queue each time: BLMPOP takes from the first non-empty list.
+      this.rotation = (this.rotation + 1) % this.queues.length;
+      const lists = [
+        ...this.queues.slice(this.rotation),
+        ...this.queues.slice(0, this.rotation),
+      ].map((queue) => keys.query(queue));
+      let popped: [string, string[]] | null;
+      try {
+        popped = (await this.blocking.blmpop(
+          block,
+          lists.length,
+          ...lists,
+          'LEFT',
+          'COUNT',
+          concurrency - this.running,
+        ));
+      } catch (error) {
+        log(`query lane: ${error instanceof Error ? error.message : String(error)}`);
+        await sleep(500, this.abort.signal);
+        continue;
+      }
+      if (popped) {
+        const queue = popped[0].slice(keys.query('').length);
+        for (const text of popped[1]) {
+          this.start(queue, text);
+        }
+      }
+    }
+  }
+
+  private start(queue: string, text: string): void {
+    this.running += 1;
+    const done = this.answer(queue, text).finally(() => {
+      this.running -= 1;
+      this.inFlight.delete(done);
+      this.slotFreed?.();
+    });
+    this.inFlight.add(done);
+  }
+
+  private async answer(queue: string, text: string): Promise<void> {
+    let message: QueryMessage;
+    try {
+      message = JSON.parse(text) as QueryMessage;
+      if (typeof message.id !== 'string' || typeof message.reply !== 'string') {
+        throw new Error('no id or reply channel');
+      }
+    } catch (error) {
+      this.options.log(
+        `query lane: dropped a malformed query: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return;
+    }
+    let reply: ReplyMessage;
+    try {
+      const { payload } = message;
+      if (
+        typeof payload !== 'object' ||
+        payload === null ||
+        (payload.op !== 'batch' && !BATCHABLE_OPS.has(payload.op))
+      ) {
+        throw new DispatchError('DISPATCH_JOB_FAILED', 'not a query');
+      }
+      reply = {
+        id: message.id,
+        result: await this.options.handle(queue, payload, this.abort.signal),
+      };
+    } catch (error) {
+      reply = { id: message.id, error: encodeFailure(error) };
+    }
+    // Nobody listening (the gateway gave up or went away) is fine; Redis down loses the answer
+    // and the gateway fails the query itself.
+    await this.options.redis.publish(message.reply, JSON.stringify(reply)).catch(() => {});
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
