@@ -464,12 +464,14 @@ describe('cluster mode', () => {
     console.log(
       `Redis round trips per checkpresent, all processes: ${perRequest.toFixed(2)} (${breakdown})`,
     );
-    // The query lane: the gateway's MULTI / RPUSH / PEXPIRE / EXEC (one round trip), the worker's
-    // BLMPOP and its PUBLISH of the answer; no BullMQ script (but the workers' periodic ones).
-    expect(byCommand.get('evalsha') ?? 0).toBeLessThanOrEqual(3);
-    expect(byCommand.get('rpush') ?? 0).toBe(rounds);
+    // The query lane: the gateway's push script (EVALSHA), the worker's BLMPOP and its PUBLISH
+    // of the answer; no BullMQ script (but the workers' periodic ones).
+    expect(byCommand.get('evalsha') ?? 0).toBeLessThanOrEqual(rounds + 3);
+    // (plus a BLMPOP that ran out its 1 s block while the test waited)
+    expect(byCommand.get('blmpop') ?? 0).toBeGreaterThanOrEqual(rounds);
+    expect(byCommand.get('blmpop') ?? 0).toBeLessThanOrEqual(rounds + 3);
     expect(byCommand.get('publish') ?? 0).toBe(rounds);
-    expect(perRequest).toBeLessThan(8);
+    expect(perRequest).toBeLessThan(4);
   });
 
   it('answers 503 at once while Redis is down and recovers when it is back empty', async () => {

@@ -13,6 +13,7 @@ import { RepositoryRegistry } from '@annex-p2phttp/config';
 import { InProcessDispatcher } from '@annex-p2phttp/dispatch';
 import {
   closeRedis,
+  keepSubscribed,
   LOCK_REQUEST_QUEUE,
   openRedis,
   RedisLockStore,
@@ -72,7 +73,7 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
   const holderId = options.holder ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const redis = openRedis(options.redisUrl, 'command', 'annex-p2phttp-lock-service');
   const workerRedis = openRedis(options.redisUrl, 'blocking', 'annex-p2phttp-lock-worker');
-  const subscriber = openRedis(options.redisUrl, 'blocking', 'annex-p2phttp-lock-unlocks');
+  const subscriber = openRedis(options.redisUrl, 'subscriber', 'annex-p2phttp-lock-unlocks');
   const closeConnections = () =>
     Promise.all([redis, workerRedis, subscriber].map((connection) => closeRedis(connection)));
 
@@ -105,7 +106,7 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
         void locks.unlocked(lockid);
       }
     });
-    await subscriber.subscribe(store.keys.unlockChannel);
+    await keepSubscribed(subscriber, store.keys.unlockChannel);
     await locks.start();
     worker = new Worker<LockRequest, LockReply>(
       LOCK_REQUEST_QUEUE,

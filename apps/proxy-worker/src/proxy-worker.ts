@@ -14,7 +14,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { hostname } from 'node:os';
 import { type AddressInfo } from 'node:net';
 import { Queue, Worker } from 'bullmq';
-import Redis from 'ioredis';
 import { RepositoryRegistry, type ServeOptions } from '@annex-p2phttp/config';
 import {
   advertise,
@@ -28,6 +27,7 @@ import {
   InProcessDispatcher,
   QueryServer,
   StreamTable,
+  subscription,
   withdraw,
   type JobOperation,
   type JobPayload,
@@ -101,8 +101,6 @@ export async function startProxyWorker(
   if (!(await connected(redis, 10_000))) {
     log(`redis: not reachable yet at ${options.redis}; advertising once it is`);
   }
-  const subscriber = new Redis(blockingOptions(options.redis));
-  subscriber.on('error', () => {});
 
   const served = new Map<string, Served>();
   let closing: Promise<void> | null = null;
@@ -292,12 +290,11 @@ export async function startProxyWorker(
   const timer = setInterval(() => void heartbeat(), heartbeatMs);
   timer.unref();
 
-  await subscriber.subscribe(keys.cancel).catch(() => {});
-  subscriber.on('message', (_channel: string, jobId: string) => {
+  const subscriber = await subscription(options.redis, keys.cancel, (jobId) => {
     for (const entry of served.values()) {
       entry.worker.cancelJob(jobId, 'the requester went away');
     }
-  });
+  }).catch(() => null); // Redis not there yet: only cancelling waits for its own bounds
 
   const close = (graceMs = 10_000): Promise<void> => {
     closing ??= (async () => {
@@ -327,7 +324,7 @@ export async function startProxyWorker(
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      subscriber.disconnect();
+      subscriber?.disconnect();
       redis.disconnect();
     })();
     return closing;

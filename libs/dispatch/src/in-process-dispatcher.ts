@@ -96,7 +96,7 @@ export class InProcessDispatcher implements Dispatcher {
         if (!target.direct) {
           return this.pool.run(target, (c) => putOffset(c, key), signal, RETRY);
         }
-        if ((await this.objects.locate(target.repoPath, key)) !== undefined) {
+        if (await this.presentLocally(target, key)) {
           return { kind: 'already-have', plusUuids: [] };
         }
         return { kind: 'offset', offset: await this.objects.partialSize(target.repoPath, key) };
@@ -127,7 +127,7 @@ export class InProcessDispatcher implements Dispatcher {
     if (!target.direct || request.offset !== 0 || request.dataPresent) {
       return undefined;
     }
-    if ((await this.objects.locate(target.repoPath, request.key)) !== undefined) {
+    if (await this.presentLocally(target, request.key)) {
       return { kind: 'done', stored: true, plusUuids: [] };
     }
     const gitDir = await this.objects.gitDir(target.repoPath);

@@ -273,7 +273,7 @@ describe('query lane', () => {
   });
 
   it('fails waiting queries at once when Redis goes away', async () => {
-    const lane = client({ queueWaitMs: 10_000, jobTimeoutMs: 20_000 });
+    const lane = client({ queueWaitMs: 10_000, jobTimeoutMs: 3000 });
     connection.once('close', () =>
       lane.failWaiting(new DispatchError('DISPATCH_UNAVAILABLE', 'lost Redis')),
     );
@@ -288,5 +288,12 @@ describe('query lane', () => {
     expect((refused as DispatchError).code).toBe('DISPATCH_UNAVAILABLE');
     await redis.restart();
     await ready();
-  });
+    // The same client gets answers again once its reply channel is subscribed anew.
+    server(['back'], answerer);
+    let answer: JobResult | undefined;
+    for (let attempt = 0; attempt < 10 && answer === undefined; attempt += 1) {
+      answer = await lane.call('back', checkpresent('yes')).catch(() => undefined);
+    }
+    expect(answer).toEqual({ op: 'checkpresent', present: true });
+  }, 60_000);
 });

@@ -8,7 +8,7 @@
  * several times dearer than in embedded mode. A query is read-only, answered in milliseconds and
  * safe to lose (the gateway bounds it and answers 503 or a timeout), so it needs none of what a
  * job's bookkeeping buys (retries, stalled-job recovery, a record of its end). Here it costs three
- * commands: the gateway's RPUSH (with a PEXPIRE in the same round trip), a worker's BLMPOP (which
+ * commands: the gateway's RPUSH and PEXPIRE (one small script), a worker's BLMPOP (which
  * takes up to as many queries as it has free slots) and the worker's PUBLISH of the answer.
  *
  * - `<prefix>query:<queue>`  list of waiting queries of one queue (a served repository's uuid);
@@ -28,7 +28,7 @@ import { AbortError, P2PError } from '@annex-p2phttp/p2p';
 import { decodeFailure, DispatchError, encodeFailure, unavailable } from './errors';
 import { BATCHABLE_OPS, type BatchableJob, type JobPayload, type JobResult } from './jobs';
 import { type ClusterKeys } from './keys';
-import { blockingOptions } from './redis';
+import { blockingOptions, subscription } from './redis';
 
 /** What travels through the lane: one query, or several of one queue answered together. */
 export type QueryPayload = BatchableJob | Extract<JobPayload, { op: 'batch' }>;
@@ -142,17 +142,8 @@ export class QueryClient {
       }, jobTimeoutMs);
       this.pending.set(id, entry);
       signal?.addEventListener('abort', onAbort, { once: true });
-      redis
-        .multi()
-        .rpush(list, message)
-        .pexpire(list, queueWaitMs * 2)
-        .exec()
-        .then((results) => {
-          const failed = results?.find(([error]) => error !== null)?.[0];
-          if (failed) {
-            throw failed;
-          }
-        })
+      withPushScript(redis)
+        .annexQueryPush(list, message, queueWaitMs * 2)
         .catch((error: unknown) => {
           if (this.pending.get(id) === entry) {
             entry.fail(
@@ -184,23 +175,23 @@ export class QueryClient {
   }
 
   private subscribe(): Promise<void> {
-    if (!this.subscribed) {
-      const subscriber = new Redis(blockingOptions(this.options.redisUrl));
-      this.subscriber = subscriber;
-      subscriber.on('error', () => {}); // reconnects and resubscribes by itself
-      subscriber.on('message', (_channel: string, text: string) => this.answer(text));
-      this.subscribed = subscriber.subscribe(this.channel).then(
-        () => undefined,
-        (error: unknown) => {
-          this.subscribed = null;
-          this.subscriber = null;
+    this.subscribed ??= subscription(this.options.redisUrl, this.channel, (text) =>
+      this.answer(text),
+    ).then(
+      (subscriber) => {
+        if (this.closed) {
           subscriber.disconnect();
-          throw unavailable(
-            `cannot listen for answers: ${error instanceof Error ? error.message : String(error)}`,
-          );
-        },
-      );
-    }
+        } else {
+          this.subscriber = subscriber;
+        }
+      },
+      (error: unknown) => {
+        this.subscribed = null;
+        throw unavailable(
+          `cannot listen for answers: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      },
+    );
     return this.subscribed;
   }
 
@@ -221,6 +212,23 @@ export class QueryClient {
       entry.fail(decodeFailure(String(reply.error)));
     }
   }
+}
+
+/** RPUSH of a query and PEXPIRE of its list, in one command. */
+const PUSH = `redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`;
+
+type PushRedis = Redis & {
+  annexQueryPush(list: string, message: string, ttlMs: number): Promise<number>;
+};
+
+function withPushScript(redis: Redis): PushRedis {
+  const scripted = redis as PushRedis;
+  if (typeof scripted.annexQueryPush !== 'function') {
+    redis.defineCommand('annexQueryPush', { numberOfKeys: 1, lua: PUSH });
+  }
+  return scripted;
 }
 
 export interface QueryServerOptions {
@@ -307,14 +315,14 @@ export class QueryServer {
       ].map((queue) => keys.query(queue));
       let popped: [string, string[]] | null;
       try {
-        popped = (await this.blocking.blmpop(
+        popped = await this.blocking.blmpop(
           block,
           lists.length,
           ...lists,
           'LEFT',
           'COUNT',
           concurrency - this.running,
-        ));
+        );
       } catch (error) {
         log(`query lane: ${error instanceof Error ? error.message : String(error)}`);
         await sleep(500, this.abort.signal);

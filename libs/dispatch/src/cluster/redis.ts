@@ -100,3 +100,37 @@ export async function connected(redis: Redis, timeoutMs: number): Promise<boolea
     redis.on('ready', onReady);
   });
 }
+
+/**
+ * A connection subscribed to `channel` for as long as it lives, calling `onMessage` with each
+ * message. It subscribes again itself after every reconnect: ioredis' own resubscription leaves a
+ * rejection nobody handles when the connection closes before it is confirmed. Resolves once the
+ * first subscription is confirmed; rejects (and closes the connection) if it cannot be.
+ */
+export async function subscription(
+  url: string,
+  channel: string,
+  onMessage: (message: string) => void,
+): Promise<Redis> {
+  const subscriber = new Redis({ ...blockingOptions(url), autoResubscribe: false });
+  subscriber.on('error', () => {}); // reconnects by itself
+  subscriber.on('message', (received: string, message: string) => {
+    if (received === channel) {
+      onMessage(message);
+    }
+  });
+  let first = true;
+  subscriber.on('ready', () => {
+    if (!first) {
+      subscriber.subscribe(channel).catch(() => {}); // closed meanwhile: nothing to receive
+    }
+  });
+  try {
+    await subscriber.subscribe(channel);
+    first = false;
+    return subscriber;
+  } catch (error) {
+    subscriber.disconnect();
+    throw error;
+  }
+}
