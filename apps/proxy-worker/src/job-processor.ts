@@ -4,8 +4,9 @@
  * (the same code as embedded mode). For get and put it opens the P2P exchange first, then offers
  * a stream on the data port (reported as job progress) and moves the bytes once the gateway
  * claims it; the job stays active until the bytes went. An unclaimed or abandoned stream closes
- * its session. A batch job (several checkpresent / gettimestamp jobs the gateway sent as one)
- * runs its items side by side and answers each one.
+ * its session. Queries (checkpresent, gettimestamp, or a batch of them the gateway sent as one)
+ * arrive through the query lane (`query`; query-lane.ts) rather than as BullMQ jobs; a batch runs
+ * its items side by side and answers each one.
  *
  * Sessions, not jobs, are the scarce thing: the worker takes more jobs at once than it has job
  * slots (content read straight from the object files needs no session), and a job waits for a

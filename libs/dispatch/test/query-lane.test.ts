@@ -239,8 +239,10 @@ describe('query lane', () => {
     // On close: the query being answered finishes; later ones stay queued for another worker.
     let release: () => void = () => {};
     const held = new Promise<void>((resolve) => (release = resolve));
+    let cutWhileDraining = true;
     const holding = server(['held'], async (queue, payload, signal) => {
       await held;
+      cutWhileDraining = signal.aborted;
       return answerer(queue, payload, signal);
     });
     const first = lane.call('held', checkpresent('yes-held'));
@@ -254,10 +256,27 @@ describe('query lane', () => {
     release();
     await closed;
     expect(await first).toEqual({ op: 'checkpresent', present: true });
+    expect(cutWhileDraining).toBe(false);
     expect(await connection.llen(keys.query('held'))).toBe(1);
     server(['held'], answerer);
     expect(await later).toEqual({ op: 'checkpresent', present: true });
     await worker.close(1000);
+  });
+
+  it('cuts a query still being answered when the grace of close is over', async () => {
+    const lane = client();
+    const holding = server(['stuck'], (_queue, _payload, signal) => {
+      return new Promise<JobResult>((_resolve, reject) => {
+        signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+      });
+    });
+    const call = lane.call('stuck', checkpresent('yes'));
+    const failed = failure(call);
+    while (holding.active === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await holding.close(200);
+    expect((await failed).message).toMatch(/shutting down/);
   });
 
   it('drops a malformed query and goes on answering', async () => {

@@ -255,13 +255,16 @@ export class QueryServer {
   private rotation = 0;
   private running = 0;
   private slotFreed: (() => void) | null = null;
-  private readonly abort = new AbortController();
+  /** Ends the loop that takes queries (close). */
+  private readonly stopping = new AbortController();
+  /** Ends the queries being answered (close, once its grace is over). */
+  private readonly cut = new AbortController();
   private readonly blocking: Redis;
   private readonly loop: Promise<void>;
   private readonly inFlight = new Set<Promise<void>>();
 
   constructor(private readonly options: QueryServerOptions) {
-    setMaxListeners(0, this.abort.signal); // every query being answered listens to it
+    setMaxListeners(0, this.cut.signal); // every query being answered listens to it
     this.blocking = new Redis(blockingOptions(options.redisUrl));
     this.blocking.on('error', () => {}); // reconnects by itself
     this.loop = this.run();
@@ -279,17 +282,19 @@ export class QueryServer {
 
   /** Stops taking queries, waits for those being answered (at most `graceMs`), then cuts them. */
   async close(graceMs = 10_000): Promise<void> {
-    if (!this.abort.signal.aborted) {
-      this.abort.abort(new P2PError('P2P_POOL_CLOSED', 'shutting down'));
+    if (!this.stopping.signal.aborted) {
+      this.stopping.abort();
       this.slotFreed?.();
     }
     await this.loop;
-    const cut = new AbortController();
-    const timer = setTimeout(() => cut.abort(), graceMs);
-    await Promise.race([
-      Promise.allSettled([...this.inFlight]),
-      new Promise((resolve) => cut.signal.addEventListener('abort', resolve, { once: true })),
-    ]);
+    const timer = setTimeout(
+      () => this.cut.abort(new P2PError('P2P_POOL_CLOSED', 'shutting down')),
+      graceMs,
+    );
+    const cutOff = new Promise((resolve) =>
+      this.cut.signal.addEventListener('abort', resolve, { once: true }),
+    );
+    await Promise.race([Promise.allSettled([...this.inFlight]), cutOff]);
     clearTimeout(timer);
     this.blocking.disconnect();
   }
@@ -297,14 +302,14 @@ export class QueryServer {
   private async run(): Promise<void> {
     const { concurrency, keys, log } = this.options;
     const block = this.options.blockSeconds ?? 1;
-    while (!this.abort.signal.aborted) {
+    while (!this.stopping.signal.aborted) {
       if (this.running >= concurrency) {
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
         this.slotFreed = null;
         continue;
       }
       if (this.queues.length === 0) {
-        await sleep(block * 1000, this.abort.signal);
+        await sleep(block * 1000, this.stopping.signal);
         continue;
       }
       // Start at a different queue each time: BLMPOP takes from the first non-empty list.
@@ -325,7 +330,7 @@ export class QueryServer {
         );
       } catch (error) {
         log(`query lane: ${error instanceof Error ? error.message : String(error)}`);
-        await sleep(500, this.abort.signal);
+        await sleep(500, this.stopping.signal);
         continue;
       }
       if (popped) {
@@ -372,7 +377,7 @@ export class QueryServer {
       }
       reply = {
         id: message.id,
-        result: await this.options.handle(queue, payload, this.abort.signal),
+        result: await this.options.handle(queue, payload, this.cut.signal),
       };
     } catch (error) {
       reply = { id: message.id, error: encodeFailure(error) };
