@@ -107,6 +107,10 @@ export class JobProcessor {
   ): Promise<JobResult> {
     const { dispatcher } = this.options;
     if (payload.op === 'checkpresent') {
+      // Content in the object files is answered from disk: no session to wait for.
+      if (await dispatcher.presentLocally(target, payload.key)) {
+        return { op: 'checkpresent', present: true };
+      }
       return {
         op: 'checkpresent',
         present: await this.bounded(signal, (wait) =>

@@ -7,7 +7,7 @@
  * verified), so an object file found is content that may be sent.
  */
 import { hash } from 'node:crypto';
-import { constants, stat as statCallback, type Stats } from 'node:fs';
+import { constants, stat as statCallback, statSync, type Stats } from 'node:fs';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
@@ -75,10 +75,37 @@ export function hashDirectories(key: string): { lower: string; mixed: string } {
   };
 }
 
+/**
+ * A lookup is a stat of a path whose metadata the kernel normally has cached. Made synchronously
+ * it costs a few microseconds; through libuv's thread pool it costs two thread hand-offs, which
+ * were most of a checkpresent's CPU (as nginx does, the stat runs in the event loop). A stat that
+ * took longer than this (a slow or network filesystem) sends the repository's lookups to the
+ * thread pool for `SLOW_STAT_BACKOFF_MS`, so that a slow disk never stalls every request.
+ */
+const SLOW_STAT_MS = 2;
+const SLOW_STAT_BACKOFF_MS = 60_000;
+
+export interface ObjectFilesOptions {
+  /** A synchronous stat slower than this sends lookups to the thread pool (default 2 ms). */
+  readonly slowStatMs?: number;
+}
+
 /** Finds the object files of a repository's keys; caches each repository's git directory. */
 export class ObjectFiles {
   private readonly gitDirs = new Map<string, Promise<string>>();
   private readonly objectDirs = new Map<string, Promise<string>>();
+  /** Object directories whose stats were slow → when to try synchronous ones again. */
+  private readonly slowUntil = new Map<string, number>();
+  private readonly slowStatMs: number;
+
+  constructor(options: ObjectFilesOptions = {}) {
+    this.slowStatMs = options.slowStatMs ?? SLOW_STAT_MS;
+  }
+
+  /** Whether lookups in the repository go through the thread pool now (its stats were slow). */
+  async statsInThreadPool(repoPath: string): Promise<boolean> {
+    return !this.statsInline(await this.objectDir(repoPath));
+  }
 
   /** The path of the key's object file if it is present, else undefined. */
   async locate(repoPath: string, key: string): Promise<string | undefined> {
@@ -87,13 +114,40 @@ export class ObjectFiles {
     const dirs = hashDirectories(key);
     // Plain concatenation is path.join here: `objects` is normalised, the hash directories are
     // two plain names, and an object file name holds no "/" and is never "." or "..".
+    const sync = this.statsInline(objects);
     for (const hash of [dirs.mixed, dirs.lower]) {
       const file = `${objects}/${hash}/${name}/${name}`;
-      if (await isFile(file)) {
+      if (sync ? this.isFileInline(objects, file) : await isFile(file)) {
         return file;
       }
     }
     return undefined;
+  }
+
+  private statsInline(objects: string): boolean {
+    const until = this.slowUntil.get(objects);
+    if (until === undefined) {
+      return true;
+    }
+    if (Date.now() < until) {
+      return false;
+    }
+    this.slowUntil.delete(objects);
+    return true;
+  }
+
+  private isFileInline(objects: string, file: string): boolean {
+    const started = performance.now();
+    let found = false;
+    try {
+      found = statSync(file, { throwIfNoEntry: false })?.isFile() === true;
+    } catch {
+      // unreadable: not content that can be sent
+    }
+    if (performance.now() - started > this.slowStatMs) {
+      this.slowUntil.set(objects, Date.now() + SLOW_STAT_BACKOFF_MS);
+    }
+    return found;
   }
 
   /**

@@ -80,6 +80,21 @@ describe('ObjectFiles and readObject', () => {
     expect(await files.locate(repo.path, 'SHA256E-s1--00.bin')).toBeUndefined();
   });
 
+  it('finds the same through the thread pool once a stat was slow', async () => {
+    const fast = new ObjectFiles();
+    expect(await fast.locate(repo.path, key)).toBeDefined();
+    expect(await fast.statsInThreadPool(repo.path)).toBe(false);
+    // Every stat counts as slow: the first lookup is made inline, the next ones in the pool.
+    const slow = new ObjectFiles({ slowStatMs: -1 });
+    expect(await slow.statsInThreadPool(repo.path)).toBe(false);
+    const first = await slow.locate(repo.path, key);
+    expect(await slow.statsInThreadPool(repo.path)).toBe(true);
+    expect(await slow.statsInThreadPool(bare)).toBe(false);
+    expect(await slow.locate(repo.path, key)).toBe(first);
+    expect(first).toBe(await fast.locate(repo.path, key));
+    expect(await slow.locate(repo.path, 'SHA256E-s1--00.bin')).toBeUndefined();
+  });
+
   it('streams the whole object, or from an offset', async () => {
     const file = (await new ObjectFiles().locate(repo.path, key))!;
     const whole = (await readObject(file, 0, true))!;
