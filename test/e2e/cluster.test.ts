@@ -449,6 +449,7 @@ describe('cluster mode', () => {
     for (let i = 0; i < rounds; i += 1) {
       expectJson(await api.checkpresent(keyOf(served, 'one.bin')), 200, { present: true });
     }
+    await delay(300); // the monitor's last lines
     const commands = lines.filter((line) => !line.startsWith('lua'));
     feed.disconnect();
     monitor.disconnect();
@@ -467,8 +468,9 @@ describe('cluster mode', () => {
     // The query lane: the gateway's push script (EVALSHA), the worker's BLMPOP and its PUBLISH
     // of the answer; no BullMQ script (but the workers' periodic ones).
     expect(byCommand.get('evalsha') ?? 0).toBeLessThanOrEqual(rounds + 8);
-    // (plus a BLMPOP that ran out its 1 s block while the test waited)
-    expect(byCommand.get('blmpop') ?? 0).toBeGreaterThanOrEqual(rounds);
+    // A BLMPOP shows when it is sent, before its query arrives (the first one was sent before
+    // counting began); some more ran out their 1 s block while the test waited.
+    expect(byCommand.get('blmpop') ?? 0).toBeGreaterThanOrEqual(rounds - 1);
     expect(byCommand.get('blmpop') ?? 0).toBeLessThanOrEqual(rounds + 8);
     expect(byCommand.get('publish') ?? 0).toBe(rounds);
     expect(perRequest).toBeLessThan(4);

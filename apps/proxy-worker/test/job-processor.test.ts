@@ -45,6 +45,11 @@ class OneSlot {
     this.releaseHeld?.();
   }
 
+  /** Only the key "on-disk" is in the object files: every other checkpresent needs a session. */
+  presentLocally(_target: SessionTarget, key: string): Promise<boolean> {
+    return Promise.resolve(key === 'on-disk');
+  }
+
   async checkPresent(_target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
     await this.slot(signal);
     try {
@@ -113,6 +118,20 @@ describe('JobProcessor', () => {
     await expect(
       worker.process(job(check('present')), QUEUE, new AbortController().signal),
     ).resolves.toEqual({ op: 'checkpresent', present: true });
+  });
+
+  it('answers a query for content in the object files while every session slot is taken', async () => {
+    const slots = new OneSlot();
+    const worker = processor(slots, 60_000);
+    const held = worker.query(check('hold'), QUEUE, new AbortController().signal);
+    await expect(
+      worker.query(check('on-disk'), QUEUE, new AbortController().signal),
+    ).resolves.toEqual({
+      op: 'checkpresent',
+      present: true,
+    });
+    slots.release();
+    await expect(held).resolves.toEqual({ op: 'checkpresent', present: true });
   });
 
   it('leaves a cancelled job an abort, not unavailable', async () => {
