@@ -369,7 +369,8 @@ describe('put framing', () => {
         expect(await contentLocation(served, key)).toBeUndefined();
         expectJson(await api.put(key, content), 200, { stored: true, plusuuids: [] });
         expect(await sha256File(await objectFile(key))).toBe(sha256(content));
-        // A second upload of present content is answered without reading it.
+        // A second upload of present content is answered without storing it (the body is
+        // discarded), also to a client that sends it on a connection it closes afterwards.
         expectJson(await api.put(key, content), 200, { stored: true, plusuuids: [] });
       } finally {
         await restore(file);

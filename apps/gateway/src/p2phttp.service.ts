@@ -46,6 +46,9 @@ const ANONYMOUS_CLIENT = '00000000-0000-0000-0000-000000000000';
 /** The longest keeplocked message line accepted. */
 const MAX_KEEPLOCKED_LINE = 1024;
 
+/** How long an upload answered before its body was read may take to send the rest. */
+const DRAIN_MS = 30_000;
+
 /** The operations reached by POST (every one but get). */
 export const POST_OPERATIONS: ReadonlySet<string> = new Set<Operation>([
   'checkpresent',
@@ -266,6 +269,10 @@ export class P2pHttpService {
     );
     switch (outcome.kind) {
       case 'done':
+        // Answered without the body (content already present): take the rest off the wire
+        // first, so that a client still sending it, on a connection that then closes, is not
+        // reset before it reads the answer.
+        await drain(request.raw, DRAIN_MS);
         return sendJson(reply, putResult(version, outcome.stored, outcome.plusUuids));
       case 'short-body':
       case 'offset-mismatch':
@@ -354,6 +361,27 @@ export class P2pHttpService {
 
 function sendJson(reply: FastifyReply, body: object): void {
   void reply.code(200).header('content-type', JSON_TYPE).send(JSON.stringify(body));
+}
+
+/** Reads and discards what is left of a request body; gives up after `ms`. */
+function drain(body: IncomingMessage, ms: number): Promise<void> {
+  if (body.complete || body.destroyed || body.readableEnded) {
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      body.off('end', done);
+      body.off('close', done);
+      body.off('error', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    body.on('end', done);
+    body.on('close', done);
+    body.on('error', done);
+    body.resume();
+  });
 }
 
 /**
