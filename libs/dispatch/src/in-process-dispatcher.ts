@@ -118,7 +118,8 @@ export class InProcessDispatcher implements Dispatcher {
   /**
    * A whole upload of a hash-named key into the served repository itself is received and
    * verified here and installed by git-annex (verified-put.ts); content already present is
-   * ALREADY-HAVE without hashing or storing the body (the gateway discards it). Undefined when the upload must go through git-annex.
+   * ALREADY-HAVE without hashing or storing the body (the gateway discards it). Undefined when
+   * the upload must go through git-annex.
    */
   private async putDirect(
     target: SessionTarget,
