@@ -15,10 +15,11 @@ const OWN_ROUTES = new Set(['/metrics', '/healthz', '/readyz', '/stats']);
 interface Started {
   readonly at: bigint;
   readonly written: number;
-  readonly read: number;
 }
 
 const started = new WeakMap<FastifyRequest, Started>();
+/** Per connection: its bytesRead already counted for an earlier request. */
+const accountedRead = new WeakMap<Socket, number>();
 
 /** The route and version labels of a request. */
 export function routeLabels(request: FastifyRequest): { route: string; version: string } {
@@ -49,7 +50,6 @@ export function instrumentHttp(fastify: FastifyInstance, metrics: Metrics): void
     started.set(request, {
       at: process.hrtime.bigint(),
       written: socket?.bytesWritten ?? 0,
-      read: socket?.bytesRead ?? 0,
     });
     done();
   });
@@ -64,7 +64,14 @@ export function instrumentHttp(fastify: FastifyInstance, metrics: Metrics): void
       const socket = request.raw.socket as Socket | null;
       if (socket) {
         metrics.httpSentBytes.inc({ route }, Math.max(0, socket.bytesWritten - start.written));
-        metrics.httpReceivedBytes.inc({ route }, Math.max(0, socket.bytesRead - start.read));
+        // Everything read on the connection since the previous request's answer: a request's
+        // headers and a small body are often read before onRequest runs.
+        const read = socket.bytesRead;
+        metrics.httpReceivedBytes.inc(
+          { route },
+          Math.max(0, read - (accountedRead.get(socket) ?? 0)),
+        );
+        accountedRead.set(socket, read);
       }
     }
     done();
