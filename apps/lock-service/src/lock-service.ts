@@ -10,10 +10,9 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
 import { RepositoryRegistry } from '@annex-p2phttp/config';
-import { InProcessDispatcher } from '@annex-p2phttp/dispatch';
+import { InProcessDispatcher, subscription } from '@annex-p2phttp/dispatch';
 import {
   closeRedis,
-  keepSubscribed,
   LOCK_REQUEST_QUEUE,
   openRedis,
   RedisLockStore,
@@ -73,9 +72,13 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
   const holderId = options.holder ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const redis = openRedis(options.redisUrl, 'command', 'annex-p2phttp-lock-service');
   const workerRedis = openRedis(options.redisUrl, 'blocking', 'annex-p2phttp-lock-worker');
-  const subscriber = openRedis(options.redisUrl, 'subscriber', 'annex-p2phttp-lock-unlocks');
+  let subscriber: Awaited<ReturnType<typeof subscription>> | undefined;
   const closeConnections = () =>
-    Promise.all([redis, workerRedis, subscriber].map((connection) => closeRedis(connection)));
+    Promise.all(
+      [redis, workerRedis, ...(subscriber ? [subscriber] : [])].map((connection) =>
+        closeRedis(connection),
+      ),
+    );
 
   const pool = new SessionPool({
     connector: new LocalShellConnector({ debug: options.debug, clusterJobs: options.clusterJobs }),
@@ -101,12 +104,12 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
   let worker: Worker<LockRequest, LockReply> | null = null;
   try {
     await whenReady(redis);
-    subscriber.on('message', (channel: string, lockid: string) => {
-      if (channel === store.keys.unlockChannel) {
-        void locks.unlocked(lockid);
-      }
-    });
-    await keepSubscribed(subscriber, store.keys.unlockChannel);
+    subscriber = await subscription(
+      options.redisUrl,
+      store.keys.unlockChannel,
+      (lockid) => void locks.unlocked(lockid),
+      'annex-p2phttp-lock-unlocks',
+    );
     await locks.start();
     worker = new Worker<LockRequest, LockReply>(
       LOCK_REQUEST_QUEUE,

@@ -6,7 +6,7 @@
  */
 import Redis, { type RedisOptions } from 'ioredis';
 
-export type RedisRole = 'command' | 'blocking' | 'subscriber';
+export type RedisRole = 'command' | 'blocking';
 
 export function openRedis(url: string, role: RedisRole, name?: string): Redis {
   const options: RedisOptions = {
@@ -16,23 +16,12 @@ export function openRedis(url: string, role: RedisRole, name?: string): Redis {
     ...(role === 'command'
       ? { enableOfflineQueue: false, maxRetriesPerRequest: 1 }
       : { maxRetriesPerRequest: null }),
-    // A subscriber subscribes again itself (keepSubscribed): ioredis' own resubscription leaves a
-    // rejection nobody handles when the connection closes before it is confirmed.
-    ...(role === 'subscriber' ? { autoResubscribe: false } : {}),
   };
   const redis = new Redis(url, options);
   // Connection errors are reported through failed commands and readiness checks; an 'error'
   // listener keeps ioredis from printing each reconnection attempt.
   redis.on('error', () => undefined);
   return redis;
-}
-
-/** Subscribes a 'subscriber' connection to `channel`, and again after every reconnect. */
-export async function keepSubscribed(redis: Redis, channel: string): Promise<void> {
-  redis.on('ready', () => {
-    redis.subscribe(channel).catch(() => undefined); // closed meanwhile: nothing to receive
-  });
-  await redis.subscribe(channel);
 }
 
 /** Resolves once the connection is ready; rejects after `timeoutMs`. */

@@ -111,8 +111,13 @@ export async function subscription(
   url: string,
   channel: string,
   onMessage: (message: string) => void,
+  name?: string,
 ): Promise<Redis> {
-  const subscriber = new Redis({ ...blockingOptions(url), autoResubscribe: false });
+  const subscriber = new Redis({
+    ...blockingOptions(url),
+    autoResubscribe: false,
+    connectionName: name,
+  });
   subscriber.on('error', () => {}); // reconnects by itself
   subscriber.on('message', (received: string, message: string) => {
     if (received === channel) {
