@@ -48,7 +48,7 @@ export interface JobProcessorOptions {
   readonly sessionWaitMs: number;
 }
 
-/** Items per batch job at most (the gateway sends far fewer). */
+/** Items per batch at most (the gateway sends far fewer). */
 const MAX_BATCH_ITEMS = 1024;
 
 const MODES = new Set(['full', 'readonly', 'appendonly']);
@@ -66,9 +66,6 @@ export class JobProcessor {
 
   async process(job: ClusterJob, queue: string, signal: AbortSignal): Promise<JobResult> {
     const payload = job.data;
-    if (payload.op === 'batch' || payload.op === 'checkpresent' || payload.op === 'gettimestamp') {
-      return this.query(payload, queue, signal);
-    }
     const target = await this.resolve(payload.target, queue);
     const { dispatcher } = this.options;
     switch (payload.op) {
@@ -92,7 +89,7 @@ export class JobProcessor {
     }
   }
 
-  /** A checkpresent, a gettimestamp or a batch of them (a job, or a query of the query lane). */
+  /** A checkpresent, a gettimestamp or a batch of them (a query of the query lane). */
   async query(payload: QueryPayload, queue: string, signal: AbortSignal): Promise<JobResult> {
     if (payload.op === 'batch') {
       return this.batch(payload.items, queue, signal);

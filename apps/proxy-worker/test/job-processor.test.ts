@@ -12,11 +12,10 @@ import {
   type BatchItemResult,
   type InProcessDispatcher,
   type BatchableJob,
-  type JobPayload,
   type JobTarget,
 } from '@annex-p2phttp/dispatch';
 import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
-import { JobProcessor, type ClusterJob } from '../src/job-processor';
+import { JobProcessor } from '../src/job-processor';
 
 const QUEUE = 'aaaaaaaa-1111-2222-3333-444444444444';
 const target: JobTarget = {
@@ -101,22 +100,21 @@ function processor(dispatcher: OneSlot, sessionWaitMs: number): JobProcessor {
   });
 }
 
-const job = (data: JobPayload): ClusterJob => ({ data, name: data.op }) as unknown as ClusterJob;
 const check = (key: string): BatchableJob => ({ op: 'checkpresent', target, key });
 
 describe('JobProcessor', () => {
   it('fails a job as unavailable when no session slot is free within the session wait', async () => {
     const slots = new OneSlot();
     const worker = processor(slots, 100);
-    const held = worker.process(job(check('hold')), QUEUE, new AbortController().signal);
-    const refused = worker.process(job(check('present')), QUEUE, new AbortController().signal);
+    const held = worker.query(check('hold'), QUEUE, new AbortController().signal);
+    const refused = worker.query(check('present'), QUEUE, new AbortController().signal);
     await expect(refused).rejects.toMatchObject({ code: 'DISPATCH_UNAVAILABLE' });
     await expect(refused).rejects.toThrow(/no session free/);
     slots.release();
     await expect(held).resolves.toEqual({ op: 'checkpresent', present: true });
     // the slot is free again: no wait, and a job that runs longer than the wait is not cut
     await expect(
-      worker.process(job(check('present')), QUEUE, new AbortController().signal),
+      worker.query(check('present'), QUEUE, new AbortController().signal),
     ).resolves.toEqual({ op: 'checkpresent', present: true });
   });
 
@@ -137,9 +135,9 @@ describe('JobProcessor', () => {
   it('leaves a cancelled job an abort, not unavailable', async () => {
     const slots = new OneSlot();
     const worker = processor(slots, 60_000);
-    const held = worker.process(job(check('hold')), QUEUE, new AbortController().signal);
+    const held = worker.query(check('hold'), QUEUE, new AbortController().signal);
     const cancel = new AbortController();
-    const cancelled = worker.process(job(check('present')), QUEUE, cancel.signal);
+    const cancelled = worker.query(check('present'), QUEUE, cancel.signal);
     cancel.abort();
     await expect(cancelled).rejects.toBeInstanceOf(AbortError);
     slots.release();
@@ -148,20 +146,17 @@ describe('JobProcessor', () => {
 
   it('answers each item of a batch on its own', async () => {
     const worker = processor(new OneSlot(), 60_000);
-    const result = await worker.process(
-      job({
+    const result = await worker.query(
+      {
         op: 'batch',
         items: [
           check('present'),
           { op: 'gettimestamp', target },
           check('absent'),
           { op: 'checkpresent', target: { ...target, serverUuid: 'cccccccc-0000' }, key: 'k' },
-          { op: 'remove', target, key: 'k' } as unknown as Extract<
-            JobPayload,
-            { op: 'gettimestamp' }
-          >,
+          { op: 'remove', target, key: 'k' } as unknown as BatchableJob,
         ],
-      }),
+      },
       QUEUE,
       new AbortController().signal,
     );
@@ -186,7 +181,7 @@ describe('JobProcessor', () => {
   it('refuses an empty batch', async () => {
     const worker = processor(new OneSlot(), 60_000);
     await expect(
-      worker.process(job({ op: 'batch', items: [] }), QUEUE, new AbortController().signal),
+      worker.query({ op: 'batch', items: [] }, QUEUE, new AbortController().signal),
     ).rejects.toThrow(/malformed batch/);
   });
 });

@@ -40,10 +40,11 @@ import {
   type JobOperation,
   type JobPayload,
   type JobResult,
+  type QueryPayload,
   type StreamOffer,
 } from './jobs';
 import { type ClusterKeys } from './keys';
-import { QueryClient, type QueryPayload } from './query-lane';
+import { QueryClient } from './query-lane';
 import { blockingOptions, quietLog } from './redis';
 import { abandonStream, claimGetStream, dataPlaneAgent, sendPutStream } from './stream-client';
 
@@ -56,7 +57,7 @@ export interface BullMqDispatcherOptions {
   readonly jobTimeoutMs: number;
   /**
    * Checkpresent and gettimestamp jobs of one queue out at once before further ones wait and go
-   * together as one batch job (batcher.ts). Default 1.
+   * together as one batch query (batcher.ts). Default 1.
    */
   readonly batchInFlight?: number;
   /** How long such a request waits for a batch at most (batcher.ts). Default 10 ms. */
@@ -66,7 +67,7 @@ export interface BullMqDispatcherOptions {
 
 const DEFAULT_BATCH_IN_FLIGHT = 1;
 const DEFAULT_BATCH_WAIT_MS = 10;
-/** Requests per batch job at most. */
+/** Requests per batch at most. */
 const MAX_BATCH = 256;
 
 type Answer =

@@ -20,9 +20,17 @@ export interface JobTarget {
   readonly mode: ServerMode;
 }
 
-export type JobPayload =
+/** What goes through the query lane (query-lane.ts), alone or batched. */
+export type BatchableJob =
   | { readonly op: 'checkpresent'; readonly target: JobTarget; readonly key: string }
-  | { readonly op: 'gettimestamp'; readonly target: JobTarget }
+  | { readonly op: 'gettimestamp'; readonly target: JobTarget };
+
+/** One query, or several of one queue answered together (see batcher.ts). */
+export type QueryPayload =
+  BatchableJob | { readonly op: 'batch'; readonly items: readonly BatchableJob[] };
+
+/** What goes through BullMQ: the operations that change content or move its bytes. */
+export type JobPayload =
   | {
       readonly op: 'remove';
       readonly target: JobTarget;
@@ -47,14 +55,9 @@ export type JobPayload =
       readonly associatedFile: string | null;
       readonly offset: number;
       readonly signalInvalid: boolean;
-    }
-  /** Several small read-only jobs of one queue answered together (see batcher.ts). */
-  | { readonly op: 'batch'; readonly items: readonly BatchableJob[] };
+    };
 
 export type JobOperation = JobPayload['op'];
-
-/** The jobs that may go in a batch: small, read-only, nothing to cancel half way. */
-export type BatchableJob = Extract<JobPayload, { op: 'checkpresent' | 'gettimestamp' }>;
 
 export const BATCHABLE_OPS: ReadonlySet<string> = new Set(['checkpresent', 'gettimestamp']);
 

@@ -26,12 +26,9 @@ import { setMaxListeners } from 'node:events';
 import Redis from 'ioredis';
 import { AbortError, P2PError } from '@annex-p2phttp/p2p';
 import { decodeFailure, DispatchError, encodeFailure, unavailable } from './errors';
-import { BATCHABLE_OPS, type BatchableJob, type JobPayload, type JobResult } from './jobs';
+import { BATCHABLE_OPS, type JobResult, type QueryPayload } from './jobs';
 import { type ClusterKeys } from './keys';
 import { blockingOptions, subscription } from './redis';
-
-/** What travels through the lane: one query, or several of one queue answered together. */
-export type QueryPayload = BatchableJob | Extract<JobPayload, { op: 'batch' }>;
 
 interface QueryMessage {
   readonly id: string;
