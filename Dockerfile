@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The annex-p2phttp image: one image for every app, the command selects it
 # (serve | gateway | proxy-worker | lock-service). See README.md, "Deploying".
 #
@@ -6,7 +5,7 @@
 #   docker run -p 9417:9417 -v /srv/annex:/data/repos annex-p2phttp serve --directory /data/repos --wideopen
 
 # Build: every package compiled with the dev dependencies.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY . .
 RUN npm ci && npm run build
@@ -23,14 +22,14 @@ RUN set -eu; mkdir -p /out; \
     find /out -name '*.tsbuildinfo' -delete
 
 # Production dependencies only.
-FROM node:20-bookworm-slim AS deps
+FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY --from=build /out/ ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
 # Runtime: Node.js, git and git-annex >= 10.20240731 (on Debian 12 from bookworm-backports,
 # taken from the mirror the base image's apt sources already name).
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 COPY scripts/install-deps.sh /tmp/install-deps.sh
 # tini runs as PID 1: it forwards SIGTERM to the server and reaps what git-annex leaves behind.
 RUN bash /tmp/install-deps.sh --runtime \

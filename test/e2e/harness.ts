@@ -640,6 +640,8 @@ export interface ServerOptions {
   /** a fixed port, e.g. one a client clone was already pointed at */
   port?: number;
   kind?: ServerKind;
+  /** project and cluster only: further options (in cluster mode given to every app) */
+  args?: readonly string[];
 }
 
 export interface StopResult {
@@ -744,6 +746,7 @@ function serverCommand(options: ServerOptions, kind: ServerKind, port: number): 
   if (options.lockedfiles !== undefined) {
     args.push('--lockedfiles', String(options.lockedfiles));
   }
+  args.push(...(options.args ?? []));
   return [process.execPath, args];
 }
 

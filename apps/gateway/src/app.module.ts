@@ -1,6 +1,11 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
-import { HealthController, OBSERVABILITY, type Observability } from './health.controller';
+import {
+  HealthController,
+  MetricsController,
+  OBSERVABILITY,
+  type Observability,
+} from './health.controller';
 import { HttpExceptionFilter } from './http-exception.filter';
 import { P2PHTTP_SERVICE, P2pHttpController } from './p2phttp.controller';
 import { type P2pHttpService } from './p2phttp.service';
@@ -8,10 +13,22 @@ import { StatsController } from './stats.controller';
 
 @Module({})
 export class GatewayModule {
-  static forRoot(service: P2pHttpService, observability: Observability): DynamicModule {
+  /**
+   * `opsRoutes`: whether /metrics and /stats are answered on the API's port (false when an ops
+   * listener of their own serves them).
+   */
+  static forRoot(
+    service: P2pHttpService,
+    observability: Observability,
+    { opsRoutes }: { opsRoutes: boolean } = { opsRoutes: true },
+  ): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [P2pHttpController, StatsController, HealthController],
+      controllers: [
+        P2pHttpController,
+        HealthController,
+        ...(opsRoutes ? [MetricsController, StatsController] : []),
+      ],
       providers: [
         { provide: P2PHTTP_SERVICE, useValue: service },
         { provide: OBSERVABILITY, useValue: observability },

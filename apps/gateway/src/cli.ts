@@ -5,6 +5,7 @@
  */
 import { ConfigError, parseServeArgs, serveHelp, type ServeOptions } from '@annex-p2phttp/config';
 import { startLockService } from '@annex-p2phttp/lock-service';
+import { loggerFor, type Logger } from '@annex-p2phttp/metrics';
 import { startProxyWorker } from '@annex-p2phttp/proxy-worker';
 import { startClusterGateway } from './cluster-gateway';
 import { startEmbeddedServer } from './server';
@@ -25,6 +26,14 @@ interface Started {
   close(): Promise<void>;
 }
 
+/** The app name each command logs as. */
+function appOf(command: string, options: ServeOptions): string {
+  if (command === 'serve') {
+    return options.redis === undefined ? 'embedded' : 'gateway';
+  }
+  return command;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -39,26 +48,40 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(serveHelp());
     return 0;
   }
-  let started: Started;
+  let options: ServeOptions;
   try {
-    const options = parseServeArgs(rest, process.cwd(), process.env);
-    started = await start(command, options);
+    options = parseServeArgs(rest, process.cwd(), process.env);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`annex-p2phttp: ${message}\n`);
     return error instanceof ConfigError ? 2 : 1;
   }
+  const log = loggerFor(options, appOf(command, options));
+  let started: Started;
+  try {
+    started = await start(command, options, log);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    log.error(`cannot start: ${message}`);
+    return error instanceof ConfigError ? 2 : 1;
+  }
   for (const line of started.banner) {
-    process.stderr.write(`annex-p2phttp: ${line}\n`);
+    log.info(line);
   }
   const running = started;
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
-      process.stderr.write(`annex-p2phttp: ${signal}, shutting down\n`);
-      running.close().then(resolve, (error: unknown) => {
-        process.stderr.write(`annex-p2phttp: shutdown failed: ${String(error)}\n`);
-        resolve();
-      });
+      log.info(`${signal}, shutting down`);
+      running.close().then(
+        () => {
+          log.info('stopped');
+          resolve();
+        },
+        (error: unknown) => {
+          log.error(`shutdown failed: ${String(error)}`);
+          resolve();
+        },
+      );
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
@@ -68,13 +91,13 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function start(command: string, options: ServeOptions): Promise<Started> {
+async function start(command: string, options: ServeOptions, log: Logger): Promise<Started> {
   const redis = options.redis;
   if (command === 'proxy-worker') {
     if (redis === undefined) {
       throw new ConfigError('proxy-worker needs --redis URL (or REDIS_URL)');
     }
-    const worker = await startProxyWorker({ ...options, redis });
+    const worker = await startProxyWorker({ ...options, redis }, { logger: log });
     return {
       banner: [
         `proxy-worker ${worker.id}: data port ${worker.listening}, advertised as ${worker.url}`,
@@ -95,6 +118,7 @@ async function start(command: string, options: ServeOptions): Promise<Started> {
       healthHost: options.bind[0],
       clusterJobs: options.clusterJobs,
       debug: options.debug,
+      logger: log,
     });
     return {
       banner: [`lock-service ${service.holder}: listening on ${service.healthUrl}`],
@@ -105,12 +129,22 @@ async function start(command: string, options: ServeOptions): Promise<Started> {
     if (redis === undefined) {
       throw new ConfigError('gateway needs --redis URL (or REDIS_URL)');
     }
-    const gateway = await startClusterGateway({ ...options, redis });
+    const gateway = await startClusterGateway({ ...options, redis }, process.env, undefined, log);
     return {
-      banner: gateway.urls.map((url) => `listening on ${url} (cluster gateway)`),
+      banner: [
+        ...gateway.urls.map((url) => `listening on ${url} (cluster gateway)`),
+        ...opsBanner(gateway.opsUrl),
+      ],
       close: () => gateway.close(),
     };
   }
-  const server = await startEmbeddedServer(options);
-  return { banner: server.urls.map((url) => `listening on ${url}`), close: () => server.close() };
+  const server = await startEmbeddedServer(options, process.env, log);
+  return {
+    banner: [...server.urls.map((url) => `listening on ${url}`), ...opsBanner(server.opsUrl)],
+    close: () => server.close(),
+  };
+}
+
+function opsBanner(url: string | undefined): string[] {
+  return url === undefined ? [] : [`/metrics and /stats on ${url}`];
 }

@@ -14,7 +14,7 @@ import {
   connected,
 } from '@annex-p2phttp/dispatch';
 import { ClusterRetentionLocks, type RetentionLocks } from '@annex-p2phttp/locks';
-import { Metrics } from '@annex-p2phttp/metrics';
+import { logFunction, loggerFor, Metrics, type Logger } from '@annex-p2phttp/metrics';
 import type Redis from 'ioredis';
 import { startGateway, type RunningGateway } from './server';
 
@@ -41,8 +41,9 @@ export async function startClusterGateway(
   options: ClusterGatewayOptions,
   env: NodeJS.ProcessEnv = process.env,
   locksFactory?: RetentionLocksFactory,
+  logger: Logger = loggerFor(options, 'gateway'),
 ): Promise<RunningClusterGateway> {
-  const log = (message: string) => process.stderr.write(`annex-p2phttp: ${message}\n`);
+  const log = logFunction(logger, 'warn');
   const keys = new ClusterKeys(options.redisPrefix);
   const redis = commandConnection(options.redis, 'annex-p2phttp:gateway');
   let lastError = '';
@@ -117,6 +118,7 @@ export async function startClusterGateway(
       },
     },
     env,
+    logger,
   );
   return { ...gateway, dispatcher, directory };
 }

@@ -1,7 +1,8 @@
 /**
- * `/metrics` (Prometheus text), `/healthz` (the process answers) and `/readyz` (what it depends on
- * is reachable: the repositories it serves, or Redis and a live worker in cluster mode). They need
- * no credentials; a deployment that must hide them keeps them off its public ingress.
+ * `/healthz` (the process answers) and `/readyz` (what it depends on is reachable: the
+ * repositories it serves and can write, or Redis and a live worker in cluster mode), and
+ * `/metrics` (Prometheus text). They need no credentials. `/metrics` (and `/stats`) are on the
+ * API's port only without `--ops-listen`; with it they move to that listener (ops-server.ts).
  */
 import { Controller, Get, Inject, Res } from '@nestjs/common';
 import { type Metrics } from '@annex-p2phttp/metrics';
@@ -21,7 +22,7 @@ export interface Observability {
 }
 
 @Controller()
-export class HealthController {
+export class MetricsController {
   constructor(@Inject(OBSERVABILITY) private readonly observability: Observability) {}
 
   @Get('metrics')
@@ -29,6 +30,11 @@ export class HealthController {
     const { contentType, body } = await this.observability.metrics.render();
     void reply.code(200).header('content-type', contentType).send(body);
   }
+}
+
+@Controller()
+export class HealthController {
+  constructor(@Inject(OBSERVABILITY) private readonly observability: Observability) {}
 
   @Get('healthz')
   healthz(@Res() reply: FastifyReply): void {

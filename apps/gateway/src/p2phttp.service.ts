@@ -25,6 +25,7 @@ import { type RetentionLocks } from '@annex-p2phttp/locks';
 import { type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
 import { badRequest, HttpError, notFound } from './http-error';
+import { noteUser } from './request-user';
 import {
   associatedFileParam,
   bypassParam,
@@ -337,6 +338,7 @@ export class P2pHttpService {
           })
         : new HttpError(403, 'not permitted');
     }
+    noteUser(request, decision.user);
     return {
       repoPath: repository.path,
       serverUuid: repository.uuid,

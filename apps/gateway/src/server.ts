@@ -15,15 +15,30 @@ import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import { loadUsers, RepositoryRegistry, type ServeOptions } from '@annex-p2phttp/config';
+import {
+  loadUsers,
+  RepositoryRegistry,
+  unwritableAdvice,
+  WritableCheck,
+  type ServeOptions,
+} from '@annex-p2phttp/config';
 import { InProcessDispatcher, type Dispatcher } from '@annex-p2phttp/dispatch';
 import { MemoryLockStore, type RetentionLocks } from '@annex-p2phttp/locks';
-import { CounterMirror, Metrics, mirrorPool } from '@annex-p2phttp/metrics';
+import {
+  CounterMirror,
+  logFunction,
+  loggerFor,
+  Metrics,
+  mirrorPool,
+  type Logger,
+} from '@annex-p2phttp/metrics';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { GatewayModule } from './app.module';
 import { type ReadinessCheck } from './health.controller';
 import { instrumentHttp } from './http-metrics';
 import { LockService } from './lock.service';
+import { NestLogger } from './nest-logger';
+import { startOpsServer, type OpsServer } from './ops-server';
 import { P2pHttpService, type RepositoryDirectory } from './p2phttp.service';
 
 /** The parts behind the HTTP API that differ between embedded and cluster mode. */
@@ -41,6 +56,8 @@ export interface GatewayBackend {
 
 export interface RunningGateway {
   readonly urls: string[];
+  /** The URL of the ops listener (/metrics, /stats), when --ops-listen gave one. */
+  readonly opsUrl?: string;
   readonly app: NestFastifyApplication;
   readonly metrics: Metrics;
   close(): Promise<void>;
@@ -57,13 +74,15 @@ export const SHUTDOWN_GRACE_MS = 10_000;
 export async function startEmbeddedServer(
   options: ServeOptions,
   env: NodeJS.ProcessEnv = process.env,
+  log: Logger = loggerFor(options, 'embedded'),
 ): Promise<RunningServer> {
   const registry = new RepositoryRegistry({
     repos: options.repos,
     directories: options.directories,
-    log: (message) => process.stderr.write(`annex-p2phttp: ${message}\n`),
+    log: logFunction(log, 'warn'),
   });
   await registry.init();
+  const writable = await checkWritable(registry, log);
   const pool = new SessionPool({
     connector: new LocalShellConnector({ debug: options.debug, clusterJobs: options.clusterJobs }),
     maxActive: options.jobs,
@@ -84,11 +103,12 @@ export async function startEmbeddedServer(
       dispatcher,
       locks,
       metrics,
-      readiness: () => {
+      readiness: async () => {
         const served = registry.list().filter((repo) => repo.kind === 'repository').length;
-        return Promise.resolve([
+        return [
           { name: 'repositories', ok: served > 0, detail: `${served} served` },
-        ]);
+          await writableReadiness(writable),
+        ];
       },
       close: async (graceMs) => {
         await locks.close();
@@ -96,8 +116,41 @@ export async function startEmbeddedServer(
       },
     },
     env,
+    log,
   );
   return { ...gateway, pool, locks };
+}
+
+/**
+ * Checks that the served repositories are writable, warns at start about each one that is not
+ * (with what to do), and returns the check for /readyz.
+ */
+export async function checkWritable(
+  registry: { list(): { path: string; kind: string }[] },
+  log: Logger,
+): Promise<WritableCheck> {
+  const check = new WritableCheck(() =>
+    registry
+      .list()
+      .filter((repo) => repo.kind === 'repository')
+      .map((repo) => repo.path),
+  );
+  for (const dir of await check.unwritable()) {
+    log.warn(unwritableAdvice(dir), { path: dir.path });
+  }
+  return check;
+}
+
+/** The readiness check of `check`: not ready while some served repository is not writable. */
+export async function writableReadiness(check: WritableCheck): Promise<ReadinessCheck> {
+  const found = await check.unwritable();
+  return found.length === 0
+    ? { name: 'writable', ok: true }
+    : {
+        name: 'writable',
+        ok: false,
+        detail: `cannot write to ${found.map((dir) => dir.path).join(', ')} (see the log)`,
+      };
 }
 
 /**
@@ -108,6 +161,7 @@ export async function startGateway(
   options: ServeOptions,
   backend: GatewayBackend,
   env: NodeJS.ProcessEnv = process.env,
+  log: Logger = loggerFor(options, 'gateway'),
 ): Promise<RunningGateway> {
   const service = new P2pHttpService({
     registry: backend.directory,
@@ -141,30 +195,47 @@ export async function startGateway(
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 10_000 },
   });
+  const opsListen = options.opsListen;
   const app = await NestFactory.create<NestFastifyApplication>(
-    GatewayModule.forRoot(service, { metrics, readiness }),
+    GatewayModule.forRoot(service, { metrics, readiness }, { opsRoutes: opsListen === undefined }),
     adapter,
-    {
-      bodyParser: false,
-      logger: options.debug ? ['log', 'warn', 'error', 'debug'] : ['warn', 'error'],
-    },
+    { bodyParser: false, logger: new NestLogger(log.child({ component: 'nest' })) },
   );
   const fastify = app.getHttpAdapter().getInstance();
   // Request bodies are octet streams read by the handlers themselves (put, keeplocked).
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
-  instrumentHttp(fastify, metrics);
+  instrumentHttp(fastify, metrics, log);
   await app.init();
 
   const { urls, extra } = await listen(app, options);
   configureTimeouts(app.getHttpServer());
+  let ops: OpsServer | undefined;
+  if (opsListen !== undefined) {
+    try {
+      ops = await startOpsServer({
+        listen: opsListen,
+        metrics,
+        stats: () => service.stats(),
+        readiness,
+        log,
+      });
+    } catch (error) {
+      await Promise.all([app.close(), ...extra.map(closeServer)]);
+      throw error;
+    }
+  }
 
   const close = () => {
     closing ??= (async () => {
       // Stop accepting; requests in flight (a keeplocked long poll among them) get a grace
       // period, then their connections are cut.
       const servers = [app.getHttpServer(), ...extra];
-      const stopListening = Promise.all([app.close(), ...extra.map(closeServer)]);
+      const stopListening = Promise.all([
+        app.close(),
+        ...extra.map(closeServer),
+        ops?.close() ?? Promise.resolve(),
+      ]);
       const cut = setTimeout(() => {
         for (const server of servers) {
           server.closeAllConnections();
@@ -179,7 +250,7 @@ export async function startGateway(
     })();
     return closing;
   };
-  return { urls, app, metrics, close };
+  return { urls, opsUrl: ops?.url, app, metrics, close };
 }
 
 function httpsOptions(options: ServeOptions) {

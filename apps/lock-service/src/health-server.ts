@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo } from 'node:net';
-import { type Metrics } from '@annex-p2phttp/metrics';
+import { logNodeRequest, type Logger, type Metrics } from '@annex-p2phttp/metrics';
 
 export interface HealthServer {
   readonly url: string;
@@ -15,11 +15,17 @@ export async function startHealthServer(options: {
   port: number;
   host?: string;
   metrics: Metrics;
+  /** Where each request's access-log line goes. */
+  log?: Logger;
   /** Why the service is not ready, or null when it is. */
   notReady: () => Promise<string | null>;
 }): Promise<HealthServer> {
   const server: Server = createServer((request, response) => {
-    const path = (request.url ?? '/').split('?')[0];
+    const path = (request.url ?? '/').split('?')[0] ?? '/';
+    if (options.log) {
+      const known = ['/healthz', '/readyz', '/metrics'].includes(path);
+      logNodeRequest(options.log, request, response, known ? path.slice(1) : 'unmatched');
+    }
     const send = (status: number, body: string, type = 'text/plain;charset=utf-8') => {
       response.writeHead(status, { 'content-type': type }).end(body);
     };

@@ -9,7 +9,7 @@ import { access, constants } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
-import { RepositoryRegistry } from '@annex-p2phttp/config';
+import { RepositoryRegistry, unwritableAdvice, WritableCheck } from '@annex-p2phttp/config';
 import { InProcessDispatcher, subscription } from '@annex-p2phttp/dispatch';
 import {
   closeRedis,
@@ -20,7 +20,7 @@ import {
   type LockReply,
   type LockRequest,
 } from '@annex-p2phttp/locks';
-import { Metrics } from '@annex-p2phttp/metrics';
+import { logFunction, loggerFor, Metrics, type Logger } from '@annex-p2phttp/metrics';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { startHealthServer } from './health-server';
 import { ClusterLockHolder } from './lock-holder';
@@ -48,6 +48,9 @@ export interface LockServiceOptions {
   readonly shutdownDeadlineMs?: number;
   readonly clusterJobs?: number;
   readonly debug?: boolean;
+  /** The structured log (default: json unless stderr is a terminal, level info). */
+  readonly logger?: Logger;
+  /** Overrides where its messages go (tests). */
   readonly log?: (message: string) => void;
 }
 
@@ -61,13 +64,24 @@ export interface RunningLockService {
 }
 
 export async function startLockService(options: LockServiceOptions): Promise<RunningLockService> {
-  const log = options.log ?? ((m: string) => process.stderr.write(`lock-service: ${m}\n`));
+  const logger = options.logger ?? loggerFor({}, 'lock-service');
+  const log = options.log ?? logFunction(logger, 'warn');
   const registry = new RepositoryRegistry({
     repos: [...options.repos],
     directories: [...options.directories],
     log,
   });
   await registry.init();
+  // Taking a lock writes in the repository (git-annex's lock and retention files).
+  const writable = new WritableCheck(() =>
+    registry
+      .list()
+      .filter((repo) => repo.kind === 'repository')
+      .map((repo) => repo.path),
+  );
+  for (const dir of await writable.unwritable()) {
+    log(unwritableAdvice(dir));
+  }
 
   const holderId = options.holder ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const redis = openRedis(options.redisUrl, 'command', 'annex-p2phttp-lock-service');
@@ -137,6 +151,7 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
     port: options.healthPort ?? DEFAULT_HEALTH_PORT,
     host: options.healthHost,
     metrics,
+    log: logger,
     notReady: async () => {
       try {
         await redis.ping();
@@ -149,6 +164,10 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
         } catch {
           return `repository not readable: ${path}`;
         }
+      }
+      const unwritable = await writable.unwritable();
+      if (unwritable.length > 0) {
+        return `cannot write to ${unwritable.map((dir) => dir.path).join(', ')} (see the log)`;
       }
       return null;
     },

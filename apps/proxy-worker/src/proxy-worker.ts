@@ -14,7 +14,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { hostname } from 'node:os';
 import { type AddressInfo } from 'node:net';
 import { Queue, Worker } from 'bullmq';
-import { RepositoryRegistry, type ServeOptions } from '@annex-p2phttp/config';
+import {
+  RepositoryRegistry,
+  unwritableAdvice,
+  WritableCheck,
+  type ServeOptions,
+} from '@annex-p2phttp/config';
 import {
   advertise,
   blockingOptions,
@@ -26,6 +31,7 @@ import {
   quietLog,
   InProcessDispatcher,
   QueryServer,
+  STREAM_PATH,
   StreamTable,
   subscription,
   withdraw,
@@ -34,7 +40,14 @@ import {
   type JobResult,
   type WorkerAdvert,
 } from '@annex-p2phttp/dispatch';
-import { Metrics, mirrorPool } from '@annex-p2phttp/metrics';
+import {
+  logFunction,
+  loggerFor,
+  logNodeRequest,
+  Metrics,
+  mirrorPool,
+  type Logger,
+} from '@annex-p2phttp/metrics';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { JobProcessor, type ClusterJob } from './job-processor';
 
@@ -47,6 +60,9 @@ export interface ProxyWorkerTuning {
   readonly heartbeatMs?: number;
   /** How long an offered stream waits for its gateway. Default 5000 ms. */
   readonly claimTimeoutMs?: number;
+  /** The structured log (default: from the options' --log-format and --log-level). */
+  readonly logger?: Logger;
+  /** Overrides where its messages go (tests). */
   readonly log?: (message: string) => void;
 }
 
@@ -74,9 +90,8 @@ export async function startProxyWorker(
   options: ProxyWorkerOptions,
   tuning: ProxyWorkerTuning = {},
 ): Promise<RunningProxyWorker> {
-  const log = quietLog(
-    tuning.log ?? ((message: string) => process.stderr.write(`annex-p2phttp: ${message}\n`)),
-  );
+  const logger = tuning.logger ?? loggerFor(options, 'proxy-worker');
+  const log = quietLog(tuning.log ?? logFunction(logger, 'warn'));
   const heartbeatMs = tuning.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   const keys = new ClusterKeys(options.redisPrefix);
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -87,6 +102,15 @@ export async function startProxyWorker(
     log,
   });
   await registry.init();
+  const writable = new WritableCheck(() =>
+    registry
+      .list()
+      .filter((repo) => repo.kind === 'repository')
+      .map((repo) => repo.path),
+  );
+  for (const dir of await writable.unwritable()) {
+    log(unwritableAdvice(dir));
+  }
   const pool = new SessionPool({
     connector: new LocalShellConnector({ debug: options.debug, clusterJobs: options.clusterJobs }),
     maxActive: options.jobs,
@@ -109,10 +133,11 @@ export async function startProxyWorker(
     void handle(request, response);
   });
   const handle = async (request: IncomingMessage, response: ServerResponse) => {
+    const path = (request.url ?? '').split('?')[0] ?? '';
+    logNodeRequest(logger, request, response, dataPortRoute(path));
     if (streams.handle(request, response)) {
       return;
     }
-    const path = (request.url ?? '').split('?')[0];
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       return text(response, 405, 'method not allowed\n');
     }
@@ -148,6 +173,12 @@ export async function startProxyWorker(
     }
     if (served.size === 0) {
       problems.push('no repository served');
+    }
+    const unwritable = await writable.unwritable();
+    if (unwritable.length > 0) {
+      problems.push(
+        `cannot write to ${unwritable.map((dir) => dir.path).join(', ')} (see the log)`,
+      );
     }
     for (const [queue, entry] of served) {
       if (!entry.worker.isRunning()) {
@@ -370,4 +401,12 @@ export function defaultAdvertiseUrl(options: ServeOptions, port: number): string
     return `http://${bind.includes(':') ? `[${bind}]` : bind}:${port}`;
   }
   return `http://${hostname()}:${port}`;
+}
+
+/** The access log's name for a request on the data port. */
+function dataPortRoute(path: string): string {
+  if (path.startsWith(STREAM_PATH)) {
+    return 'stream';
+  }
+  return ['/healthz', '/readyz', '/metrics'].includes(path) ? path.slice(1) : 'unmatched';
 }

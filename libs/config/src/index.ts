@@ -3,3 +3,4 @@ export * from './options';
 export * from './users';
 export * from './auth';
 export * from './repositories';
+export * from './writable';

@@ -57,6 +57,20 @@ export interface ServeOptions extends AuthPolicy {
   workerJobs: number;
   /** lock-service: port of /healthz, /readyz and /metrics. */
   healthPort: number;
+  /**
+   * serve, gateway: a listener of its own for /metrics and /stats (which then leave the API's
+   * port); absent: they are answered on the API's port like /healthz and /readyz.
+   */
+  opsListen?: ListenAddress;
+  /** The log's format; absent: json unless stderr is a terminal. */
+  logFormat?: 'json' | 'text';
+  /** Lines below this level are not logged (`--debug` makes it debug). */
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
 }
 
 export const DEFAULT_PORT = 9417;
@@ -105,6 +119,9 @@ interface RawOptions {
   advertiseUrl?: string;
   stallCheck?: string;
   workerJobs?: string;
+  opsListen?: string;
+  logFormat?: string;
+  logLevel?: string;
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [
@@ -178,6 +195,12 @@ function buildCommand(): Command {
       'proxy-worker: jobs taken at once per queue (default: 8 x jobs, at least 64)',
     ),
     valued('--health-port <N>', `lock-service: health port (${DEFAULT_HEALTH_PORT})`),
+    valued(
+      '--ops-listen <ADDRESS:PORT>',
+      'serve /metrics and /stats on this listener only, not on the API port',
+    ),
+    valued('--log-format <FORMAT>', 'json or text (default: json unless stderr is a terminal)'),
+    valued('--log-level <LEVEL>', 'debug, info, warn or error (default info; --debug: debug)'),
   ];
   const cmd = new Command('annex-p2phttp serve')
     .description('Serve the git-annex HTTP P2P API for one or more git-annex repositories.')
@@ -229,6 +252,25 @@ function parseCount(
     return undefined;
   }
   return value;
+}
+
+/**
+ * `HOST:PORT`, `[IPV6]:PORT` or `:PORT` (all addresses) → a listen address, or undefined with the
+ * problem recorded.
+ */
+export function parseListenAddress(
+  flag: string,
+  text: string,
+  problems: string[],
+): ListenAddress | undefined {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) {
+    problems.push(`${flag} ${JSON.stringify(text)}: must be ADDRESS:PORT, [IPV6]:PORT or :PORT`);
+    return undefined;
+  }
+  const host = match[1] ?? match[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
 /**
@@ -356,6 +398,17 @@ export function parseServeArgs(
       `--redis-prefix ${JSON.stringify(redisPrefix)}: must be 1 to 64 of A-Z a-z 0-9 _ . : -`,
     );
   }
+  const opsListen =
+    raw.opsListen === undefined
+      ? undefined
+      : parseListenAddress('--ops-listen', raw.opsListen, problems);
+  if (raw.logFormat !== undefined && !['json', 'text'].includes(raw.logFormat)) {
+    problems.push(`--log-format ${JSON.stringify(raw.logFormat)}: must be json or text`);
+  }
+  const logLevel = raw.logLevel ?? (raw.debug === true ? 'debug' : 'info');
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
+    problems.push(`--log-level ${JSON.stringify(logLevel)}: must be debug, info, warn or error`);
+  }
   if (raw.advertiseUrl !== undefined && !/^https?:\/\/[^/]+\/?$/.test(raw.advertiseUrl)) {
     problems.push(`--advertise-url ${JSON.stringify(raw.advertiseUrl)}: must be http://HOST:PORT`);
   }
@@ -404,7 +457,14 @@ export function parseServeArgs(
     dataPort,
     stallCheckMs: stallCheck * 1000,
     workerJobs,
+    logLevel: logLevel as ServeOptions['logLevel'],
   };
+  if (opsListen !== undefined) {
+    options.opsListen = opsListen;
+  }
+  if (raw.logFormat !== undefined) {
+    options.logFormat = raw.logFormat as 'json' | 'text';
+  }
   if (redis !== undefined) {
     options.redis = redis;
   }
