@@ -196,7 +196,7 @@ function buildCommand(): Command {
     ),
     valued('--health-port <N>', `lock-service: health port (${DEFAULT_HEALTH_PORT})`),
     valued(
-      '--ops-listen <ADDRESS:PORT>',
+      '--ops-listen <HOST:PORT>',
       'serve /metrics and /stats on this listener only, not on the API port',
     ),
     valued('--log-format <FORMAT>', 'json or text (default: json unless stderr is a terminal)'),
@@ -266,7 +266,7 @@ export function parseListenAddress(
   const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text);
   const port = match ? Number(match[3]) : NaN;
   if (!match || port > 65535) {
-    problems.push(`${flag} ${JSON.stringify(text)}: must be ADDRESS:PORT, [IPV6]:PORT or :PORT`);
+    problems.push(`${flag} ${JSON.stringify(text)}: must be HOST:PORT, [IPV6]:PORT or :PORT`);
     return undefined;
   }
   const host = match[1] ?? match[2] ?? '';

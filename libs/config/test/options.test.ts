@@ -40,6 +40,7 @@ describe('parseServeArgs', () => {
       dataPort: 9418,
       stallCheckMs: 30_000,
       workerJobs: 64,
+      logLevel: 'info',
     });
   });
 
@@ -86,6 +87,12 @@ describe('parseServeArgs', () => {
         'site-a:',
         '--health-port',
         '9500',
+        '--ops-listen',
+        '127.0.0.1:9420',
+        '--log-format',
+        'text',
+        '--log-level',
+        'warn',
       ],
       CWD,
       {},
@@ -117,7 +124,33 @@ describe('parseServeArgs', () => {
       dataPort: 9418,
       stallCheckMs: 30_000,
       workerJobs: 64,
+      opsListen: { host: '127.0.0.1', port: 9420 },
+      logFormat: 'text',
+      logLevel: 'warn',
     });
+  });
+
+  it('reads the ops listener and log options, and refuses bad ones', () => {
+    expect(parseServeArgs(['--ops-listen', '[::1]:0'], CWD).opsListen).toEqual({
+      host: '::1',
+      port: 0,
+    });
+    expect(parseServeArgs(['--ops-listen', ':9420'], CWD).opsListen).toEqual({
+      host: '0.0.0.0',
+      port: 9420,
+    });
+    expect(parseServeArgs(['--ops-listen', 'ops.local:9420'], CWD).opsListen).toEqual({
+      host: 'ops.local',
+      port: 9420,
+    });
+    expect(parseServeArgs(['-d'], CWD).logLevel).toBe('debug');
+    expect(parseServeArgs(['-d', '--log-level', 'error'], CWD).logLevel).toBe('error');
+    expect(parseServeArgs([], CWD).logFormat).toBeUndefined();
+    for (const bad of ['9420', 'host:', 'host:70000', '::1:9420', 'a b:1']) {
+      expect(failure(['--ops-listen', bad]).message).toContain('--ops-listen');
+    }
+    expect(failure(['--log-format', 'xml']).message).toContain('--log-format "xml"');
+    expect(failure(['--log-level', 'trace']).message).toContain('--log-level "trace"');
   });
 
   it('reads the cluster options, from the command line or the environment', () => {
@@ -320,6 +353,9 @@ describe('serveHelp', () => {
     '--redis',
     '--redis-prefix',
     '--health-port',
+    '--ops-listen',
+    '--log-format',
+    '--log-level',
     '-h, --help',
   ];
 
