@@ -127,10 +127,12 @@ describe('helm', () => {
           'Deployment',
           'HorizontalPodAutoscaler',
           'PersistentVolumeClaim',
+          'PersistentVolumeClaim',
           'PodDisruptionBudget',
           'PodDisruptionBudget',
           'PodDisruptionBudget',
           'Secret',
+          'Service',
           'Service',
           'Service',
           'Service',
@@ -143,7 +145,30 @@ describe('helm', () => {
       const gateway = find(objects, 'Deployment', 'gateway');
       const worker = find(objects, 'StatefulSet', 'proxy-worker');
       const lockService = find(objects, 'Deployment', 'lock-service');
-      expect(container(gateway).args.slice(0, 3)).toEqual(['gateway', '--port', '9417']);
+      expect(container(gateway).args.slice(0, 5)).toEqual([
+        'gateway',
+        '--port',
+        '9417',
+        '--ops-listen',
+        '0.0.0.0:9420',
+      ]);
+      // /metrics and /stats: on the ops port, behind a ClusterIP Service of its own.
+      expect(container(gateway).ports[1]).toEqual({
+        name: 'ops',
+        containerPort: 9420,
+        protocol: 'TCP',
+      });
+      const opsService = objects.find(
+        (o) => o.kind === 'Service' && o.metadata.name === 'rel-annex-p2phttp-gateway-ops',
+      )!;
+      expect(opsService.spec.type).toBe('ClusterIP');
+      expect(opsService.spec.ports).toEqual([
+        { name: 'ops', port: 9420, targetPort: 'ops', protocol: 'TCP' },
+      ]);
+      const apiService = objects.find(
+        (o) => o.kind === 'Service' && o.metadata.name === 'rel-annex-p2phttp-gateway',
+      )!;
+      expect(apiService.spec.ports.map((p: { name: string }) => p.name)).toEqual(['http']);
       expect(container(worker).args).toEqual([
         'proxy-worker',
         '--directory',
@@ -182,8 +207,24 @@ describe('helm', () => {
         expect(workload.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
         expect(c.env.map((e: { name: string }) => e.name)).toContain('REDIS_URL');
       }
+      // Redis keeps an append-only file on a claim of its own and never evicts.
+      const redis = find(objects, 'Deployment', 'redis');
+      const redisArgs = container(redis).args.join(' ');
+      expect(redisArgs).toContain('--appendonly yes');
+      expect(redisArgs).toContain('--appendfsync everysec');
+      expect(redisArgs).toContain('--maxmemory-policy noeviction');
+      const redisData = redis.spec.template.spec.volumes.find(
+        (v: { name: string }) => v.name === 'data',
+      );
+      expect(redisData.persistentVolumeClaim.claimName).toBe('rel-annex-p2phttp-redis');
+      // A fresh volume is writable for the apps' user.
+      expect(gateway.spec.template.spec.securityContext.fsGroup).toBe(10001);
       // Workers and lock-service mount one claim, and stay on one node while it is ReadWriteOnce.
-      const claims = objects.filter((o) => o.kind === 'PersistentVolumeClaim');
+      const claims = objects.filter(
+        (o) =>
+          o.kind === 'PersistentVolumeClaim' &&
+          o.metadata.labels?.['app.kubernetes.io/component'] !== 'redis',
+      );
       expect(claims.map((c) => c.spec.accessModes)).toEqual([['ReadWriteOnce']]);
       for (const workload of [worker, lockService]) {
         const volumes = workload.spec.template.spec.volumes;
@@ -237,6 +278,8 @@ describe('helm', () => {
         'gateway',
         '--port',
         '9417',
+        '--ops-listen',
+        '0.0.0.0:9420',
         '--unauth-readonly',
         '--authenv',
         '--certfile',
@@ -256,10 +299,11 @@ describe('helm', () => {
       expect(worker.spec.template.spec.affinity).toBeUndefined();
       const monitor = find(objects, 'ServiceMonitor', 'gateway');
       expect(monitor.spec.endpoints[0]).toMatchObject({
-        port: 'http',
+        port: 'ops',
         path: '/metrics',
-        scheme: 'https',
+        scheme: 'http',
       });
+      expect(monitor.spec.selector.matchLabels['annex-p2phttp/endpoint']).toBe('ops');
     },
   );
 

@@ -44,7 +44,7 @@ describe('docker-compose.yml', () => {
     expect(result.code, result.stderr).toBe(0);
     const resolved = parseYaml(result.stdout) as { services: Services; volumes: object };
     checkServices(resolved.services);
-    expect(Object.keys(resolved.volumes)).toEqual(['repos']);
+    expect(Object.keys(resolved.volumes).sort()).toEqual(['redis-data', 'repos']);
   });
 
   it.skipIf(!present)(
@@ -90,7 +90,20 @@ function checkServices(services: Services): void {
     ].sort(),
   );
   const app = (name: string) => services[name] as { command: string[]; image: string };
-  expect(app('gateway').command.slice(0, 3)).toEqual(['gateway', '--port', '9417']);
+  expect(app('gateway').command.slice(0, 5)).toEqual([
+    'gateway',
+    '--port',
+    '9417',
+    '--ops-listen',
+    '0.0.0.0:9420',
+  ]);
+  // Redis keeps jobs and lock records across restarts: an append-only file on a volume.
+  const redis = (services.redis as { command: string[] }).command.join(' ');
+  expect(redis).toContain('--appendonly yes');
+  expect(redis).toContain('--appendfsync everysec');
+  expect(redis).toContain('--maxmemory-policy noeviction');
+  expect(redis).toContain('--dir /data');
+  expect(services.redis.volumes.map(String).join()).toMatch(/redis-data:\/data/);
   expect(app('proxy-worker').command).toEqual([
     'proxy-worker',
     '--directory',
@@ -116,4 +129,6 @@ function checkServices(services: Services): void {
   }
   const ports = JSON.stringify(services.gateway.ports);
   expect(ports).toMatch(/127\.0\.0\.1:9417:9417/);
+  // The ops listener is reached by Prometheus inside the stack, never published.
+  expect(ports).not.toMatch(/9420/);
 }

@@ -31,6 +31,9 @@ spec:
   selector:
     matchLabels:
       {{- include "annex-p2phttp.componentSelectorLabels" . | nindent 6 }}
+      {{- with .selector }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
   endpoints:
     - port: {{ .port }}
       path: /metrics
