@@ -247,6 +247,8 @@ export HOME="$tmp/home"
 mkdir -p "$HOME" "$tmp/repos"
 git config --global init.defaultBranch main
 git config --global annex.security.allowed-ip-addresses all
+# The client here (root) reads repositories that belong to the image's user.
+git config --global safe.directory '*'
 make_repo() {
   git init -q "$1"
   (cd "$1" && git annex init -q "$2" && echo "$2" >"$2.txt" && git annex add -q "$2.txt" &&
@@ -254,8 +256,8 @@ make_repo() {
 }
 make_repo "$tmp/repos/writable" writable
 make_repo "$tmp/repos/foreign" foreign
-chown -R 10001:10001 "$tmp/repos/writable"
 writable_uuid=$(git -C "$tmp/repos/writable" config annex.uuid)
+chown -R 10001:10001 "$tmp/repos/writable"
 serve() {
   local name=$1 port=$2
   shift 2
