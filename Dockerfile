@@ -2,7 +2,11 @@
 # (serve | gateway | proxy-worker | lock-service). See README.md, "Deploying".
 #
 #   docker build -t annex-p2phttp .
-#   docker run -p 9417:9417 -v /srv/annex:/data/repos annex-p2phttp serve --directory /data/repos --wideopen
+#   docker run -p 9417:9417 --user "$(stat -c %u:%g /srv/annex)" -v /srv/annex:/data/repos \
+#       annex-p2phttp serve --directory /data/repos --wideopen
+# The container must be able to write to the repositories: run it as their owner (--user, as
+# above) or chown them to 10001:10001, the image's user. Its log says which it cannot write to.
+# No `# syntax=` line: BuildKit would fetch a frontend from a registry; offline builds work.
 
 # Build: every package compiled with the dev dependencies.
 FROM node:24-bookworm-slim AS build

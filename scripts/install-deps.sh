@@ -5,19 +5,26 @@
 #   - redis-server (the tests start private instances; cluster mode needs one).
 #   - curl, and docker-compose without its recommended Docker engine (the tests run
 #     `docker-compose config` on docker-compose.yml; a few Python packages).
+#   - prometheus (promtool and a Prometheus the tests run against the apps to check the
+#     dashboard's queries; installed without its recommended exporters, and not started).
 #   - Node.js >= 20.18 is checked (not installed: use your distribution's or nodesource).
 # With --runtime it installs only git and git-annex, without recommended packages: what the
 # container image needs (see Dockerfile).
+# With --deploy-test it also installs what the deploy smoke test (scripts/deploy-smoke/run.sh)
+# needs: Docker's engine (docker.io; the test starts a private dockerd of its own) and
+# debootstrap (it makes the base images locally).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 min_annex=10.20240731
 
 runtime=false
+deploy_test=false
 case "${1:-}" in
   --runtime) runtime=true ;;
+  --deploy-test) deploy_test=true ;;
   '') ;;
   *)
-    echo "usage: $0 [--runtime]" >&2
+    echo "usage: $0 [--runtime | --deploy-test]" >&2
     exit 2
     ;;
 esac
@@ -34,9 +41,15 @@ packages=()
 wanted=(git redis-server curl)
 $runtime && wanted=(git)
 for p in "${wanted[@]}"; do installed "$p" || packages+=("$p"); done
-# docker-compose recommends docker.io (the engine and its daemon): not wanted here.
+# docker-compose recommends docker.io (the engine and its daemon): not wanted here; prometheus
+# recommends its exporters.
 lean_packages=()
-$runtime || installed docker-compose || lean_packages+=(docker-compose)
+if ! $runtime; then
+  for p in docker-compose prometheus; do installed "$p" || lean_packages+=("$p"); done
+fi
+if $deploy_test; then
+  for p in docker.io debootstrap; do installed "$p" || lean_packages+=("$p"); done
+fi
 
 if ! annex_ok || [ ${#packages[@]} -gt 0 ] || [ ${#lean_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

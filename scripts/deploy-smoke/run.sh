@@ -240,7 +240,7 @@ step_done "project image"
 
 # ---------------------------------------------------------------------------------------------
 # The image on a repository volume, as the README's docker run does (host network instead of -p).
-# A repository owned by 10001 (the image's user) and one owned by root, beside each other.
+# A repository owned by 10001 (the image's user), and one owned by another uid (1234).
 export GIT_AUTHOR_NAME=smoke GIT_AUTHOR_EMAIL=smoke@localhost
 export GIT_COMMITTER_NAME=smoke GIT_COMMITTER_EMAIL=smoke@localhost
 export HOME="$tmp/home"
@@ -258,6 +258,7 @@ make_repo "$tmp/repos/writable" writable
 make_repo "$tmp/repos/foreign" foreign
 writable_uuid=$(git -C "$tmp/repos/writable" config annex.uuid)
 chown -R 10001:10001 "$tmp/repos/writable"
+chown -R 1234:1234 "$tmp/repos/foreign"
 serve() {
   local name=$1 port=$2
   shift 2
@@ -284,7 +285,7 @@ git clone -q "$tmp/repos/writable" "$tmp/writable-client"
 }
 say "serve in the image: /healthz 200, /readyz 200, copy --to and get through it"
 
-# The repository owned by root: the container must say it cannot write there, /readyz fails.
+# The repository of another uid: the container must say it cannot write there, /readyz fails.
 serve foreign "$serve2_port" -v "$tmp/repos/foreign:/data/repos/foreign"
 wait_http "http://127.0.0.1:$serve2_port/healthz" 200 60
 wait_http "http://127.0.0.1:$serve2_port/readyz" 503 30
@@ -292,7 +293,7 @@ foreign_log=$(docker logs "$COMPOSE_PROJECT_NAME-foreign" 2>&1)
 grep -q 'cannot write' <<<"$foreign_log" || { echo "$foreign_log" >&2; fail "no word about the unwritable repository"; }
 grep -q -- '--user' <<<"$foreign_log" || { echo "$foreign_log" >&2; fail "no advice to run with --user"; }
 say "a repository of another uid: named in the log, /readyz 503"
-# The advice works: the same container run as the repository's owner.
+# The advice works: the same container run as the repository's owner (README's docker run).
 docker rm -f "$COMPOSE_PROJECT_NAME-foreign" >/dev/null
 serve foreign-as-owner "$serve2_port" --user "$(stat -c %u:%g "$tmp/repos/foreign")" \
   -v "$tmp/repos/foreign:/data/repos/foreign"
