@@ -7,7 +7,7 @@
 #     `docker-compose config` on docker-compose.yml; a few Python packages).
 #   - prometheus (promtool and a Prometheus the tests run against the apps to check the
 #     dashboard's queries; installed without its recommended exporters, and not started).
-#   - Node.js >= 20.18 is checked (not installed: use your distribution's or nodesource).
+#   - Node.js >= 20.19 (22: >= 22.13) is checked (not installed: use your distribution's or nodesource).
 # With --runtime it installs only git and git-annex, without recommended packages: what the
 # container image needs (see Dockerfile).
 # With --deploy-test it also installs what the deploy smoke test (scripts/deploy-smoke/run.sh)
@@ -86,8 +86,8 @@ fi
 annex_ok || { echo "install-deps: git-annex is still older than $min_annex" >&2; exit 1; }
 
 node_version=$(node --version 2>/dev/null || true)
-if [ -z "$node_version" ] || ! dpkg --compare-versions "${node_version#v}" ge 20.18; then
-  echo "install-deps: Node.js >= 20.18 is required (found: ${node_version:-none})" >&2
+if [ -z "$node_version" ] || ! dpkg --compare-versions "${node_version#v}" ge 20.19; then
+  echo "install-deps: Node.js >= 20.19 (22: >= 22.13) is required (found: ${node_version:-none})" >&2
   exit 1
 fi
 if $runtime; then
