@@ -20,7 +20,8 @@ if (!portsJson || keep.length === 0) {
   process.exit(2);
 }
 const ports = JSON.parse(portsJson);
-const config = parse(readFileSync(0, 'utf8'));
+// YAML 1.1 both ways, as docker-compose (PyYAML) reads and writes it: 'no' and 'yes' stay strings.
+const config = parse(readFileSync(0, 'utf8'), { version: '1.1' });
 const redisUrl = `redis://127.0.0.1:${ports.redis}`;
 
 /** Replaces the value after `name` in an argument list (the option must be there). */
@@ -82,4 +83,4 @@ for (const name of keep) {
 }
 config.services = services;
 delete config.networks;
-process.stdout.write(stringify(config));
+process.stdout.write(stringify(config, { version: '1.1' }));

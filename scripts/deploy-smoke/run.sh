@@ -88,14 +88,14 @@ cleanup() {
   set +e
   trap - EXIT INT TERM
   if [ -n "$dockerd_pid" ]; then
-    if [ "$status" -ne 0 ] && [ -n "$compose_file" ]; then
+    if [ "$status" -ne 0 ] && [ -s "$compose_file" ]; then
       say "compose logs (last lines):"
       compose logs --no-color --tail 40 >&2 2>&1
     fi
     if [ -n "${ANNEX_P2PHTTP_SMOKE_KEEP:-}" ]; then
       say "keeping $tmp"
     else
-      [ -n "$compose_file" ] && compose down -v --remove-orphans >/dev/null 2>&1
+      [ -s "$compose_file" ] && compose down -v --remove-orphans >/dev/null 2>&1
       [ ${#containers[@]} -eq 0 ] || docker rm -f -v "${containers[@]}" >/dev/null 2>&1
     fi
     say "stopping dockerd (pid $dockerd_pid)"
@@ -295,6 +295,7 @@ grep -q -- '--user' <<<"$foreign_log" || { echo "$foreign_log" >&2; fail "no adv
 say "a repository of another uid: named in the log, /readyz 503"
 # The advice works: the same container run as the repository's owner (README's docker run).
 docker rm -f "$COMPOSE_PROJECT_NAME-foreign" >/dev/null
+containers=("$COMPOSE_PROJECT_NAME-writable")
 serve foreign-as-owner "$serve2_port" --user "$(stat -c %u:%g "$tmp/repos/foreign")" \
   -v "$tmp/repos/foreign:/data/repos/foreign"
 wait_http "http://127.0.0.1:$serve2_port/readyz" 200 60
@@ -307,9 +308,9 @@ step_done "image on repository volumes"
 compose_file="$tmp/compose.host.yml"
 ports_json=$(printf '{"api":%s,"data":%s,"health":%s,"ops":%s,"redis":%s}' \
   "$api_port" "$data_port" "$health_port" "$ops_port" "$redis_port")
-(cd "$ROOT" && docker-compose -f docker-compose.yml config) |
-  node "$ROOT/scripts/deploy-smoke/host-compose.mjs" "$ports_json" \
-    redis init-demo proxy-worker lock-service gateway >"$compose_file"
+(cd "$ROOT" && docker-compose -f docker-compose.yml config) >"$tmp/compose.resolved.yml"
+node "$ROOT/scripts/deploy-smoke/host-compose.mjs" "$ports_json" \
+  redis init-demo proxy-worker lock-service gateway <"$tmp/compose.resolved.yml" >"$compose_file"
 say "docker-compose up --build (redis, init-demo, proxy-worker, lock-service, gateway)"
 compose up --build -d >"$tmp/compose-up.log" 2>&1 || { cat "$tmp/compose-up.log" >&2; fail "compose up"; }
 wait_http "http://127.0.0.1:$api_port/readyz" 200 90
