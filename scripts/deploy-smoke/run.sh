@@ -311,8 +311,10 @@ ports_json=$(printf '{"api":%s,"data":%s,"health":%s,"ops":%s,"redis":%s}' \
 (cd "$ROOT" && docker-compose -f docker-compose.yml config) >"$tmp/compose.resolved.yml"
 node "$ROOT/scripts/deploy-smoke/host-compose.mjs" "$ports_json" \
   redis init-demo proxy-worker lock-service gateway <"$tmp/compose.resolved.yml" >"$compose_file"
-say "docker-compose up --build (redis, init-demo, proxy-worker, lock-service, gateway)"
-compose up --build -d >"$tmp/compose-up.log" 2>&1 || { cat "$tmp/compose-up.log" >&2; fail "compose up"; }
+# The README says `up --build`; the image was built above from this tree by the README's
+# `docker build`, so `up` starts from it instead of building it again with compose's builder.
+say "docker-compose up (redis, init-demo, proxy-worker, lock-service, gateway)"
+compose up -d >"$tmp/compose-up.log" 2>&1 || { cat "$tmp/compose-up.log" >&2; fail "compose up"; }
 wait_http "http://127.0.0.1:$api_port/readyz" 200 90
 wait_http "http://127.0.0.1:$health_port/readyz" 200 30
 wait_http "http://127.0.0.1:$data_port/readyz" 200 30
