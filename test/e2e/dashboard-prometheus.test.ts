@@ -39,12 +39,15 @@ const PROMETHEUS_YML = path.join(PROJECT_ROOT, 'deploy/prometheus/prometheus.yml
 const present = (tool: string) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0;
 const available = present('prometheus') && present('promtool');
 
-/** Grafana's variables as the dashboard shows everything: all apps, all instances. */
-function substitute(expr: string): string {
+/**
+ * Grafana's variables as the dashboard shows everything: all apps, all instances, each variable's
+ * "All" value (`.+`: series of other jobs, which have no `app` label, stay out).
+ */
+function substitute(expr: string, all: Record<string, string>): string {
   return expr
     .replace(/\$__rate_interval/g, '30s')
-    .replace(/\$app\b/g, '.*')
-    .replace(/\$instance\b/g, '.*');
+    .replace(/\$app\b/g, all.app ?? '.+')
+    .replace(/\$instance\b/g, all.instance ?? '.+');
 }
 
 interface LogLine {
@@ -280,8 +283,13 @@ describe.skipIf(isReference())('dashboard and Prometheus configuration, for real
 
       const dashboard = JSON.parse(await readFile(DASHBOARD, 'utf8')) as {
         panels: { type: string; title: string; targets?: { expr: string }[] }[];
-        templating: { list: { name: string; definition?: string }[] };
+        templating: { list: { name: string; definition?: string; allValue?: string }[] };
       };
+      const all = Object.fromEntries(
+        dashboard.templating.list.map((variable) => [variable.name, variable.allValue ?? '']),
+      );
+      expect(all.app).toBe('.+');
+      expect(all.instance).toBe('.+');
       const expressions = dashboard.panels
         .filter((panel) => panel.type !== 'row')
         .flatMap((panel) =>
@@ -293,16 +301,24 @@ describe.skipIf(isReference())('dashboard and Prometheus configuration, for real
       const counts = await pollUntil(
         'every expression returns data',
         async () => {
-          const found: { title: string; expr: string; series: number; error?: string }[] = [];
+          const found: {
+            title: string;
+            expr: string;
+            series: number;
+            apps: (string | undefined)[];
+            error?: string;
+          }[] = [];
           for (const { title, expr } of expressions) {
             const answer = await getJson<QueryAnswer>(
               prometheusPort,
-              `/api/v1/query?query=${encodeURIComponent(substitute(expr))}`,
+              `/api/v1/query?query=${encodeURIComponent(substitute(expr, all))}`,
             );
+            const result = (answer.body.data?.result ?? []) as { metric: { app?: string } }[];
             found.push({
               title,
               expr,
-              series: answer.body.data?.result.length ?? 0,
+              series: result.length,
+              apps: result.map((series) => series.metric.app),
               error: answer.body.error,
             });
           }
@@ -319,7 +335,7 @@ describe.skipIf(isReference())('dashboard and Prometheus configuration, for real
         for (const { expr } of expressions) {
           const answer = await getJson<QueryAnswer>(
             prometheusPort,
-            `/api/v1/query?query=${encodeURIComponent(substitute(expr))}`,
+            `/api/v1/query?query=${encodeURIComponent(substitute(expr, all))}`,
           );
           found.push(`${answer.body.data?.result.length ?? answer.body.error}: ${expr}`);
         }
@@ -331,6 +347,14 @@ describe.skipIf(isReference())('dashboard and Prometheus configuration, for real
           .join('\n')}`,
       );
 
+      // A panel by app shows this project's apps only, not every process Prometheus scrapes.
+      const apps = ['embedded', 'gateway', 'lock-service', 'proxy-worker'];
+      for (const { expr, apps: seen } of counts.filter((c) => /by \(app/.test(c.expr))) {
+        for (const app of seen) {
+          expect(apps, expr).toContain(app);
+        }
+      }
+
       // The template variables' queries (label_values(SELECTOR, LABEL)) find values too.
       for (const variable of dashboard.templating.list) {
         const match = /^label_values\((.*),\s*(\w+)\)$/.exec(variable.definition ?? '');
@@ -340,7 +364,7 @@ describe.skipIf(isReference())('dashboard and Prometheus configuration, for real
         const [, selector, label] = match;
         const answer = await getJson<{ data: string[] }>(
           prometheusPort,
-          `/api/v1/label/${label}/values?match[]=${encodeURIComponent(substitute(selector!))}`,
+          `/api/v1/label/${label}/values?match[]=${encodeURIComponent(substitute(selector!, all))}`,
         );
         expect(answer.body.data.length, variable.name).toBeGreaterThan(0);
         if (label === 'app') {
