@@ -7,7 +7,9 @@
  * Authorization header ever appears. With `--ops-listen`, /metrics and /stats are answered there
  * and no longer on the API's port; /healthz and /readyz stay public.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { basicAuth, httpRequest, P2PApi } from './api';
 import {
@@ -20,6 +22,8 @@ import {
   makeClientClone,
   makeServedRepo,
   pollUntil,
+  PROJECT_BIN,
+  PROJECT_ROOT,
   reportServerOutputOnFailure,
   RunningServer,
   Sandbox,
@@ -207,3 +211,36 @@ for (const kind of ['project', 'cluster'] as const) {
     });
   });
 }
+
+/** Runs `node args`; resolves with its exit code and stderr. */
+function node(args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, args, { timeout: 60_000 }, (error, _stdout, stderr) => {
+      resolve({ code: error ? Number(error.code ?? 1) : 0, stderr });
+    });
+  });
+}
+
+describe.skipIf(isReference())('the log on the way out', () => {
+  it('writes every line, in order, even when the process exits at once', async () => {
+    // Lines are written together once per event-loop turn; none may be lost by an exit.
+    const script = `
+      const { loggerFor } = require(${JSON.stringify(path.join(PROJECT_ROOT, 'libs/metrics/dist'))});
+      const log = loggerFor({ logFormat: 'json' }, 'test');
+      for (let i = 0; i < 1000; i++) log.info('line ' + i);
+      process.exit(3);`;
+    const { code, stderr } = await node(['-e', script]);
+    expect(code).toBe(3);
+    const lines = stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(1000);
+    lines.forEach((line, i) => expect((JSON.parse(line) as LogLine).msg).toBe(`line ${i}`));
+  });
+
+  it('says why it cannot start, as a JSON error line', async () => {
+    const { code, stderr } = await node([PROJECT_BIN, 'serve', '--repo', '/nonexistent/repo']);
+    expect(code).toBe(2);
+    const line = JSON.parse(stderr.trim().split('\n').at(-1)!) as LogLine;
+    expect(line.level).toBe('error');
+    expect(line.msg).toMatch(/^cannot start: .*\/nonexistent\/repo/);
+  });
+});
