@@ -165,20 +165,20 @@ describe.skipIf(isReference())('dashboard and Prometheus configuration, for real
       ];
       repoEmbedded = await makeServedRepo(sandbox, sandbox.path('embedded'), files);
       repoCluster = await makeServedRepo(sandbox, sandbox.path('cluster'), files);
-      const args = ['--ops-listen', '127.0.0.1:0'];
+      const extraArgs = ['--ops-listen', '127.0.0.1:0'];
       embedded = await startServer({
         sandbox,
         repo: repoEmbedded,
         kind: 'project',
         auth: ['--wideopen'],
-        args,
+        extraArgs,
       });
       cluster = await startServer({
         sandbox,
         repo: repoCluster,
         kind: 'cluster',
         auth: ['--wideopen'],
-        args,
+        extraArgs,
       });
       const ports = await pollUntil('every app has announced its ports', () => {
         const found = {

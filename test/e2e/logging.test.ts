@@ -91,7 +91,7 @@ for (const kind of ['project', 'cluster'] as const) {
         auth: ['--authenv-http'],
         users: { alice: { password: PASSWORD } },
         // Debug level: Nest's own start-up messages come too, through the same log.
-        args: ['--ops-listen', '127.0.0.1:0', '--log-level', 'debug'],
+        extraArgs: ['--ops-listen', '127.0.0.1:0', '--log-level', 'debug'],
       });
       ops = await pollUntil('the ops listener is announced', () =>
         opsPort(parseOutput(server!.output()).json),
