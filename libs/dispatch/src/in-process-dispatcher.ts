@@ -10,6 +10,8 @@ import {
   putOffset,
   put,
   remove,
+  removeBeforeJudgedHere,
+  timestampSeconds,
   unlockContent,
   isStaleFailure,
   ObjectFiles,
@@ -63,9 +65,14 @@ export class InProcessDispatcher implements Dispatcher {
 
   /**
    * A repository's own timestamp is the host's boot clock, read here as git-annex-shell would
-   * read it (no session to open, none left idle); a proxied remote or cluster is asked.
+   * read it (no session to open, none left idle). A proxied special remote has no clock of its
+   * own that git-annex-shell would tell: its timestamp is this host's, which its remove-before
+   * is judged by (see remove). Another proxied remote or a cluster is asked.
    */
   async getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
+    if (target.specialRemote === true) {
+      return timestampSeconds();
+    }
     if (target.direct === true) {
       const seconds = await bootClockSeconds();
       if (seconds !== undefined) {
@@ -75,12 +82,25 @@ export class InProcessDispatcher implements Dispatcher {
     return this.pool.run(target, (c) => getTimestamp(c), signal, RETRY);
   }
 
+  /**
+   * REMOVE, or REMOVE-BEFORE. A proxied special remote's deadline is judged here against the
+   * clock getTimestamp answers from, once a session is ours, and only a plain REMOVE reaches
+   * git-annex-shell.
+   */
   remove(
     target: SessionTarget,
     key: string,
     before: number | undefined,
     signal?: AbortSignal,
   ): Promise<PlusResult> {
+    if (before !== undefined && target.specialRemote === true) {
+      return this.pool.run(
+        target,
+        (c) => removeBeforeJudgedHere(c, key, before, timestampSeconds),
+        signal,
+        RETRY,
+      );
+    }
     return this.pool.run(target, (c) => remove(c, key, before), signal, RETRY);
   }
 
