@@ -835,6 +835,66 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
 }
 
+/** What a cluster-mode app needs: the repository, its sandbox, and the Redis it shares. */
+export interface ClusterAppContext {
+  sandbox: Sandbox;
+  repo: ServedRepo;
+  redisUrl: string;
+  /** `--redis-prefix` */
+  prefix: string;
+}
+
+/**
+ * Spawns `annex-p2phttp <command> --redis URL --redis-prefix P <args>` (a gateway, proxy-worker
+ * or lock-service of cluster mode) in its own process group, tracked like every server; `port` is
+ * where it answers HTTP (its API or its health port).
+ */
+export function spawnClusterApp(
+  context: ClusterAppContext,
+  command: 'gateway' | 'serve' | 'proxy-worker' | 'lock-service',
+  args: readonly string[],
+  port: number,
+): RunningServer {
+  const all = [command, '--redis', context.redisUrl, '--redis-prefix', context.prefix, ...args];
+  const child = spawn(process.execPath, [PROJECT_BIN, ...all], {
+    cwd: context.repo.dir,
+    env: context.sandbox.env(),
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  track(child);
+  return new RunningServer('project', port, context.repo, all.join(' '), child);
+}
+
+/** The status of GET `urlPath` on 127.0.0.1:`port`, or 0 when nothing answers. */
+export function httpStatus(port: number, urlPath: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(
+      { host: '127.0.0.1', port, path: urlPath, agent: false, timeout: 10_000 },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
+}
+
+/** Waits until an app answers GET /readyz with 200; fails at once if it exited. */
+export async function untilReady(app: RunningServer, what: string): Promise<void> {
+  await pollUntil(
+    `${what} ready`,
+    async () => {
+      if (app.exited) {
+        throw new Error(app.describe());
+      }
+      return (await httpStatus(app.port, '/readyz')) === 200 ? true : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
+}
+
 /**
  * Stops the servers and checks what they left: returns the git-annex-shell processes still alive
  * that mention `dirs` (polled for up to 3 s, to let /proc catch up), after SIGKILLing them so the
