@@ -472,6 +472,47 @@ export async function makeClientClone(
   return { ...repo, uuid };
 }
 
+/**
+ * A plain clone of `served` over the filesystem that learns where content is only from the served
+ * repository's committed `git-annex` branch (see `whereisFromBranch`), never from its journal.
+ */
+export async function makeObserverClone(
+  sandbox: Sandbox,
+  served: ServedRepo,
+  dir: string,
+): Promise<ClientRepo> {
+  const env = sandbox.env();
+  await run('git', ['clone', '-q', served.dir, dir], { cwd: sandbox.root, env });
+  const repo: RepoContext = { dir, env };
+  await annex(repo, ['init', '-q', 'observer']);
+  const uuid = (await git(repo, ['config', 'annex.uuid'])).stdout.trim();
+  return { ...repo, uuid };
+}
+
+/**
+ * Fetches the served repository's `git-annex` branch into `observer` (plain git over the
+ * filesystem) and returns the uuids `git annex whereis` then lists for `key`, sorted.
+ */
+export async function whereisFromBranch(
+  observer: RepoContext,
+  served: RepoContext,
+  key: string,
+): Promise<string[]> {
+  await git(observer, [
+    'fetch',
+    '-q',
+    served.dir,
+    '+refs/heads/git-annex:refs/remotes/origin/git-annex',
+  ]);
+  const { stdout } = await annexStatus(observer, ['whereis', '--json', '--key', key]);
+  const line = stdout.split('\n').find((l) => l.trim() !== '');
+  if (line === undefined) {
+    return [];
+  }
+  const entry = JSON.parse(line) as { whereis?: { uuid: string }[] };
+  return (entry.whereis ?? []).map((w) => w.uuid).sort();
+}
+
 export async function setAnnexUrl(repo: RepoContext, annexUrl: string): Promise<void> {
   await git(repo, ['config', 'remote.origin.annexUrl', annexUrl]);
 }

@@ -31,6 +31,7 @@ import {
   listTree,
   lookupKey,
   makeClientClone,
+  makeObserverClone,
   makeServedRepo,
   pollUntil,
   reportServerOutputOnFailure,
@@ -40,6 +41,7 @@ import {
   sha256Key,
   startServer,
   stopAndCollectLeftovers,
+  whereisFromBranch,
   type ClientRepo,
   type FileSpec,
   type RepoContext,
@@ -418,6 +420,29 @@ describe('the cluster', () => {
     }
     expect(await whereisUuids(client, clientFile)).toEqual([client.uuid]);
     await expectClientBytes(clientFile);
+  });
+
+  it("S's git-annex branch shows a copy to the cluster, then its drop, about a second later", async () => {
+    // The nodes' location logs live in S, written by S's sessions into its journal.
+    const observer = await makeObserverClone(sandbox, served, sandbox.path('observer'));
+    const file = 'up/logged-in-s.bin';
+    await addAndCommit(client, [{ path: file, size: 10_000 }]);
+    const logged = await lookupKey(client, file);
+    const nodesOnBranch = (want: string[]) =>
+      pollUntil(
+        `nodes ${want.length === 0 ? 'gone' : 'present'} on S's git-annex branch`,
+        async () => {
+          const where = await whereisFromBranch(observer, served, logged);
+          return nodeUuids.filter((u) => where.includes(u)).join() === want.join()
+            ? true
+            : undefined;
+        },
+        { timeoutMs: 20_000, intervalMs: 250 },
+      );
+    await annex(client, ['copy', '--to', `origin-${CLUSTER}`, '--', file]);
+    await nodesOnBranch(nodeUuids);
+    await annex(client, ['drop', '--from', `origin-${CLUSTER}`, '--', file]);
+    await nodesOnBranch([]);
   });
 
   it('put through the API: plusuuids name the nodes from v2 on, and only there', async () => {

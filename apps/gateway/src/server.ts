@@ -69,7 +69,9 @@ export async function startEmbeddedServer(
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });
-  const dispatcher = new InProcessDispatcher(pool);
+  const dispatcher = new InProcessDispatcher(pool, undefined, {
+    log: (message) => process.stderr.write(`annex-p2phttp: ${message}\n`),
+  });
   const locks = new LockService(new MemoryLockStore(), dispatcher, {
     lockedFiles: options.lockedFiles,
   });

@@ -113,7 +113,7 @@ export async function startProxyWorker(
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });
-  const dispatcher = new InProcessDispatcher(pool);
+  const dispatcher = new InProcessDispatcher(pool, undefined, { log });
   const streams = new StreamTable(tuning.claimTimeoutMs);
   const metrics = new Metrics('proxy-worker');
 

@@ -1,5 +1,8 @@
 /**
- * The embedded Dispatcher: runs each operation in this process on the SessionPool.
+ * The embedded Dispatcher: runs each operation in this process on the SessionPool (the proxy
+ * workers of cluster mode run it too). Operations that change content (put, remove,
+ * remove-before) are tracked by the JournalCommitter, which commits the repository's git-annex
+ * journal about a second after the last of them ended, and once more on close.
  */
 import {
   bootClockSeconds,
@@ -14,6 +17,7 @@ import {
   timestampSeconds,
   unlockContent,
   isStaleFailure,
+  JournalCommitter,
   ObjectFiles,
   readObject,
   VerifiedPut,
@@ -40,11 +44,17 @@ export class InProcessDispatcher implements Dispatcher {
   private streams = 0;
 
   private readonly objects = new ObjectFiles();
+  private readonly journal: JournalCommitter;
 
   constructor(
     private readonly pool: SessionPool,
     private readonly verifiedPut = new VerifiedPut(),
-  ) {}
+    options: { readonly log?: (message: string) => void; readonly journal?: JournalCommitter } = {},
+  ) {
+    this.journal =
+      options.journal ??
+      new JournalCommitter({ gitDir: (repo) => this.objects.gitDir(repo), log: options.log });
+  }
 
   /**
    * Content plainly present in the repository's own object files is answered from disk; anything
@@ -93,15 +103,17 @@ export class InProcessDispatcher implements Dispatcher {
     before: number | undefined,
     signal?: AbortSignal,
   ): Promise<PlusResult> {
-    if (before !== undefined && target.specialRemote === true) {
-      return this.pool.run(
-        target,
-        (c) => removeBeforeJudgedHere(c, key, before, timestampSeconds),
-        signal,
-        RETRY,
-      );
-    }
-    return this.pool.run(target, (c) => remove(c, key, before), signal, RETRY);
+    return this.journal.track(target.repoPath, () => {
+      if (before !== undefined && target.specialRemote === true) {
+        return this.pool.run(
+          target,
+          (c) => removeBeforeJudgedHere(c, key, before, timestampSeconds),
+          signal,
+          RETRY,
+        );
+      }
+      return this.pool.run(target, (c) => remove(c, key, before), signal, RETRY);
+    });
   }
 
   /**
@@ -128,9 +140,13 @@ export class InProcessDispatcher implements Dispatcher {
   put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
     return this.uploads.run(
       uploadKey(target, request.key),
-      async () =>
-        (await this.putDirect(target, request)) ??
-        this.pool.run(target, (c) => put(c, request), signal),
+      () =>
+        this.journal.track(
+          target.repoPath,
+          async () =>
+            (await this.putDirect(target, request)) ??
+            this.pool.run(target, (c) => put(c, request), signal),
+        ),
       signal,
     );
   }
@@ -288,6 +304,16 @@ export class InProcessDispatcher implements Dispatcher {
     };
   }
 
+  /** Commits made of repositories' git-annex journals (see JournalCommitter). */
+  journalStats() {
+    return this.journal.stats();
+  }
+
+  /**
+   * Ends every session (in-flight ones after `graceMs`), then commits what is left in the
+   * journals of the repositories changed since their last commit (bounded; see
+   * JournalCommitter).
+   */
   async close(graceMs = 10_000): Promise<void> {
     const closing = this.pool.close();
     const timer = setTimeout(() => void this.pool.close(true), graceMs);
@@ -296,6 +322,7 @@ export class InProcessDispatcher implements Dispatcher {
       await closing;
     } finally {
       clearTimeout(timer);
+      await this.journal.close();
     }
   }
 }
