@@ -14,6 +14,7 @@
 import { type RepositoryRegistry } from '@annex-p2phttp/config';
 import { type Dispatcher, type HeldLock } from '@annex-p2phttp/dispatch';
 import {
+  keyOfRequest,
   RESERVED,
   type ClusterLockRecord,
   type LockReply,
@@ -105,7 +106,8 @@ export class ClusterLockHolder {
       version: request.version,
       mode: request.mode,
     };
-    const lock = await this.take(request.serverUuid, request.key, session);
+    const key = keyOfRequest(request);
+    const lock = await this.take(request.serverUuid, key, session);
     if (!lock) {
       await store.deleteIf(request.lockid, { holder: RESERVED });
       return { locked: false };
@@ -130,7 +132,7 @@ export class ClusterLockHolder {
       {
         lockid: request.lockid,
         repository: request.serverUuid,
-        key: request.key,
+        key,
         holder: this.holder,
         lockedAt,
         expiresAt,
