@@ -5,7 +5,6 @@
  * SIGKILLed in the middle of a get and of a put, SIGTERM on a worker and a gateway while bytes
  * flow. Nothing may be left running at the end.
  */
-import { spawn } from 'node:child_process';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
@@ -28,11 +27,12 @@ import {
   makeClientClone,
   makeServedRepo,
   pollUntil,
-  PROJECT_BIN,
   RunningServer,
   Sandbox,
+  spawnClusterApp,
   startServer,
   stopAndCollectLeftovers,
+  untilReady,
   type ClientRepo,
   type ServedRepo,
 } from './harness';
@@ -54,31 +54,15 @@ let clientA: ClientRepo;
 let clientB: ClientRepo;
 
 /** Spawns `annex-p2phttp <command> --redis … <options>` in its own process group. */
-function spawnApp(command: string, options: string[], port: number): RunningServer {
-  const args = [command, '--redis', redis.url, '--redis-prefix', PREFIX, ...options];
-  const child = spawn(process.execPath, [PROJECT_BIN, ...args], {
-    cwd: served.dir,
-    env: sandbox.env(),
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const app = new RunningServer('project', port, served, args.join(' '), child);
+function spawnApp(
+  command: 'gateway' | 'serve' | 'proxy-worker' | 'lock-service',
+  options: string[],
+  port: number,
+): RunningServer {
+  const context = { sandbox, repo: served, redisUrl: redis.url, prefix: PREFIX };
+  const app = spawnClusterApp(context, command, options, port);
   everything.push(app);
   return app;
-}
-
-/** Waits until an app answers /readyz with 200 (fails at once if it exited). */
-async function untilReady(app: RunningServer, what: string): Promise<void> {
-  await pollUntil(
-    `${what} ready`,
-    async () => {
-      if (app.exited) {
-        throw new Error(app.describe());
-      }
-      return (await get(app.port, '/readyz')).status === 200 ? true : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 200 },
-  );
 }
 
 async function startWorker(): Promise<RunningServer> {

@@ -68,9 +68,15 @@ export const POST_OPERATIONS: ReadonlySet<string> = new Set<Operation>([
  * repository (embedded) or its queue (cluster); `kind` 'repository' marks a repository's own uuid.
  */
 export interface RepositoryDirectory {
-  lookup(
-    uuid: string,
-  ): Promise<{ readonly uuid: string; readonly path: string; readonly kind?: string } | undefined>;
+  lookup(uuid: string): Promise<
+    | {
+        readonly uuid: string;
+        readonly path: string;
+        readonly kind?: string;
+        readonly specialRemote?: boolean;
+      }
+    | undefined
+  >;
 }
 
 export interface ApiContext {
@@ -87,6 +93,8 @@ interface Resolved {
   readonly mode: ServerMode;
   /** The uuid is the repository's own, not a proxied remote or cluster. */
   readonly direct: boolean;
+  /** The uuid is a special remote the repository proxies (known in embedded mode only). */
+  readonly specialRemote: boolean;
 }
 
 export interface ServiceStats {
@@ -137,6 +145,7 @@ export class P2pHttpService {
       version,
       mode: resolved.mode,
       direct: resolved.direct,
+      specialRemote: resolved.specialRemote,
     });
     const { dispatcher, locks } = this.context;
     switch (operation) {
@@ -221,6 +230,7 @@ export class P2pHttpService {
       version: version ?? 4,
       mode: resolved.mode,
       direct: resolved.direct,
+      specialRemote: resolved.specialRemote,
     };
     const outcome = await this.context.dispatcher.get(
       target,
@@ -345,6 +355,7 @@ export class P2pHttpService {
       serverUuid: repository.uuid,
       mode: this.mode(decision.user),
       direct: repository.kind === 'repository',
+      specialRemote: repository.specialRemote === true,
     };
   }
 

@@ -95,7 +95,7 @@ export async function startEmbeddedServer(
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });
-  const dispatcher = new InProcessDispatcher(pool);
+  const dispatcher = new InProcessDispatcher(pool, undefined, { log: logFunction(log, 'warn') });
   const locks = new LockService(new MemoryLockStore(), dispatcher, {
     lockedFiles: options.lockedFiles,
   });

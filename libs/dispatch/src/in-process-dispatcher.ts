@@ -1,5 +1,8 @@
 /**
- * The embedded Dispatcher: runs each operation in this process on the SessionPool.
+ * The embedded Dispatcher: runs each operation in this process on the SessionPool (the proxy
+ * workers of cluster mode run it too). Operations that change content (put, remove,
+ * remove-before) are tracked by the JournalCommitter, which commits the repository's git-annex
+ * journal about a second after the last of them ended, and once more on close.
  */
 import {
   bootClockSeconds,
@@ -10,8 +13,11 @@ import {
   putOffset,
   put,
   remove,
+  removeBeforeJudgedHere,
+  timestampSeconds,
   unlockContent,
   isStaleFailure,
+  JournalCommitter,
   ObjectFiles,
   readObject,
   VerifiedPut,
@@ -38,11 +44,17 @@ export class InProcessDispatcher implements Dispatcher {
   private streams = 0;
 
   private readonly objects = new ObjectFiles();
+  private readonly journal: JournalCommitter;
 
   constructor(
     private readonly pool: SessionPool,
     private readonly verifiedPut = new VerifiedPut(),
-  ) {}
+    options: { readonly log?: (message: string) => void; readonly journal?: JournalCommitter } = {},
+  ) {
+    this.journal =
+      options.journal ??
+      new JournalCommitter({ gitDir: (repo) => this.objects.gitDir(repo), log: options.log });
+  }
 
   /**
    * Content plainly present in the repository's own object files is answered from disk; anything
@@ -63,9 +75,14 @@ export class InProcessDispatcher implements Dispatcher {
 
   /**
    * A repository's own timestamp is the host's boot clock, read here as git-annex-shell would
-   * read it (no session to open, none left idle); a proxied remote or cluster is asked.
+   * read it (no session to open, none left idle). A proxied special remote has no clock of its
+   * own that git-annex-shell would tell: its timestamp is this host's, which its remove-before
+   * is judged by (see remove). Another proxied remote or a cluster is asked.
    */
   async getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
+    if (target.specialRemote === true) {
+      return timestampSeconds();
+    }
     if (target.direct === true) {
       const seconds = await bootClockSeconds();
       if (seconds !== undefined) {
@@ -75,13 +92,28 @@ export class InProcessDispatcher implements Dispatcher {
     return this.pool.run(target, (c) => getTimestamp(c), signal, RETRY);
   }
 
+  /**
+   * REMOVE, or REMOVE-BEFORE. A proxied special remote's deadline is judged here against the
+   * clock getTimestamp answers from, once a session is ours, and only a plain REMOVE reaches
+   * git-annex-shell.
+   */
   remove(
     target: SessionTarget,
     key: string,
     before: number | undefined,
     signal?: AbortSignal,
   ): Promise<PlusResult> {
-    return this.pool.run(target, (c) => remove(c, key, before), signal, RETRY);
+    return this.journal.track(target.repoPath, () => {
+      if (before !== undefined && target.specialRemote === true) {
+        return this.pool.run(
+          target,
+          (c) => removeBeforeJudgedHere(c, key, before, timestampSeconds),
+          signal,
+          RETRY,
+        );
+      }
+      return this.pool.run(target, (c) => remove(c, key, before), signal, RETRY);
+    });
   }
 
   /**
@@ -108,9 +140,13 @@ export class InProcessDispatcher implements Dispatcher {
   put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
     return this.uploads.run(
       uploadKey(target, request.key),
-      async () =>
-        (await this.putDirect(target, request)) ??
-        this.pool.run(target, (c) => put(c, request), signal),
+      () =>
+        this.journal.track(
+          target.repoPath,
+          async () =>
+            (await this.putDirect(target, request)) ??
+            this.pool.run(target, (c) => put(c, request), signal),
+        ),
       signal,
     );
   }
@@ -268,6 +304,16 @@ export class InProcessDispatcher implements Dispatcher {
     };
   }
 
+  /** Commits made of repositories' git-annex journals (see JournalCommitter). */
+  journalStats() {
+    return this.journal.stats();
+  }
+
+  /**
+   * Ends every session (in-flight ones after `graceMs`), then commits what is left in the
+   * journals of the repositories changed since their last commit (bounded; see
+   * JournalCommitter).
+   */
   async close(graceMs = 10_000): Promise<void> {
     const closing = this.pool.close();
     const timer = setTimeout(() => void this.pool.close(true), graceMs);
@@ -276,6 +322,7 @@ export class InProcessDispatcher implements Dispatcher {
       await closing;
     } finally {
       clearTimeout(timer);
+      await this.journal.close();
     }
   }
 }
