@@ -28,6 +28,7 @@ import {
 } from '@annex-p2phttp/p2p';
 import { type Dispatcher, type DispatcherStats, type HeldLock } from './dispatcher';
 import { KeyedMutex } from './keyed-mutex';
+import { boundedStep } from './shutdown-steps';
 
 /** Operations that change nothing when repeated after a session died unanswered. */
 const RETRY = { retryOnStale: true };
@@ -268,15 +269,17 @@ export class InProcessDispatcher implements Dispatcher {
     };
   }
 
-  async close(graceMs = 10_000): Promise<void> {
-    const closing = this.pool.close();
-    const timer = setTimeout(() => void this.pool.close(true), graceMs);
-    timer.unref();
-    try {
-      await closing;
-    } finally {
-      clearTimeout(timer);
-    }
+  /**
+   * Ends every session: idle ones at once, those in use once their operation ends, or when
+   * `graceMs` is over (`log` then says so).
+   */
+  async close(graceMs = 10_000, log: (message: string) => void = () => {}): Promise<void> {
+    await boundedStep('finish the work in flight', () => this.pool.close(), {
+      withinMs: graceMs,
+      cut: () => void this.pool.close(true),
+      log,
+    });
+    await this.pool.close();
   }
 }
 
