@@ -16,7 +16,14 @@ import { type AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { loadUsers, RepositoryRegistry, type ServeOptions } from '@annex-p2phttp/config';
-import { InProcessDispatcher, type Dispatcher } from '@annex-p2phttp/dispatch';
+import {
+  boundedStep,
+  Deadline,
+  InProcessDispatcher,
+  SHUTDOWN_CLEANUP_MS,
+  SHUTDOWN_GRACE_MS,
+  type Dispatcher,
+} from '@annex-p2phttp/dispatch';
 import { MemoryLockStore, type RetentionLocks } from '@annex-p2phttp/locks';
 import { CounterMirror, Metrics, mirrorPool } from '@annex-p2phttp/metrics';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
@@ -35,7 +42,10 @@ export interface GatewayBackend {
   readonly metrics: Metrics;
   /** What it depends on and whether each is reachable now (GET /readyz). */
   readiness(): Promise<ReadinessCheck[]>;
-  /** Ends what the backend owns, once the API stopped accepting requests. */
+  /**
+   * Ends what the backend owns, once the API stopped accepting requests: what is in flight gets
+   * `graceMs`, and the whole takes at most SHUTDOWN_CLEANUP_MS more, whatever the state of Redis.
+   */
   close(graceMs: number): Promise<void>;
 }
 
@@ -51,8 +61,10 @@ export interface RunningServer extends RunningGateway {
   readonly locks: LockService;
 }
 
-/** In-flight requests get this long to finish on shutdown before their sessions are cut. */
-export const SHUTDOWN_GRACE_MS = 10_000;
+/** The server's log: one plain line on stderr per message. */
+export function logToStderr(message: string): void {
+  process.stderr.write(`annex-p2phttp: ${message}\n`);
+}
 
 export async function startEmbeddedServer(
   options: ServeOptions,
@@ -61,7 +73,7 @@ export async function startEmbeddedServer(
   const registry = new RepositoryRegistry({
     repos: options.repos,
     directories: options.directories,
-    log: (message) => process.stderr.write(`annex-p2phttp: ${message}\n`),
+    log: logToStderr,
   });
   await registry.init();
   const pool = new SessionPool({
@@ -91,8 +103,13 @@ export async function startEmbeddedServer(
         ]);
       },
       close: async (graceMs) => {
-        await locks.close();
-        await dispatcher.close(graceMs);
+        const grace = new Deadline(graceMs);
+        await boundedStep('release the locks', () => locks.close(), {
+          withinMs: grace.remaining,
+          log: logToStderr,
+        });
+        // Sessions still in use when the grace is over are closed.
+        await dispatcher.close(grace.remaining, logToStderr);
       },
     },
     env,
@@ -163,16 +180,22 @@ export async function startGateway(
     closing ??= (async () => {
       // Stop accepting; requests in flight (a keeplocked long poll among them) get a grace
       // period, then their connections are cut.
+      const done = new Deadline(SHUTDOWN_GRACE_MS + SHUTDOWN_CLEANUP_MS);
       const servers = [app.getHttpServer(), ...extra];
-      const stopListening = Promise.all([app.close(), ...extra.map(closeServer)]);
-      const cut = setTimeout(() => {
+      const cutConnections = () => {
         for (const server of servers) {
           server.closeAllConnections();
         }
-      }, SHUTDOWN_GRACE_MS);
+      };
+      const stopListening = Promise.all([app.close(), ...extra.map(closeServer)]);
+      const cut = setTimeout(cutConnections, SHUTDOWN_GRACE_MS);
       try {
         await backend.close(SHUTDOWN_GRACE_MS);
-        await stopListening;
+        await boundedStep('finish the requests in flight', () => stopListening, {
+          withinMs: done.remaining,
+          cut: cutConnections,
+          log: logToStderr,
+        });
       } finally {
         clearTimeout(cut);
       }
