@@ -5,7 +5,6 @@
  * SIGKILLed in the middle of a get and of a put, SIGTERM on a worker and a gateway while bytes
  * flow. Nothing may be left running at the end.
  */
-import { spawn } from 'node:child_process';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
@@ -28,9 +27,9 @@ import {
   makeClientClone,
   makeServedRepo,
   pollUntil,
-  PROJECT_BIN,
   RunningServer,
   Sandbox,
+  spawnProjectApp,
   startServer,
   stopAndCollectLeftovers,
   type ClientRepo,
@@ -55,14 +54,8 @@ let clientB: ClientRepo;
 
 /** Spawns `annex-p2phttp <command> --redis … <options>` in its own process group. */
 function spawnApp(command: string, options: string[], port: number): RunningServer {
-  const args = [command, '--redis', redis.url, '--redis-prefix', PREFIX, ...options];
-  const child = spawn(process.execPath, [PROJECT_BIN, ...args], {
-    cwd: served.dir,
-    env: sandbox.env(),
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const app = new RunningServer('project', port, served, args.join(' '), child);
+  const args = ['--redis', redis.url, '--redis-prefix', PREFIX, ...options];
+  const app = spawnProjectApp(command, args, { sandbox, repo: served, port });
   everything.push(app);
   return app;
 }
