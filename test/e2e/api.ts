@@ -83,6 +83,16 @@ export function bracketBase64(value: string, { pad = true } = {}): string {
   return `[${encoded}${padding}]`;
 }
 
+/** `[` + base64url with padding + `]` of any bytes (a file name or key that is not UTF-8). */
+export function bracketBytes(value: Buffer): string {
+  return `[${value.toString('base64url')}${'='.repeat((3 - (value.length % 3)) % 3)}]`;
+}
+
+/** Every byte of `value` as `%XX`: a plain URL value that need not be UTF-8. */
+export function percentEncodeBytes(value: Buffer): string {
+  return [...value].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+}
+
 export function basicAuth(user: string, password: string): string {
   return `Basic ${Buffer.from(`${user}:${password}`, 'utf8').toString('base64')}`;
 }

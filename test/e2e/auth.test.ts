@@ -4,13 +4,14 @@
  * Classes: read = checkpresent, append = putoffset, remove = remove (of an absent key, which
  * succeeds), lock = lockcontent (released at once with keeplocked). Where the project
  * deliberately differs from git-annex 10.20250416 the expectations are the project's:
- * an authenticated read-only user may lock, and `--unauth-appendonly --unauth-nolocking`
- * refuses anonymous locking.
+ * an authenticated read-only user may lock, `--unauth-appendonly --unauth-nolocking`
+ * refuses anonymous locking, and a failed login that anonymous access does not cover answers 401
+ * (the reference: 403 once some anonymous access is on).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   basicAuth,
   expectJson,
@@ -31,9 +32,11 @@ import {
   reportServerOutputOnFailure,
   RunningServer,
   Sandbox,
+  serverKind,
   startServer,
   stopAndCollectLeftovers,
   type AuthFlag,
+  type ServerKind,
   type ProcessInfo,
   type ServedRepo,
   type UserSpec,
@@ -66,7 +69,7 @@ const USER_EXPECTED: Record<string, Expected> = {
 interface FlagSet {
   flags: AuthFlag[];
   anonymous: Expected;
-  /** for --authenv-http sets: what a wrong password gets (anonymous, 401 turned 403 if unauth-*) */
+  /** for --authenv-http sets: what a wrong password gets (what anonymous users may do, else 401) */
   wrongPassword?: Expected;
   /** users log in (true for --authenv-http); with --authenv over plain HTTP they cannot */
   usersLogIn?: boolean;
@@ -96,13 +99,15 @@ const FLAG_SETS: FlagSet[] = [
   {
     flags: ['--authenv-http', '--unauth-readonly'],
     anonymous: { read: ok, append: 401, remove: 401, lock: ok },
-    wrongPassword: { read: ok, append: 403, remove: 403, lock: ok },
+    wrongPassword: { read: ok, append: 401, remove: 401, lock: ok },
+    note: 'a failed login is 401: project rule, the reference answers 403',
     usersLogIn: true,
   },
   {
     flags: ['--authenv-http', '--unauth-appendonly'],
     anonymous: { read: ok, append: ok, remove: 401, lock: ok },
-    wrongPassword: { read: ok, append: ok, remove: 403, lock: ok },
+    wrongPassword: { read: ok, append: ok, remove: 401, lock: ok },
+    note: 'a failed login is 401: project rule, the reference answers 403',
     usersLogIn: true,
   },
   { flags: ['--authenv'], anonymous: all(401), usersLogIn: false, note: 'plain HTTP' },
@@ -136,8 +141,8 @@ afterAll(async () => {
   }
 });
 
-async function useServer(flags: readonly AuthFlag[]): Promise<RunningServer> {
-  const server = await startServer({ sandbox, repo: served, auth: flags, users: USERS });
+async function useServer(flags: readonly AuthFlag[], kind?: ServerKind): Promise<RunningServer> {
+  const server = await startServer({ sandbox, repo: served, auth: flags, users: USERS, kind });
   current.server = server;
   return server;
 }
@@ -284,6 +289,56 @@ describe('the git-annex client with --authenv-http', () => {
     await annex(client, ['get', file]);
     const got = await readFile(path.join(client.dir, file));
     expect(got.equals(await readFile(path.join(served.dir, file)))).toBe(true);
+  });
+});
+
+/** The server kind of this run, and cluster mode too when that is the embedded server. */
+const STALE_KINDS: ServerKind[] =
+  serverKind() === 'project' ? ['project', 'cluster'] : [serverKind()];
+
+describe.each(STALE_KINDS)('the git-annex client with a stale stored password (%s)', (kind) => {
+  afterEach(retireServer);
+
+  it('--authenv-http --unauth-readonly: a wrong password is rejected with the credential helper', async () => {
+    const server = await useServer(['--authenv-http', '--unauth-readonly'], kind);
+    const client = await makeClientClone(
+      sandbox,
+      served,
+      sandbox.path(`client-stale-${kind}`),
+      server.annexUrl,
+    );
+    // A credential helper that logs what git asks of it and answers with `password`.
+    const log = sandbox.path(`credential-helper-${kind}.log`);
+    const helper = sandbox.path(`credential-helper-${kind}.sh`);
+    const install = async (password: string) => {
+      await writeFile(
+        helper,
+        `#!/bin/sh\necho "$1" >> '${log}'\ncat > /dev/null\n` +
+          `if [ "$1" = get ]; then echo username=alice; echo password='${password}'; fi\n`,
+      );
+      await chmod(helper, 0o755);
+      await git(client, ['config', 'credential.helper', helper]);
+    };
+    const calls = async () => (await readFile(log, 'utf8')).split('\n').filter((l) => l !== '');
+
+    await install('a stale password');
+    await writeFile(path.join(client.dir, `up-stale-${kind}.bin`), randomBytes(3000));
+    await annex(client, ['add', '-q', `up-stale-${kind}.bin`]);
+    await git(client, ['commit', '-q', '-m', 'a file to upload']);
+    const refused = await annexStatus(client, ['copy', '--to', 'origin', `up-stale-${kind}.bin`]);
+    expect(refused.code, `${refused.stdout}${refused.stderr}`).not.toBe(0);
+    expect(refused.stderr).toMatch(/401/);
+    // Anonymous reads needed no password; the upload asked for one, got 401 with it, and the
+    // client told the helper to forget it (once per attempt: the client retries the transfer).
+    const refusedCalls = await calls();
+    expect(refusedCalls.length).toBeGreaterThanOrEqual(2);
+    expect(refusedCalls).toEqual(refusedCalls.map((_, i) => (i % 2 === 0 ? 'get' : 'erase')));
+
+    await install(USERS.alice?.password ?? '');
+    await annex(client, ['copy', '--to', 'origin', `up-stale-${kind}.bin`]);
+    expect((await calls()).slice(refusedCalls.length)).toEqual(['get', 'store']);
+    const key = (await annex(client, ['lookupkey', `up-stale-${kind}.bin`])).stdout.trim();
+    await annex(served, ['fsck', '-q', '--key', key]);
   });
 });
 

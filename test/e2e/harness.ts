@@ -691,6 +691,8 @@ export interface ServerOptions {
   /** a fixed port, e.g. one a client clone was already pointed at */
   port?: number;
   kind?: ServerKind;
+  /** more options for this project's server (not the reference) */
+  extraArgs?: readonly string[];
 }
 
 export interface StopResult {
@@ -811,6 +813,9 @@ function serverCommand(options: ServerOptions, kind: ServerKind, port: number): 
     if (options.lockedfiles !== undefined) {
       throw new Error('--lockedfiles is not an option of git-annex 10.20250416 p2phttp');
     }
+    if (options.extraArgs !== undefined) {
+      throw new Error('extraArgs are options of this project only');
+    }
     const jobs = `-J${referenceJobs()}`;
     return ['git-annex', ['p2phttp', '--bind', '127.0.0.1', '--port', String(port), jobs, ...auth]];
   }
@@ -822,6 +827,7 @@ function serverCommand(options: ServerOptions, kind: ServerKind, port: number): 
   if (options.lockedfiles !== undefined) {
     args.push('--lockedfiles', String(options.lockedfiles));
   }
+  args.push(...(options.extraArgs ?? []));
   return [process.execPath, args];
 }
 

@@ -37,6 +37,7 @@ import {
   optionalClientUuid,
   timestampParam,
   pathKey,
+  pathUuid,
   type Query,
 } from './request-params';
 
@@ -319,7 +320,7 @@ export class P2pHttpService {
 
   /** Finds the served repository and checks the caller may do `op` there. */
   private async resolve(request: FastifyRequest, uuid: string, op: Operation): Promise<Resolved> {
-    const repository = await this.context.registry.lookup(uuid);
+    const repository = await this.context.registry.lookup(pathUuid(uuid));
     if (!repository) {
       throw notFound('unknown repository uuid');
     }

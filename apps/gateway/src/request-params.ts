@@ -1,11 +1,12 @@
 /**
  * Query parameters and headers of the HTTP API, decoded and validated (PROTOCOL.md §2.1): every
- * value that reaches a P2P line or a process argument passed one of these checks first.
+ * value that reaches a P2P line or a process argument passed one of these checks first. Values
+ * are byte strings (raw-url.ts, byte-text.ts); `[base64url]` ones are decoded to their bytes.
  */
 import {
+  canonicalKey,
   decodeParam,
   InvalidParameterError,
-  parseKey,
   validateUuid,
 } from '@annex-p2phttp/protocol';
 import { badRequest } from './http-error';
@@ -59,9 +60,14 @@ export function pathKey(segment: string): string {
   return validKey(guard(() => decodeParam(segment, 'key')));
 }
 
+/** The key as git-annex writes it (numbers without leading zeros). */
 function validKey(key: string): string {
-  guard(() => parseKey(key));
-  return key;
+  return guard(() => canonicalKey(key));
+}
+
+/** The served uuid of the path, plain or `[base64url]`; not validated (an unknown one is 404). */
+export function pathUuid(segment: string): string {
+  return guard(() => decodeParam(segment, 'uuid'));
 }
 
 export function clientUuidParam(query: Query): string {
@@ -101,12 +107,14 @@ export function timestampParam(query: Query): number {
   if (value === undefined) {
     throw badRequest('Query parameter timestamp is required');
   }
-  if (!/^-?[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+  const match = /^(-?)0*([0-9]+)$/.exec(value);
+  const digits = match?.[2] ?? '';
+  if (match === null || digits.length > 16 || !Number.isSafeInteger(Number(digits))) {
     throw badRequest('invalid timestamp');
   }
   // A timestamp already in the past of any clock means "remove only if nothing changed"; the P2P
   // line carries naturals only, and 0 is already before every CLOCK_BOOTTIME reading.
-  return Math.max(0, Number(value));
+  return match[1] === '-' ? 0 : Number(digits);
 }
 
 export function dataPresentParam(query: Query): boolean {
@@ -121,11 +129,13 @@ export function dataLengthHeader(value: string | string[] | undefined): number {
   return naturalNumber(text.trim(), 'X-git-annex-data-length');
 }
 
+/** Decimal digits, leading zeros allowed (as git-annex reads them), up to MAX_SAFE_INTEGER. */
 function naturalNumber(text: string, name: string): number {
-  if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(Number(text))) {
+  const digits = /^[0-9]+$/.test(text) ? text.replace(/^0+(?=.)/, '') : '';
+  if (digits.length === 0 || digits.length > 16 || !Number.isSafeInteger(Number(digits))) {
     throw badRequest(`invalid ${name}`);
   }
-  return Number(text);
+  return Number(digits);
 }
 
 function uuid(value: string, name: string): string {

@@ -32,6 +32,7 @@ import { type ReadinessCheck } from './health.controller';
 import { instrumentHttp } from './http-metrics';
 import { LockService } from './lock.service';
 import { P2pHttpService, type RepositoryDirectory } from './p2phttp.service';
+import { normalizePath, parseQuery } from './raw-url';
 
 /** The parts behind the HTTP API that differ between embedded and cluster mode. */
 export interface GatewayBackend {
@@ -65,6 +66,12 @@ export interface RunningServer extends RunningGateway {
 export function logToStderr(message: string): void {
   process.stderr.write(`annex-p2phttp: ${message}\n`);
 }
+
+/**
+ * Request line and headers beyond this get 431. Node's default of 16 KiB would refuse keys that
+ * git-annex takes (up to 32,736 characters, MAX_KEY_LENGTH; in `[base64url]` form a third more).
+ */
+export const MAX_HEADER_BYTES = 64 * 1024;
 
 export async function startEmbeddedServer(
   options: ServeOptions,
@@ -148,6 +155,10 @@ export async function startGateway(
 
   const adapter = new FastifyAdapter({
     https: httpsOptions(options),
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    // Values in the URL are bytes: a path segment that is not UTF-8 gets its [base64url]
+    // spelling before routing, and the query parser keeps every byte (raw-url.ts).
+    rewriteUrl: (request: IncomingMessage) => normalizePath(request.url ?? '/'),
     // keeplocked is a long poll and uploads can be long: no request timeout, as the client
     // sets none either. Idle keep-alive connections still close.
     requestTimeout: 0,
@@ -156,7 +167,11 @@ export async function startGateway(
     bodyLimit: Number.MAX_SAFE_INTEGER,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 10_000 },
+    routerOptions: {
+      ignoreTrailingSlash: false,
+      maxParamLength: MAX_HEADER_BYTES,
+      querystringParser: parseQuery,
+    },
   });
   const app = await NestFactory.create<NestFastifyApplication>(
     GatewayModule.forRoot(service, { metrics, readiness }),
@@ -213,6 +228,7 @@ function httpsOptions(options: ServeOptions) {
     cert: readFileSync(options.certFile),
     key: readFileSync(options.privateKeyFile),
     ca: options.chainFiles.map((file) => readFileSync(file)),
+    maxHeaderSize: MAX_HEADER_BYTES,
   };
 }
 
@@ -248,7 +264,7 @@ async function listen(
       fastify.routing(request, response);
     const server = options.certFile
       ? createHttpsServer(httpsOptions(options) ?? {}, handler)
-      : createHttpServer(handler);
+      : createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, handler);
     configureTimeouts(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -20,6 +20,7 @@ import {
   type HeldLock,
 } from '@annex-p2phttp/dispatch';
 import {
+  keyOfRequest,
   RESERVED,
   type ClusterLockRecord,
   type LockReply,
@@ -113,7 +114,8 @@ export class ClusterLockHolder {
       version: request.version,
       mode: request.mode,
     };
-    const lock = await this.take(request.serverUuid, request.key, session);
+    const key = keyOfRequest(request);
+    const lock = await this.take(request.serverUuid, key, session);
     if (!lock) {
       await store.deleteIf(request.lockid, { holder: RESERVED });
       return { locked: false };
@@ -138,7 +140,7 @@ export class ClusterLockHolder {
       {
         lockid: request.lockid,
         repository: request.serverUuid,
-        key: request.key,
+        key,
         holder: this.holder,
         lockedAt,
         expiresAt,

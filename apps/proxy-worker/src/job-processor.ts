@@ -20,6 +20,7 @@ import { type RepositoryRegistry } from '@annex-p2phttp/config';
 import {
   BATCHABLE_OPS,
   DATA_LENGTH_HEADER,
+  decodePayload,
   DispatchError,
   encodeFailure,
   type BatchableJob,
@@ -65,7 +66,7 @@ export class JobProcessor {
   }
 
   async process(job: ClusterJob, queue: string, signal: AbortSignal): Promise<JobResult> {
-    const payload = job.data;
+    const payload = decodePayload(job.data);
     const target = await this.resolve(payload.target, queue);
     const { dispatcher } = this.options;
     switch (payload.op) {

@@ -2,9 +2,15 @@
  * Who may do what: a pure decision from the policy (command-line flags), the users (environment),
  * the request's credentials, the transport and the permission class of the route.
  * PROTOCOL.md §2.7 describes the reference's behaviour; we follow it except for two of its bugs
- * (§6.1 item 4):
+ * (§6.1 item 4) and one answer:
  * - an authenticated read-only user may lock content, as an anonymous read-only user may;
- * - `--unauth-nolocking` also applies with `--unauth-appendonly`.
+ * - `--unauth-nolocking` also applies with `--unauth-appendonly`;
+ * - a failed login (wrong password, unknown user) that anonymous access does not cover answers
+ *   401, whatever anonymous mode is on (the reference: 403 when some `--unauth-*` or
+ *   `--wideopen` is on). git-annex clients tell `git credential` to reject a stored password only
+ *   on 401, so a 403 would leave the user with a stale password that is never asked for again.
+ * 403 remains the answer for a logged-in user who lacks the permission, and for anonymous
+ * requests that no login could help (the transport cannot carry one).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { type PermissionClass } from '@annex-p2phttp/protocol';
@@ -131,12 +137,12 @@ export function authorize(args: {
         ? { ok: true, user: user.name }
         : { ok: false, status: 403 };
     }
-    // Wrong credentials count as anonymous; a refusal is then 403 when some anonymous access is
-    // on (asking again for a password would not help the anonymous part), else 401.
+    // Wrong credentials count as anonymous. A refusal is 401 even when some anonymous access is
+    // on: the login failed, and only 401 makes the client drop the password it sent.
     if (anonymousMay(policy, cls)) {
       return { ok: true, user: null };
     }
-    return { ok: false, status: anonymousModeOn(policy) ? 403 : 401 };
+    return { ok: false, status: 401 };
   }
 
   if (anonymousMay(policy, cls)) {

@@ -5,7 +5,10 @@
  * - `--proxyconnections` defaults to the number of jobs (the reference: 1);
  * - `--jobs` accepts 1 (the reference wants 2 or more, because its web server takes a slot);
  * - `--repo PATH` (repeatable) names repositories explicitly; the reference serves the repository
- *   in the current directory, which is what we do when neither `--repo` nor `--directory` is given.
+ *   in the current directory, which is what we do when neither `--repo` nor `--directory` is given;
+ * - `--cpus N`: the reference's web server runs Haskell threads on at most N cores. Here the
+ *   JavaScript runs on one core whatever N is; N sizes the thread pool that does the file I/O
+ *   (libuv's UV_THREADPOOL_SIZE, default 4), the server's other use of cores (cli.ts applies it).
  */
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
@@ -22,6 +25,8 @@ export interface ServeOptions extends AuthPolicy {
   socket?: string;
   /** Concurrent jobs (worker slots per repository). */
   jobs: number;
+  /** `--cpus N`: cores the server may use at once (threads of its file I/O pool); unset: default. */
+  cpus?: number;
   /** Idle P2P connections kept for reuse, across all keys. */
   proxyConnections: number;
   /** Concurrent node operations per connection to a cluster. */
@@ -69,6 +74,8 @@ export const DEFAULT_STALL_CHECK_SECONDS = 30;
 export const DEFAULT_JOBS = 8;
 export const DEFAULT_CLUSTER_JOBS = 1;
 export const DEFAULT_LOCKED_FILES = 100;
+/** libuv's largest thread pool. */
+export const MAX_CPUS = 1024;
 
 /** `--worker-jobs` unless given: enough that 64 reads from the object files all start at once. */
 export function defaultWorkerJobs(jobs: number): number {
@@ -81,6 +88,7 @@ interface RawOptions {
   bind?: string[];
   socket?: string;
   jobs?: string;
+  cpus?: string;
   proxyconnections?: string;
   clusterjobs?: string;
   lockedfiles?: string;
@@ -124,6 +132,7 @@ function buildCommand(): Command {
     repeatable('--bind <ADDRESS>', 'address to listen on; repeatable (default: all addresses)'),
     valued('--socket <PATH>', 'listen on this unix socket instead of a TCP port'),
     valued('-J, --jobs <N>', `concurrent jobs, a number or "cpus" (default ${DEFAULT_JOBS})`),
+    valued('--cpus <N>', 'cores used at once: threads of the file I/O pool (default 4)'),
     valued(
       '--proxyconnections <N>',
       'idle P2P connections kept for reuse (default: the number of jobs)',
@@ -267,6 +276,7 @@ export function parseServeArgs(
     raw.jobs === 'cpus'
       ? availableParallelism()
       : parseCount('--jobs', raw.jobs, DEFAULT_JOBS, problems, 1);
+  const cpus = parseCount('--cpus', raw.cpus, undefined, problems, 1, MAX_CPUS);
   const proxyConnections = parseCount('--proxyconnections', raw.proxyconnections, jobs, problems);
   const clusterJobs = parseCount('--clusterjobs', raw.clusterjobs, DEFAULT_CLUSTER_JOBS, problems);
   const lockedFiles = parseCount('--lockedfiles', raw.lockedfiles, DEFAULT_LOCKED_FILES, problems);
@@ -405,6 +415,9 @@ export function parseServeArgs(
     stallCheckMs: stallCheck * 1000,
     workerJobs,
   };
+  if (cpus !== undefined) {
+    options.cpus = cpus;
+  }
   if (redis !== undefined) {
     options.redis = redis;
   }

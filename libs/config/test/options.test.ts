@@ -1,6 +1,12 @@
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, HelpRequested, parseServeArgs, serveHelp } from '../src/index';
+import {
+  ConfigError,
+  HelpRequested,
+  parseServeArgs,
+  serveHelp,
+  type ServeOptions,
+} from '../src/index';
 
 const CWD = '/srv/annex/repo';
 
@@ -295,6 +301,68 @@ describe('parseServeArgs', () => {
   });
 });
 
+/**
+ * Every option of `git annex p2phttp` in git-annex-p2phttp(1) as of git-annex 10.20260421, written
+ * as the man page writes it (`--name=value`), and what it sets here: the same meaning, or the
+ * documented equivalent (README options table), so that switching is renaming the command.
+ */
+describe('the options of git annex p2phttp (10.20260421)', () => {
+  const cases: [string[], Partial<ServeOptions>][] = [
+    [
+      ['--directory=/srv/annex', '--directory=more'],
+      {
+        directories: ['/srv/annex', '/srv/annex/repo/more'],
+        repos: [],
+      },
+    ],
+    [['--jobs=12'], { jobs: 12, proxyConnections: 12 }],
+    [['-J12'], { jobs: 12 }],
+    [['--jobs=cpus'], { jobs: availableParallelism() }],
+    [['--jobs=100', '--cpus=2'], { jobs: 100, cpus: 2 }],
+    [['--cpus=2'], { cpus: 2 }],
+    [['--proxyconnections=3'], { proxyConnections: 3 }],
+    [['--clusterjobs=4'], { clusterJobs: 4 }],
+    [['--lockedfiles=50'], { lockedFiles: 50 }],
+    [['--port=8080'], { port: 8080 }],
+    [['--bind=127.0.0.1'], { bind: ['127.0.0.1'] }],
+    [['--socket=/run/p2phttp.sock'], { socket: '/run/p2phttp.sock' }],
+    [
+      ['--certfile=c.pem', '--privatekeyfile=k.pem', '--chainfile=a.pem', '--chainfile=b.pem'],
+      {
+        certFile: '/srv/annex/repo/c.pem',
+        privateKeyFile: '/srv/annex/repo/k.pem',
+        chainFiles: ['/srv/annex/repo/a.pem', '/srv/annex/repo/b.pem'],
+      },
+    ],
+    [['--authenv'], { authEnv: true, authEnvHttp: false }],
+    [['--authenv-http'], { authEnvHttp: true, authEnv: false }],
+    [['--unauth-readonly'], { unauthReadonly: true }],
+    [['--unauth-appendonly'], { unauthAppendonly: true }],
+    [
+      ['--authenv', '--unauth-readonly', '--unauth-nolocking'],
+      {
+        authEnv: true,
+        unauthReadonly: true,
+        unauthNolocking: true,
+      },
+    ],
+    [['--wideopen'], { wideopen: true }],
+  ];
+
+  it.each(cases)('%j', (argv, expected) => {
+    expect(parseServeArgs(argv, CWD, {})).toMatchObject(expected);
+  });
+
+  it('leaves --cpus unset unless given, and takes 1 to 1024', () => {
+    expect(parseServeArgs([], CWD, {}).cpus).toBeUndefined();
+    expect(parseServeArgs(['--cpus', '1'], CWD, {}).cpus).toBe(1);
+    expect(parseServeArgs(['--cpus=1024'], CWD, {}).cpus).toBe(1024);
+    for (const bad of ['0', '1025', 'cpus', '-1', '1.5']) {
+      expect(failure([`--cpus=${bad}`]).message).toContain(`--cpus "${bad}"`);
+    }
+  });
+});
+
 describe('serveHelp', () => {
   const help = serveHelp();
   const flags = [
@@ -302,6 +370,7 @@ describe('serveHelp', () => {
     '--bind',
     '--socket',
     '-J, --jobs',
+    '--cpus',
     '--proxyconnections',
     '--clusterjobs',
     '--lockedfiles',

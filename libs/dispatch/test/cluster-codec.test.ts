@@ -1,9 +1,15 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { P2PError, RemoteError } from '@annex-p2phttp/p2p';
+import { textOfBytes } from '@annex-p2phttp/protocol';
 import {
   decodeFailure,
+  decodePayload,
   DispatchError,
   encodeFailure,
+  encodePayload,
+  type JobPayload,
+  type QueryPayload,
   isStreamOffer,
   parseDirectoryReply,
   redisOptionsFromUrl,
@@ -102,5 +108,89 @@ describe('isStreamOffer', () => {
     expect(isStreamOffer({ stream: 'http://w/streams/t', length: 1.5 })).toBe(false);
     expect(isStreamOffer(50)).toBe(false);
     expect(isStreamOffer(null)).toBe(false);
+  });
+});
+
+describe('job payload codec (keys and associated files through Redis)', () => {
+  const target = {
+    serverUuid: 's',
+    clientUuid: 'c',
+    bypass: [],
+    version: 4,
+    mode: 'full' as const,
+  };
+  const worm = 'WORM--\udcff\udcfe\udc80';
+
+  it('keeps UTF-8 values as they are and brackets the others', () => {
+    const put: JobPayload = {
+      op: 'put',
+      target,
+      key: worm,
+      associatedFile: 'dir/bad\udcff\udcfename.bin',
+      offset: 0,
+      length: 5,
+      dataPresent: false,
+    };
+    const encoded = encodePayload(put);
+    expect(encoded).toEqual({
+      ...put,
+      key: '[V09STS0t__6A]',
+      associatedFile: '[ZGlyL2JhZP_-bmFtZS5iaW4=]',
+    });
+    expect(decodePayload(JSON.parse(JSON.stringify(encoded)) as JobPayload)).toEqual(put);
+    const plain: JobPayload = { op: 'remove', target, key: 'SHA256E-s1--é.bin', before: 3 };
+    expect(encodePayload(plain)).toEqual(plain);
+    const get: JobPayload = {
+      op: 'get',
+      target,
+      key: 'K',
+      associatedFile: null,
+      offset: 0,
+      signalInvalid: true,
+    };
+    expect(decodePayload(encodePayload(get))).toEqual(get);
+  });
+
+  it('encodes every item of a batch query', () => {
+    const batch: QueryPayload = {
+      op: 'batch',
+      items: [
+        { op: 'checkpresent', target, key: worm },
+        { op: 'gettimestamp', target },
+      ],
+    };
+    expect(encodePayload(batch)).toEqual({
+      op: 'batch',
+      items: [
+        { op: 'checkpresent', target, key: '[V09STS0t__6A]' },
+        { op: 'gettimestamp', target },
+      ],
+    });
+    expect(decodePayload(encodePayload(batch))).toEqual(batch);
+  });
+
+  it('property: any key bytes survive JSON and a UTF-8 round trip', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 40 }), fc.uint8Array({ maxLength: 40 }), (k, f) => {
+        const payload: JobPayload = {
+          op: 'put',
+          target,
+          key: `WORM--${textOfBytes(Buffer.from(k))}`,
+          associatedFile: textOfBytes(Buffer.from(f)),
+          offset: 1,
+          length: 2,
+          dataPresent: false,
+        };
+        const wire = Buffer.from(JSON.stringify(encodePayload(payload)), 'utf8').toString('utf8');
+        expect(decodePayload(JSON.parse(wire) as JobPayload)).toEqual(payload);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('refuses a malformed bracketed value', () => {
+    expect(() => decodePayload({ op: 'remove', target, key: '[not base64]' })).toThrow(
+      /bad base64/,
+    );
   });
 });

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import type Redis from 'ioredis';
-import { LOCK_JOB_NAME, type LockReply, type LockRequest } from './lock-requests';
+import { LOCK_JOB_NAME, requestKeyOf, type LockReply, type LockRequest } from './lock-requests';
 import { LOCK_REQUEST_QUEUE } from './redis-keys';
 import { closeRedis, LocksUnavailableError, openRedis, whenReady } from './redis-connection';
 import { RedisLockStore, RESERVED } from './redis-lock-store';
@@ -108,7 +108,7 @@ export class ClusterRetentionLocks implements RetentionLocks {
       reply = await this.request({
         lockid,
         serverUuid: target.serverUuid,
-        key,
+        key: requestKeyOf(key),
         clientUuid: target.clientUuid,
         bypass: [...target.bypass],
         version: target.version,

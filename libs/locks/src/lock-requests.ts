@@ -3,6 +3,7 @@
  * repository-side lock for a record the gateway reserved, and claim the record. The reply says
  * whether the lock is held.
  */
+import { fromWireText, wireText } from '@annex-p2phttp/protocol';
 import { type LockSession } from './redis-lock-store';
 
 export interface LockRequest extends LockSession {
@@ -10,6 +11,7 @@ export interface LockRequest extends LockSession {
   readonly lockid: string;
   /** The served UUID to lock in. */
   readonly serverUuid: string;
+  /** The key as `wireText` (@annex-p2phttp/protocol): UTF-8 safe, whatever its bytes. */
   readonly key: string;
   /** expiresAt = time of locking + ttlMs. */
   readonly ttlMs: number;
@@ -20,3 +22,13 @@ export interface LockReply {
 }
 
 export const LOCK_JOB_NAME = 'lockcontent';
+
+/** The `key` of a LockRequest for a key (a byte string). */
+export function requestKeyOf(key: string): string {
+  return wireText(key);
+}
+
+/** The key (a byte string) a LockRequest names. */
+export function keyOfRequest(request: LockRequest): string {
+  return fromWireText(request.key);
+}

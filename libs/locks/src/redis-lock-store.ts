@@ -7,9 +7,13 @@
  * lock-service), `adoptOrphans` (records whose holder stopped heartbeating move to a live one),
  * `deleteIf` (delete only when still expired, or still reserved), `restore` (re-record after Redis
  * lost its data) and the holder liveness and epoch keys.
+ *
+ * A key is a byte string (@annex-p2phttp/protocol, byte-text): it is stored as its `wireText`
+ * (itself, or `[base64url]` when it is not UTF-8), because ioredis sends strings as UTF-8.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
+import { fromWireText, wireText } from '@annex-p2phttp/protocol';
 import { type LockRecord, type LockStore } from './lock-store';
 import { LockKeys } from './redis-keys';
 
@@ -153,7 +157,7 @@ export class RedisLockStore implements LockStore {
   }
 
   async isLocked(repository: string, key: string): Promise<boolean> {
-    const count = await this.redis.hget(this.keys.cover, `${repository} ${key}`);
+    const count = await this.redis.hget(this.keys.cover, `${repository} ${wireText(key)}`);
     return count !== null && Number(count) > 0;
   }
 
@@ -304,7 +308,7 @@ function fieldValues(record: ClusterLockRecord): string[] {
   return [
     record.lockid,
     record.repository,
-    record.key,
+    wireText(record.key),
     record.holder,
     String(record.lockedAt),
     String(record.expiresAt),
@@ -319,7 +323,7 @@ function parseRecord(map: Record<string, string>): ClusterLockRecord | undefined
   const record: ClusterLockRecord = {
     lockid: map.lockid!,
     repository: map.repository!,
-    key: map.key!,
+    key: fromWireText(map.key!),
     holder: map.holder!,
     lockedAt: Number(map.lockedAt),
     expiresAt: Number(map.expiresAt),

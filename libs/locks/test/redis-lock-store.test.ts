@@ -48,6 +48,23 @@ describe('RedisLockStore', () => {
     await Promise.all(connections.splice(0).map(closeRedis));
   });
 
+  it('keeps the bytes of a key that is not UTF-8', async () => {
+    const a = await store();
+    // WORM-- ff fe 80 and WORM-- ff fe 81: both would be the same text in UTF-8 (U+FFFD)
+    const key = 'WORM--\udcff\udcfe\udc80';
+    const sibling = 'WORM--\udcff\udcfe\udc81';
+    expect(await a.create(record('bytes', { key }), 10)).toBe(true);
+    expect((await a.get('bytes'))?.key).toBe(key);
+    expect(await a.isLocked('repo-uuid', key)).toBe(true);
+    expect(await a.isLocked('repo-uuid', sibling)).toBe(false);
+    expect(await a.isLocked('repo-uuid', 'WORM--\ufffd\ufffd\ufffd')).toBe(false);
+    // stored as its [base64url] form, which any client of Redis reads back unchanged
+    const raw = connections[0]!;
+    expect(await raw.hget(`test${prefix}:lock:bytes`, 'key')).toBe('[V09STS0t__6A]');
+    expect((await a.delete('bytes'))?.key).toBe(key);
+    expect(await a.isLocked('repo-uuid', key)).toBe(false);
+  });
+
   it('records, finds and deletes locks under its prefix', async () => {
     const a = await store();
     const session = { clientUuid: 'c', bypass: ['b1'], version: 4, mode: 'full' as const };

@@ -3,7 +3,9 @@
  * checkpresent of content that is plainly there needs no git-annex-shell session. git-annex
  * stores a key's content at `<gitdir>/annex/objects/<H>/<F>/<F>`, where F escapes the key and H is
  * one of two hash directory layouts; both are probed, and anything not found there is left to
- * git-annex itself. Only complete objects live there (git-annex moves content in from `tmp/` once
+ * git-annex itself. Keys are byte strings (PROTOCOL.md §1.2): the hash directories come from the
+ * key's bytes, and the path of a key that is not UTF-8 is a Buffer, so that its bytes reach the
+ * file system as they are. Only complete objects live there (git-annex moves content in from `tmp/` once
  * verified), so an object file found is content that may be sent.
  */
 import { hash } from 'node:crypto';
@@ -11,9 +13,17 @@ import { constants, stat as statCallback, statSync, type Stats } from 'node:fs';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { parseKey } from '@annex-p2phttp/protocol';
+import { bytesOfText, isPlainText, parseKey } from '@annex-p2phttp/protocol';
 
 const MIXED_ALPHABET = '0123456789zqjxkmvwgpfZQJXKMVWGPF';
+
+/** A file path as the file system takes it: the string when it is UTF-8, else its bytes. */
+export type FsPath = string | Buffer;
+
+/** The path that a byte string (byte-text in @annex-p2phttp/protocol) stands for. */
+export function fsPath(text: string): FsPath {
+  return isPlainText(text) ? text : bytesOfText(text);
+}
 
 /** The object file (and directory) name of a key: `&`→`&a`, `%`→`&s`, `:`→`&c`, `/`→`%`. */
 export function objectFileName(key: string): string {
@@ -65,7 +75,7 @@ export function unchunkedKey(key: string): string {
 
 /** Both hash directory layouts of a key: `hashdirlower` (`d91/b11`) and `hashdirmixed` (`mK/4w`). */
 export function hashDirectories(key: string): { lower: string; mixed: string } {
-  const digest = hash('md5', unchunkedKey(key), 'buffer');
+  const digest = hash('md5', bytesOfText(unchunkedKey(key)), 'buffer');
   const hex = digest.toString('hex');
   const w = digest.readUInt32LE(0);
   const letter = (shift: number) => MIXED_ALPHABET[(w >>> shift) & 31];
@@ -108,7 +118,7 @@ export class ObjectFiles {
   }
 
   /** The path of the key's object file if it is present, else undefined. */
-  async locate(repoPath: string, key: string): Promise<string | undefined> {
+  async locate(repoPath: string, key: string): Promise<FsPath | undefined> {
     const objects = await this.objectDir(repoPath);
     const name = objectFileName(key);
     const dirs = hashDirectories(key);
@@ -116,7 +126,7 @@ export class ObjectFiles {
     // two plain names, and an object file name holds no "/" and is never "." or "..".
     const sync = this.statsInline(objects);
     for (const hash of [dirs.mixed, dirs.lower]) {
-      const file = `${objects}/${hash}/${name}/${name}`;
+      const file = fsPath(`${objects}/${hash}/${name}/${name}`);
       if (sync ? this.isFileInline(objects, file) : await isFile(file)) {
         return file;
       }
@@ -136,7 +146,7 @@ export class ObjectFiles {
     return true;
   }
 
-  private isFileInline(objects: string, file: string): boolean {
+  private isFileInline(objects: string, file: FsPath): boolean {
     const started = performance.now();
     let found = false;
     try {
@@ -155,7 +165,9 @@ export class ObjectFiles {
    * (`annex/tmp/<key>`), the offset an upload resumes from; 0 when there is none.
    */
   async partialSize(repoPath: string, key: string): Promise<number> {
-    const file = path.join(await this.gitDir(repoPath), 'annex', 'tmp', objectFileName(key));
+    const file = fsPath(
+      path.join(await this.gitDir(repoPath), 'annex', 'tmp', objectFileName(key)),
+    );
     try {
       const info = await stat(file);
       return info.isFile() ? info.size : 0;
@@ -191,7 +203,7 @@ export class ObjectFiles {
  * Whether `file` is a regular file (symlinks followed). The callback form of stat: on the
  * checkpresent path the promise form costs about twice the CPU per call.
  */
-function isFile(file: string): Promise<boolean> {
+function isFile(file: FsPath): Promise<boolean> {
   return new Promise((resolve) => {
     statCallback(file, (error, stats) => resolve(error === null && stats.isFile()));
   });
@@ -245,7 +257,7 @@ const CHUNK = 256 * 1024;
  * Returns undefined if the file vanished before it could be opened.
  */
 export async function readObject(
-  file: string,
+  file: FsPath,
   offset: number,
   signalInvalid: boolean,
 ): Promise<ObjectRead | undefined> {
@@ -351,7 +363,7 @@ export async function readObject(
 }
 
 /** Whether the file changed since `before`: through the open handle, or replaced at its path. */
-async function changed(handle: FileHandle, file: string, before: Stats): Promise<boolean> {
+async function changed(handle: FileHandle, file: FsPath, before: Stats): Promise<boolean> {
   try {
     const [now, atPath] = await Promise.all([handle.stat(), stat(file)]);
     return (

@@ -25,7 +25,7 @@ import {
   type FileHandle,
 } from 'node:fs/promises';
 import * as path from 'node:path';
-import { parseKey } from '@annex-p2phttp/protocol';
+import { isPlainText, parseKey } from '@annex-p2phttp/protocol';
 import { objectFileName } from './object-files';
 
 /** The digest a key names for its whole content, when Node can compute that algorithm. */
@@ -57,9 +57,14 @@ const ALGORITHMS: ReadonlyMap<string, string> = new Map([
 /**
  * The digest named by a key of a whole-content hash backend with a size field (`SHA256E-s12--…`),
  * or undefined for every other key: chunks, keys without a size, WORM, URL, external backends,
- * hash lengths that do not fit the algorithm.
+ * hash lengths that do not fit the algorithm, and keys that are not UTF-8 (an extension of bytes
+ * from an old archive): `git annex setkey` takes the key as an argument, and process arguments
+ * from Node are UTF-8, so those go through git-annex-shell, which reads keys as bytes.
  */
 export function contentDigestOf(key: string): ContentDigest | undefined {
+  if (!isPlainText(key)) {
+    return undefined;
+  }
   let info;
   try {
     info = parseKey(key);

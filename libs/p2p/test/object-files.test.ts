@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { createServer, get as httpGet } from 'node:http';
 import { type AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashDirectories, objectFileName, ObjectFiles, readObject } from '@annex-p2phttp/p2p';
+import { bytesOfText, textOfBytes } from '@annex-p2phttp/protocol';
 import { GIT_ENV, makeRepo, run, type TestRepo } from './support';
 
 async function drain(body: NodeJS.ReadableStream): Promise<Buffer> {
@@ -48,6 +49,62 @@ describe('object file names and hash directories', () => {
   it('escapes the characters git-annex escapes', () => {
     expect(objectFileName('WORM-s3--a/b&c:d%e')).toBe('WORM-s3--a%b&ac&cd&se');
   });
+});
+
+describe('keys that are not UTF-8 (byte strings)', () => {
+  let repo: TestRepo;
+  beforeAll(() => {
+    repo = makeRepo('object-bytes-');
+  });
+  afterAll(() => repo.remove());
+
+  // WORM-- ff fe 80; a SHA256E key whose extension is Latin-1 "déjà"; one with escaped characters
+  const KEY_BYTES = [
+    Buffer.concat([Buffer.from('WORM--'), Buffer.from([0xff, 0xfe, 0x80])]),
+    Buffer.from(`SHA256E-s1--${'ab'.repeat(32)}.d\xe9j\xe0`, 'latin1'),
+    Buffer.from('WORM-s3--a/\xff&%:', 'latin1'),
+  ];
+
+  /** `git annex examinekey --batch` (keys as bytes on stdin): lower, mixed, objectpath. */
+  function examine(key: Buffer): Buffer[] {
+    const out = execFileSync(
+      'git',
+      [
+        'annex',
+        'examinekey',
+        '--batch',
+        '--format=${hashdirlower}\\n${hashdirmixed}\\n${objectpath}\\n',
+      ],
+      { cwd: repo.path, env: GIT_ENV, input: Buffer.concat([key, Buffer.from('\n')]) },
+    );
+    const lines: Buffer[] = [];
+    for (let start = 0, end = out.indexOf(0x0a); end >= 0; end = out.indexOf(0x0a, start)) {
+      lines.push(out.subarray(start, end));
+      start = end + 1;
+    }
+    return lines;
+  }
+
+  it.each(KEY_BYTES.map((key) => [key.toString('latin1'), key]))(
+    'hash directories and object path match git-annex for %s',
+    async (_name, keyBytes) => {
+      const key = textOfBytes(keyBytes);
+      const [lower, mixed, objectPath] = examine(keyBytes);
+      const dirs = hashDirectories(key);
+      expect(`${dirs.lower}/`).toBe(lower?.toString());
+      expect(`${dirs.mixed}/`).toBe(mixed?.toString());
+      const name = objectFileName(key);
+      expect(bytesOfText(`.git/annex/objects/${dirs.mixed}/${name}/${name}`)).toEqual(objectPath);
+      // an object file put where git-annex keeps it is found and read, by its bytes
+      const file = Buffer.concat([Buffer.from(`${repo.path}/`), objectPath!]);
+      mkdirSync(file.subarray(0, file.lastIndexOf(0x2f)), { recursive: true });
+      writeFileSync(file, 'content');
+      const found = await new ObjectFiles().locate(repo.path, key);
+      expect(found).toEqual(file);
+      const read = (await readObject(found!, 2, true))!;
+      expect((await drain(read.body)).toString()).toBe('ntent');
+    },
+  );
 });
 
 describe('ObjectFiles and readObject', () => {

@@ -1,10 +1,12 @@
 // Serialises client messages into protocol lines (PROTOCOL.md §1.2 framing, §1.4 messages).
 // Only framing is enforced here; key and uuid *validity* is the caller's job (key.ts, uuid.ts).
+// Keys and associated files are byte strings (byte-text.ts) and go out as the bytes they stand for.
 
 import { encodeAssociatedFile } from './associated-file';
+import { bytesOfText, characterCount } from './byte-text';
 import { isWritableDecimal } from './decimal';
 import { ProtocolError } from './errors';
-import { MAX_LINE_BYTES, type ClientMessage } from './messages';
+import { MAX_LINE_CHARACTERS, type ClientMessage } from './messages';
 
 // A key is the last parameter, so it may hold spaces, but never a line break or NUL.
 const KEY_BREAKS_FRAMING = /[\r\n\0]/;
@@ -45,7 +47,7 @@ function errorText(message: string): string {
   return text;
 }
 
-function words(m: ClientMessage): string[] {
+function words(m: ClientMessage, withAf = true): string[] {
   switch (m.kind) {
     case 'VERSION':
       return ['VERSION', num(m.version, 'version')];
@@ -56,9 +58,14 @@ function words(m: ClientMessage): string[] {
     case 'LOCKCONTENT':
       return [m.kind, key(m.key)];
     case 'GET':
-      return ['GET', num(m.offset, 'offset'), encodeAssociatedFile(m.af), key(m.key)];
+      return [
+        'GET',
+        num(m.offset, 'offset'),
+        encodeAssociatedFile(withAf ? m.af : null),
+        key(m.key),
+      ];
     case 'PUT':
-      return ['PUT', encodeAssociatedFile(m.af), key(m.key)];
+      return ['PUT', encodeAssociatedFile(withAf ? m.af : null), key(m.key)];
     case 'DATA':
       return ['DATA', num(m.length, 'length')];
     case 'REMOVE-BEFORE':
@@ -78,14 +85,20 @@ function words(m: ClientMessage): string[] {
 
 /**
  * One protocol line including its '\n'. Throws ProtocolError when a field would break framing or
- * the line (without '\n') is longer than MAX_LINE_BYTES.
+ * the line (without '\n') is longer than MAX_LINE_CHARACTERS. The associated file of GET and PUT
+ * is informational: a line too long with it goes without it.
  */
 export function encodeMessage(m: ClientMessage): Buffer {
-  const line = Buffer.from(words(m).join(' ') + '\n', 'utf8');
-  if (line.length - 1 > MAX_LINE_BYTES) {
+  let text = words(m).join(' ');
+  let length = characterCount(text);
+  if (length > MAX_LINE_CHARACTERS && (m.kind === 'GET' || m.kind === 'PUT')) {
+    text = words(m, false).join(' ');
+    length = characterCount(text);
+  }
+  if (length > MAX_LINE_CHARACTERS) {
     throw new ProtocolError(
-      `${m.kind} line of ${line.length - 1} bytes exceeds ${MAX_LINE_BYTES} bytes`,
+      `${m.kind} line of ${length} characters exceeds ${MAX_LINE_CHARACTERS} characters`,
     );
   }
-  return line;
+  return bytesOfText(`${text}\n`);
 }

@@ -2,14 +2,35 @@
 // (PROTOCOL.md §1, §2.1, §2.2, §2.7, §3). Pure, no I/O.
 
 export { ProtocolError, InvalidParameterError } from './errors';
-export { MAX_LINE_BYTES, type ServerMessage, type ClientMessage } from './messages';
+export {
+  MAX_LINE_BYTES,
+  MAX_LINE_CHARACTERS,
+  type ServerMessage,
+  type ClientMessage,
+} from './messages';
 export { encodeMessage } from './encode-message';
 export { parseServerLine } from './parse-server-line';
 export { P2PStreamParser, type ParserEvent } from './parser';
-export { parseKey, isValidKey, keySize, MAX_KEY_BYTES, type KeyInfo } from './key';
+export {
+  parseKey,
+  canonicalKey,
+  serializeKey,
+  isValidKey,
+  keySize,
+  MAX_KEY_LENGTH,
+  type KeyInfo,
+} from './key';
 export { validateUuid } from './uuid';
 export { encodeAssociatedFile } from './associated-file';
-export { decodeParam, encodeParam } from './base64url';
+export { decodeParam, encodeParam, wireText, fromWireText } from './base64url';
+export {
+  textOfBytes,
+  bytesOfText,
+  isPlainText,
+  isCanonicalText,
+  characterCount,
+  byteCount,
+} from './byte-text';
 export {
   API_VERSIONS,
   parseApiVersion,

@@ -1,19 +1,26 @@
 // git-annex key validation (PROTOCOL.md §3): the key grammar
 //   VARIETY[-sSIZE][-mMTIME][-SCHUNKSIZE][-CCHUNKNUM]--NAME
 // plus the "safe validator" rules of §3, so that a key can be sent as the last word of a line.
+// A key is bytes (a byte string, byte-text.ts): NAME may hold any bytes but those refused below.
 //
 // Extension limit, verified against git-annex 10.20250416 (`git annex examinekey` and
 // `git annex p2phttp` checkpresent, both agree): when the VARIETY ends in an uppercase 'E' (any
 // variety, including unknown ones such as `FOOE` and the bare `E`), the part of NAME from its
-// first '.' (the '.' included) may be at most 64 bytes of UTF-8; 65 bytes is "bad key" / 400.
-// `SHA256E-s1--abc.` + 63 more bytes is accepted; multi-byte characters count by bytes; a name
-// without '.' has no limit; a lowercase 'e' or any other variety has no limit.
+// first '.' (the '.' included) may be at most 64 bytes; 65 bytes is "bad key" / 400.
+// `SHA256E-s1--abc.` + 63 more bytes is accepted; a name without '.' has no limit; a lowercase
+// 'e' or any other variety has no limit.
+//
+// Numeric fields are decimal digits, leading zeros allowed, as git-annex parses them; git-annex
+// then writes the key with plain numbers (`-s007` is the key `-s7`), and so does serializeKey.
 //
 // Deliberate differences from git-annex: numeric fields beyond Number.MAX_SAFE_INTEGER are
-// rejected (git-annex has no maximum), as are keys containing C0 controls, DEL, whitespace,
-// lone surrogates, a VARIETY outside [A-Za-z0-9_]+, or more than MAX_KEY_BYTES bytes.
+// rejected (git-annex has no maximum), as are keys containing C0 controls, DEL, whitespace, a
+// VARIETY outside [A-Za-z0-9_]+, or more than MAX_KEY_LENGTH characters (what fits git-annex's
+// line limit in the longest line a key travels in).
 
+import { byteCount, characterCount, isCanonicalText } from './byte-text';
 import { InvalidParameterError } from './errors';
+import { MAX_LINE_CHARACTERS } from './messages';
 
 export interface KeyInfo {
   variety: string;
@@ -24,8 +31,12 @@ export interface KeyInfo {
   name: string;
 }
 
-/** Longest accepted key in UTF-8 bytes (well within the 32767-byte line limit). */
-export const MAX_KEY_BYTES = 8192;
+/**
+ * Longest accepted key, in characters as git-annex counts them (a UTF-8 sequence or a byte that
+ * is none is one): the longest line a key travels in is `REMOVE-BEFORE <timestamp> <key>`, with a
+ * timestamp of up to 16 digits, and git-annex-shell reads lines of MAX_LINE_CHARACTERS.
+ */
+export const MAX_KEY_LENGTH = MAX_LINE_CHARACTERS - 'REMOVE-BEFORE '.length - 16 - 1;
 
 /** Longest NAME extension (from the first '.') of a variety ending in 'E'. */
 const MAX_EXTENSION_BYTES = 64;
@@ -33,7 +44,6 @@ const MAX_EXTENSION_BYTES = 64;
 const VARIETY = /^[A-Za-z0-9_]+$/;
 // Whitespace in both the JavaScript and the Unicode sense.
 const WHITESPACE = /[\s\p{White_Space}]/u;
-const LONE_SURROGATE = /\p{Cs}/u;
 const FIELD = /^-([smSC])([0-9]+)(?=-)/;
 
 // Field letters in their only permitted order.
@@ -63,11 +73,11 @@ export function parseKey(key: string): KeyInfo {
   if (key === '') {
     invalid('empty');
   }
-  if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) {
-    invalid(`longer than ${MAX_KEY_BYTES} bytes`);
+  if (key.length > MAX_KEY_LENGTH && characterCount(key) > MAX_KEY_LENGTH) {
+    invalid(`longer than ${MAX_KEY_LENGTH} characters`);
   }
-  if (LONE_SURROGATE.test(key)) {
-    invalid('not well-formed Unicode');
+  if (!isCanonicalText(key)) {
+    invalid('not a byte string');
   }
   if (hasC0OrDel(key) || WHITESPACE.test(key)) {
     invalid('contains whitespace or a control character');
@@ -108,11 +118,31 @@ export function parseKey(key: string): KeyInfo {
   info.name = rest.slice(2);
   if (variety.endsWith('E')) {
     const dot = info.name.indexOf('.');
-    if (dot !== -1 && Buffer.byteLength(info.name.slice(dot), 'utf8') > MAX_EXTENSION_BYTES) {
+    if (dot !== -1 && byteCount(info.name.slice(dot)) > MAX_EXTENSION_BYTES) {
       invalid(`extension longer than ${MAX_EXTENSION_BYTES} bytes`);
     }
   }
   return info;
+}
+
+/**
+ * The key as git-annex writes it: numeric fields without leading zeros. Two spellings of one key
+ * (`-s07` and `-s7`) name the same object, lock and location log entry.
+ */
+export function serializeKey(info: KeyInfo): string {
+  let out = info.variety;
+  for (const [letter, field] of FIELDS) {
+    const value = info[field];
+    if (value !== undefined) {
+      out += `-${letter}${value}`;
+    }
+  }
+  return `${out}--${info.name}`;
+}
+
+/** Parses and validates a key and returns it as git-annex writes it (serializeKey). */
+export function canonicalKey(key: string): string {
+  return serializeKey(parseKey(key));
 }
 
 /** True when parseKey accepts the key. */

@@ -1,6 +1,12 @@
 // Message types of the line protocol spoken with `git-annex-shell p2pstdio` (PROTOCOL.md §1.2-§1.4).
 
-/** The longest line (without its '\n') git-annex-shell reads (PROTOCOL.md §1.2). */
+/**
+ * The longest line (without its '\n') git-annex-shell reads, in characters: a UTF-8 sequence
+ * counts as one, and so does a byte that is none (PROTOCOL.md §1.2).
+ */
+export const MAX_LINE_CHARACTERS = 32767;
+
+/** The longest server line this parser takes, in bytes. */
 export const MAX_LINE_BYTES = 32767;
 
 /** A line the server (git-annex-shell) sends. */
@@ -20,7 +26,7 @@ export type ServerMessage =
   | { kind: 'TIMESTAMP'; timestamp: number }
   | { kind: 'ERROR'; message: string };
 
-/** A line the client (this server) sends. */
+/** A line the client (this server) sends. Keys and associated files are byte strings (byte-text.ts). */
 export type ClientMessage =
   | { kind: 'VERSION'; version: number }
   | { kind: 'BYPASS'; uuids: string[] }

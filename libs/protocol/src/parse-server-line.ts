@@ -1,5 +1,6 @@
 // Parses one line sent by git-annex-shell p2pstdio (PROTOCOL.md §1.2 framing, §1.4 replies).
 
+import { textOfBytes } from './byte-text';
 import { parseDecimal } from './decimal';
 import { ProtocolError } from './errors';
 import type { ServerMessage } from './messages';
@@ -36,12 +37,13 @@ function uuidList(rest: string | null): string[] {
 }
 
 /**
- * Parses a server line given without its '\n'; a trailing '\r' is dropped. Throws ProtocolError
+ * Parses a server line given without its '\n'; a trailing '\r' is dropped. Words are byte strings
+ * (byte-text.ts): a uuid or message that is not UTF-8 keeps its bytes. Throws ProtocolError
  * for an unknown verb, a wrong number of parameters or a number that is not plain decimal.
  */
 export function parseServerLine(line: Buffer): ServerMessage {
   const end = line.length > 0 && line[line.length - 1] === CR ? line.length - 1 : line.length;
-  const text = line.toString('utf8', 0, end);
+  const text = textOfBytes(line.subarray(0, end));
   const space = text.indexOf(' ');
   const verb = space === -1 ? text : text.slice(0, space);
   const rest = space === -1 ? null : text.slice(space + 1);

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeAssociatedFile } from '../src';
+import { encodeAssociatedFile, textOfBytes } from '../src';
 
 describe('encodeAssociatedFile', () => {
   it.each([
@@ -21,6 +21,9 @@ describe('encodeAssociatedFile', () => {
     ['bell\u0007', 'bell_'],
     ['café/日本.txt', 'café/日本.txt'],
     ['lone\ud800', 'lone_'],
+    // bytes that are no UTF-8 (byte strings) stay: git-annex passes them on as they are
+    ['bad\udcff\udcfename.bin', 'bad\udcff\udcfename.bin'],
+    ['caf\udce9 d\udce9j\udce0', 'caf\udce9%d\udce9j\udce0'],
   ])('%j -> %j', (af, word) => {
     expect(encodeAssociatedFile(af)).toBe(word);
   });
@@ -41,14 +44,21 @@ describe('encodeAssociatedFile', () => {
   });
 
   const WS = /[\s\p{White_Space}]/gu;
-  const CTRL_OR_WS = /[\s\p{White_Space}\p{Cc}\p{Cs}]/gu;
+  // Surrogates other than U+DC80-U+DCFF, the escaped bytes of a byte string, which stay.
+  const NO_BYTE = '\\p{Cs}--[\\u{dc80}-\\u{dcff}]';
+  const CTRL_OR_WS_CLASS = `[\\s\\p{White_Space}\\p{Cc}[${NO_BYTE}]]`;
+  const CTRL_OR_WS = new RegExp(CTRL_OR_WS_CLASS, 'gv');
   const count = (s: string, re: RegExp): number => s.match(re)?.length ?? 0;
 
   it('property: the result is one word of printable text with the right escapes', () => {
+    const withBytes = fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 80 }),
+      fc.uint8Array({ maxLength: 80 }).map((b) => textOfBytes(Buffer.from(b))),
+    );
     fc.assert(
-      fc.property(fc.string({ unit: 'binary', maxLength: 80 }), (af) => {
+      fc.property(withBytes, (af) => {
         const word = encodeAssociatedFile(af);
-        expect(word).not.toMatch(/[\s\p{White_Space}\p{Cc}\p{Cs}]/u);
+        expect(word).not.toMatch(new RegExp(CTRL_OR_WS_CLASS, 'v'));
         if (af.startsWith('/')) {
           expect(word).toBe('');
           return;

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InvalidParameterError, decodeParam, encodeParam } from '../src';
+import { InvalidParameterError, decodeParam, encodeParam, fromWireText, wireText } from '../src';
 
 const K = 'SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03.txt';
 
@@ -43,6 +43,15 @@ describe('decodeParam', () => {
     expect(decodeParam('[W1FRPT1d]', 'associatedfile')).toBe('[QQ==]');
   });
 
+  it('decodes bytes that are not UTF-8 to a byte string', () => {
+    // ff fe: a file name from an old archive; bytes above U+DC00 stand for them (byte-text.ts)
+    expect(decodeParam('[__4=]', 'associatedfile')).toBe('\udcff\udcfe');
+    expect(decodeParam(`[${Buffer.from([0x41, 0xc3]).toString('base64url')}=]`, 'key')).toBe(
+      'A\udcc3',
+    );
+    expect(decodeParam('[V09STS0t__6A]', 'key')).toBe('WORM--\udcff\udcfe\udc80');
+  });
+
   it('tolerates non-zero unused bits like the reference', () => {
     expect(decodeParam('[QR==]', 'key')).toBe('A');
   });
@@ -63,8 +72,6 @@ describe('decodeParam', () => {
     ['percent escape', '[V09STS0tYQ%3D%3D]'],
     ['non-ASCII', '[V09STS0tYé==]'],
     ['nested bracket', '[[V09S]]'],
-    ['invalid UTF-8 (ff fe)', '[__4=]'],
-    ['truncated UTF-8 sequence', `[${Buffer.from([0x41, 0xc3]).toString('base64url')}=]`],
   ])('rejects %s', (_what, value) => {
     const err = rejection(value, 'associatedfile');
     expect(err.param).toBe('associatedfile');
@@ -78,6 +85,10 @@ describe('encodeParam', () => {
     expect(encodeParam('WORM--???~~~')).toBe('[V09STS0tPz8_fn5-]');
     expect(encodeParam('')).toBe('[]');
     expect(encodeParam('[QQ==]')).toBe('[W1FRPT1d]');
+  });
+
+  it('encodes the bytes a byte string stands for', () => {
+    expect(encodeParam('WORM--\udcff\udcfe\udc80')).toBe('[V09STS0t__6A]');
   });
 
   it('property: decodeParam inverts encodeParam', () => {
@@ -102,6 +113,30 @@ describe('encodeParam', () => {
         }
       }),
       { numRuns: 500 },
+    );
+  });
+});
+
+describe('wireText', () => {
+  it('keeps well-formed text as it is, brackets anything else', () => {
+    expect(wireText('WORM--a')).toBe('WORM--a');
+    expect(wireText('café')).toBe('café');
+    expect(wireText('WORM--\udcff\udcfe\udc80')).toBe('[V09STS0t__6A]');
+    // a plain value of the bracketed form must itself be encoded
+    expect(wireText('[QQ==]')).toBe('[W1FRPT1d]');
+    expect(wireText('')).toBe('');
+  });
+
+  it('property: fromWireText inverts it for any bytes, and the wire form is UTF-8 safe', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 60 }), (array) => {
+        const text = Buffer.from(array).toString('latin1');
+        const value = decodeParam(encodeParam(text), 'key');
+        const wire = wireText(value);
+        expect(Buffer.from(wire, 'utf8').toString('utf8')).toBe(wire);
+        expect(fromWireText(wire)).toBe(value);
+      }),
+      { numRuns: 1000 },
     );
   });
 });

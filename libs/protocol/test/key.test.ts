@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InvalidParameterError, MAX_KEY_BYTES, isValidKey, keySize, parseKey } from '../src';
+import {
+  InvalidParameterError,
+  MAX_KEY_LENGTH,
+  canonicalKey,
+  isValidKey,
+  keySize,
+  parseKey,
+} from '../src';
 
 const HASH = '5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03';
 
@@ -116,19 +123,54 @@ describe('parseKey: rejected keys', () => {
     ['ideographic space', 'WORM--a\u3000b'],
     ['line separator', 'WORM--a\u2028b'],
     ['BOM', 'WORM--a\ufeffb'],
-    ['lone surrogate', 'WORM--a\ud800b'],
+    ['lone surrogate that stands for no byte', 'WORM--a\ud800b'],
   ])('rejects %s', (_what, key) => {
     expect(isValidKey(key)).toBe(false);
     expect(rejection(key).message).toMatch(/^invalid key: /);
   });
 
-  it('limits keys to MAX_KEY_BYTES of UTF-8', () => {
+  it('limits keys to what fits the longest P2P line, counting characters as git-annex does', () => {
+    expect(MAX_KEY_LENGTH).toBe(32767 - 'REMOVE-BEFORE '.length - 16 - 1);
     const prefix = 'WORM--';
-    expect(isValidKey(prefix + 'a'.repeat(MAX_KEY_BYTES - prefix.length))).toBe(true);
-    expect(isValidKey(prefix + 'a'.repeat(MAX_KEY_BYTES - prefix.length + 1))).toBe(false);
-    // 'é' is two bytes: half as many characters already exceed the limit
-    expect(isValidKey(prefix + 'é'.repeat(MAX_KEY_BYTES / 2))).toBe(false);
-    expect(rejection('WORM--' + 'x'.repeat(MAX_KEY_BYTES)).message).toMatch(/longer than 8192/);
+    expect(isValidKey(prefix + 'a'.repeat(10_000))).toBe(true);
+    expect(isValidKey(prefix + 'a'.repeat(MAX_KEY_LENGTH - prefix.length))).toBe(true);
+    expect(isValidKey(prefix + 'a'.repeat(MAX_KEY_LENGTH - prefix.length + 1))).toBe(false);
+    // 'é' is two bytes but one character; so is an escaped byte
+    expect(isValidKey(prefix + 'é'.repeat(MAX_KEY_LENGTH - prefix.length))).toBe(true);
+    expect(isValidKey(prefix + '\udcff'.repeat(MAX_KEY_LENGTH - prefix.length))).toBe(true);
+    expect(isValidKey(prefix + '😀'.repeat(MAX_KEY_LENGTH - prefix.length + 1))).toBe(false);
+    expect(rejection('WORM--' + 'x'.repeat(MAX_KEY_LENGTH)).message).toMatch(
+      /longer than 32736 characters/,
+    );
+  });
+});
+
+describe('parseKey: bytes that are not UTF-8 (byte strings)', () => {
+  it('accepts any byte above 127 in the name', () => {
+    expect(parseKey('WORM--\udcff\udcfe\udc80')).toEqual({
+      variety: 'WORM',
+      name: '\udcff\udcfe\udc80',
+    });
+    expect(isValidKey('SHA256E-s1--abc.d\udce9j\udce0')).toBe(true);
+  });
+
+  it('counts the extension limit in bytes', () => {
+    expect(isValidKey(`SHA256E-s1--abc.${'\udcff'.repeat(63)}`)).toBe(true);
+    expect(isValidKey(`SHA256E-s1--abc.${'\udcff'.repeat(64)}`)).toBe(false);
+  });
+
+  it('refuses a second spelling of UTF-8 bytes and surrogates that stand for no byte', () => {
+    expect(rejection('WORM--\udcc3\udca9').message).toMatch(/not a byte string/);
+    expect(isValidKey('WORM--a\udc7fb')).toBe(false);
+  });
+});
+
+describe('canonicalKey', () => {
+  it('writes numbers as git-annex does, without leading zeros', () => {
+    expect(canonicalKey('SHA256E-s007-m00012-S0-C01--x')).toBe('SHA256E-s7-m12-S0-C1--x');
+    expect(canonicalKey(`SHA256E-s${'0'.repeat(40)}5--x`)).toBe('SHA256E-s5--x');
+    expect(canonicalKey('WORM--\udcff')).toBe('WORM--\udcff');
+    expect(canonicalKey('URL--http://e/a--b')).toBe('URL--http://e/a--b');
   });
 });
 

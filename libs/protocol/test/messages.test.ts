@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  MAX_LINE_BYTES,
+  MAX_LINE_CHARACTERS,
   ProtocolError,
   encodeMessage,
   parseServerLine,
@@ -82,23 +82,57 @@ describe('encodeMessage', () => {
     }
   });
 
-  it('enforces MAX_LINE_BYTES on the line without its newline', () => {
+  it('enforces MAX_LINE_CHARACTERS on the line without its newline, as git-annex counts', () => {
     const prefix = 'CHECKPRESENT WORM--';
-    const fits = 'a'.repeat(MAX_LINE_BYTES - prefix.length);
+    const fits = 'a'.repeat(MAX_LINE_CHARACTERS - prefix.length);
     expect(encodeMessage({ kind: 'CHECKPRESENT', key: `WORM--${fits}` })).toHaveLength(
-      MAX_LINE_BYTES + 1,
+      MAX_LINE_CHARACTERS + 1,
     );
     expect(() => encodeMessage({ kind: 'CHECKPRESENT', key: `WORM--${fits}a` })).toThrow(
       ProtocolError,
     );
-    // counted in UTF-8 bytes, not characters
-    const wide = 'é'.repeat(Math.ceil((MAX_LINE_BYTES - prefix.length) / 2) + 1);
-    expect(() => encodeMessage({ kind: 'CHECKPRESENT', key: `WORM--${wide}` })).toThrow(
+    // counted in characters: a UTF-8 sequence is one, and so is a byte that is none
+    const wide = 'é'.repeat(MAX_LINE_CHARACTERS - prefix.length);
+    expect(encodeMessage({ kind: 'CHECKPRESENT', key: `WORM--${wide}` })).toHaveLength(
+      prefix.length + 2 * wide.length + 1,
+    );
+    expect(() => encodeMessage({ kind: 'CHECKPRESENT', key: `WORM--${wide}é` })).toThrow(
       /exceeds 32767/,
     );
-    expect(() => encodeMessage({ kind: 'ERROR', message: 'x'.repeat(MAX_LINE_BYTES) })).toThrow(
-      ProtocolError,
+    const raw = '\udcff'.repeat(MAX_LINE_CHARACTERS - prefix.length);
+    expect(encodeMessage({ kind: 'CHECKPRESENT', key: `WORM--${raw}` })).toHaveLength(
+      MAX_LINE_CHARACTERS + 1,
     );
+    expect(() =>
+      encodeMessage({ kind: 'ERROR', message: 'x'.repeat(MAX_LINE_CHARACTERS) }),
+    ).toThrow(ProtocolError);
+  });
+
+  it('sends key and associated file as the bytes they stand for', () => {
+    const line = encodeMessage({
+      kind: 'GET',
+      offset: 0,
+      af: 'd/bad\udcff\udcfe.bin',
+      key: 'WORM--\udcff\udcfe\udc80',
+    });
+    expect(
+      line.equals(
+        Buffer.concat([
+          Buffer.from('GET 0 d/bad'),
+          Buffer.from([0xff, 0xfe]),
+          Buffer.from('.bin WORM--'),
+          Buffer.from([0xff, 0xfe, 0x80, 0x0a]),
+        ]),
+      ),
+    ).toBe(true);
+  });
+
+  it('leaves out an associated file that would make the line too long', () => {
+    const key = `WORM--${'k'.repeat(MAX_LINE_CHARACTERS - 100)}`;
+    const af = 'f'.repeat(200);
+    expect(encodeMessage({ kind: 'PUT', af, key }).toString()).toBe(`PUT  ${key}\n`);
+    expect(encodeMessage({ kind: 'GET', offset: 5, af, key }).toString()).toBe(`GET 5  ${key}\n`);
+    expect(encodeMessage({ kind: 'PUT', af: 'f', key }).toString()).toBe(`PUT f ${key}\n`);
   });
 
   it('property: every encoded line ends with exactly one newline and holds no CR or NUL', () => {

@@ -34,6 +34,7 @@ import { KeyedMutex } from '../keyed-mutex';
 import { Batcher, type Settled } from './batcher';
 import { decodeFailure, DispatchError, unavailable } from './errors';
 import {
+  encodePayload,
   isStreamOffer,
   jobTarget,
   type BatchableJob,
@@ -468,7 +469,7 @@ export class BullMqDispatcher implements Dispatcher {
         }, jobTimeoutMs),
       );
       queue
-        .add(payload.op, payload, {
+        .add(payload.op, encodePayload(payload), {
           jobId,
           attempts: 1,
           removeOnComplete: true,

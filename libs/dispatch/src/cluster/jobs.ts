@@ -3,7 +3,13 @@
  * answers, one discriminated union each, plus the stream offer a worker reports (as job progress)
  * for get and put, whose bytes then travel over its data port (DESIGN.md "Cluster-mode data
  * plane").
+ *
+ * Keys and associated files are byte strings (@annex-p2phttp/protocol, byte-text): on their way
+ * through Redis they travel as `wireText` (the string itself, or `[base64url]` of its bytes when
+ * it is not UTF-8), so that nothing on the way (JSON, Lua, msgpack, a UTF-8 conversion) can
+ * change them. `encodePayload` and `decodePayload` do that, at the two ends of each lane.
  */
+import { fromWireText, wireText } from '@annex-p2phttp/protocol';
 import {
   type PutOffsetResult,
   type PutOutcome,
@@ -81,6 +87,41 @@ export interface StreamOffer {
   readonly stream: string;
   /** get: the payload length announced by DATA. */
   readonly length?: number;
+}
+
+type AnyPayload = JobPayload | QueryPayload;
+
+function mapText<P extends AnyPayload>(payload: P, text: (value: string) => string): P {
+  switch (payload.op) {
+    case 'gettimestamp':
+      return payload;
+    case 'batch':
+      return { ...payload, items: payload.items.map((item) => mapText(item, text)) };
+    case 'checkpresent':
+    case 'remove':
+    case 'putoffset':
+      return { ...payload, key: text(payload.key) };
+    case 'put':
+    case 'get':
+      return {
+        ...payload,
+        key: text(payload.key),
+        associatedFile: payload.associatedFile === null ? null : text(payload.associatedFile),
+      };
+  }
+}
+
+/** The payload as it goes into Redis: keys and associated files as wireText. */
+export function encodePayload<P extends AnyPayload>(payload: P): P {
+  return mapText(payload, wireText);
+}
+
+/** The payload as it came out of Redis (encodePayload inverted); throws on a malformed value. */
+export function decodePayload<P extends AnyPayload>(payload: P): P {
+  if (typeof payload !== 'object' || payload === null) {
+    return payload;
+  }
+  return mapText(payload, (value) => (typeof value === 'string' ? fromWireText(value) : value));
 }
 
 export function jobTarget(target: SessionTarget): JobTarget {

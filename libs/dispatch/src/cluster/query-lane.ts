@@ -26,7 +26,13 @@ import { setMaxListeners } from 'node:events';
 import Redis from 'ioredis';
 import { AbortError, P2PError } from '@annex-p2phttp/p2p';
 import { decodeFailure, DispatchError, encodeFailure, unavailable } from './errors';
-import { BATCHABLE_OPS, type JobResult, type QueryPayload } from './jobs';
+import {
+  BATCHABLE_OPS,
+  decodePayload,
+  encodePayload,
+  type JobResult,
+  type QueryPayload,
+} from './jobs';
 import { type ClusterKeys } from './keys';
 import { blockingOptions, subscription } from './redis';
 import {
@@ -89,7 +95,11 @@ export class QueryClient {
     const { redis, keys, queueWaitMs, jobTimeoutMs } = this.options;
     const id = randomUUID();
     const list = keys.query(queue);
-    const message = JSON.stringify({ id, reply: this.channel, payload } satisfies QueryMessage);
+    const message = JSON.stringify({
+      id,
+      reply: this.channel,
+      payload: encodePayload(payload),
+    } satisfies QueryMessage);
     return new Promise<JobResult>((resolve, reject) => {
       let taken = false;
       const end = () => {
@@ -399,7 +409,7 @@ export class QueryServer {
       }
       reply = {
         id: message.id,
-        result: await this.options.handle(queue, payload, this.cut.signal),
+        result: await this.options.handle(queue, decodePayload(payload), this.cut.signal),
       };
     } catch (error) {
       reply = { id: message.id, error: encodeFailure(error) };

@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { componentBytes, normalizePath, parseQuery } from '../src/raw-url';
+
+describe('parseQuery', () => {
+  it('percent-decodes every value to the byte string of its bytes', () => {
+    expect(parseQuery('key=WORM--%FF%FE%80&clientuuid=c')).toEqual({
+      key: 'WORM--\udcff\udcfe\udc80',
+      clientuuid: 'c',
+    });
+    expect(parseQuery('af=caf%C3%A9%20d%E9j%E0')).toEqual({ af: 'café d\udce9j\udce0' });
+    expect(parseQuery('key=%5BV09STS0t__6A%5D')).toEqual({ key: '[V09STS0t__6A]' });
+  });
+
+  it('reads + as a space, keeps a % that starts no escape, and repeats as arrays', () => {
+    expect(parseQuery('af=a+b%2Bc')).toEqual({ af: 'a b+c' });
+    expect(parseQuery('af=100%&b=%zz%4')).toEqual({ af: '100%', b: '%zz%4' });
+    expect(parseQuery('bypass=a&bypass=b&bypass=c&x')).toEqual({ bypass: ['a', 'b', 'c'], x: '' });
+    expect(parseQuery('')).toEqual({});
+    expect(parseQuery('&&a=1&')).toEqual({ a: '1' });
+  });
+
+  it('gives objects without a prototype', () => {
+    const parsed = parseQuery('__proto__=x&constructor=y');
+    expect(Object.getPrototypeOf(parsed)).toBeNull();
+    expect(parsed.__proto__).toBe('x');
+  });
+
+  it('takes raw characters beyond ASCII as the bytes Node read them as (Latin-1)', () => {
+    expect(parseQuery('af=\u00ff')).toEqual({ af: '\udcff' });
+    expect(parseQuery('af=\u00c3\u00a9')).toEqual({ af: 'é' });
+  });
+});
+
+describe('normalizePath', () => {
+  it('leaves UTF-8 paths and the query alone', () => {
+    for (const url of [
+      '/git-annex/u/v4/checkpresent?key=%FF',
+      '/git-annex/u/v4/key/SHA256E-s1--caf%C3%A9.bin?x=1',
+      '/git-annex/%5BAA%3D%3D%5D/v4/key/a%2Fb',
+    ]) {
+      expect(normalizePath(url)).toBe(url);
+    }
+  });
+
+  it('spells a segment that is not UTF-8 in [base64url] form', () => {
+    expect(normalizePath('/git-annex/u/v4/key/WORM--%FF%FE%80?clientuuid=c%FF')).toBe(
+      '/git-annex/u/v4/key/%5BV09STS0t__6A%5D?clientuuid=c%FF',
+    );
+    expect(normalizePath('/git-annex/u/v4/key/WORM--%ff%fe%80')).toBe(
+      '/git-annex/u/v4/key/%5BV09STS0t__6A%5D',
+    );
+  });
+
+  it('percent-encodes raw UTF-8 and brackets raw bytes that are not', () => {
+    expect(normalizePath('/git-annex/u/v4/key/caf\u00c3\u00a9')).toBe(
+      '/git-annex/u/v4/key/caf%C3%A9',
+    );
+    expect(normalizePath('/git-annex/u/v4/key/x\u00ff')).toBe('/git-annex/u/v4/key/%5BeP8%3D%5D');
+  });
+});
+
+describe('componentBytes', () => {
+  it('decodes escapes in either case, leaves + in a path segment', () => {
+    expect([...componentBytes('%ff%0A+', false)]).toEqual([0xff, 0x0a, 0x2b]);
+    expect([...componentBytes('+', true)]).toEqual([0x20]);
+  });
+});
