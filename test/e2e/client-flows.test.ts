@@ -19,6 +19,7 @@ import {
   killAllTracked,
   lookupKey,
   makeClientClone,
+  makeObserverClone,
   makeServedRepo,
   partialUploadSize,
   pollUntil,
@@ -28,6 +29,7 @@ import {
   startServer,
   stopAndCollectLeftovers,
   uploadInProgress,
+  whereisFromBranch,
   type ClientRepo,
   type FileSpec,
   type ServedRepo,
@@ -282,6 +284,28 @@ describe('git-annex client over annex+http', () => {
     await annex(client, ['copy', '--to', 'origin', file], 240_000);
     await expectServedHas(key, file);
     expect(await partialUploadSize(served, key)).toBeUndefined();
+  });
+});
+
+describe("location logs on the served repository's git-annex branch", () => {
+  it('show a copy --to origin, then a drop --from origin, about a second later', async () => {
+    const observer = await makeObserverClone(sandbox, served, sandbox.path('observer'));
+    const file = 'up/logged.bin';
+    await addAndCommit(client, [{ path: file, size: 20_000 }]);
+    const key = await lookupKey(client, file);
+    const seen = (want: boolean) =>
+      pollUntil(
+        want ? 'the copy on the branch' : 'the drop on the branch',
+        async () =>
+          (await whereisFromBranch(observer, served, key)).includes(served.uuid) === want
+            ? true
+            : undefined,
+        { timeoutMs: 20_000, intervalMs: 250 },
+      );
+    await annex(client, ['copy', '--to', 'origin', '--', file]);
+    await seen(true);
+    await annex(client, ['drop', '--from', 'origin', '--', file]);
+    await seen(false);
   });
 });
 

@@ -29,9 +29,10 @@ import {
   pollUntil,
   RunningServer,
   Sandbox,
-  spawnProjectApp,
+  spawnClusterApp,
   startServer,
   stopAndCollectLeftovers,
+  untilReady,
   type ClientRepo,
   type ServedRepo,
 } from './harness';
@@ -53,25 +54,15 @@ let clientA: ClientRepo;
 let clientB: ClientRepo;
 
 /** Spawns `annex-p2phttp <command> --redis … <options>` in its own process group. */
-function spawnApp(command: string, options: string[], port: number): RunningServer {
-  const args = ['--redis', redis.url, '--redis-prefix', PREFIX, ...options];
-  const app = spawnProjectApp(command, args, { sandbox, repo: served, port });
+function spawnApp(
+  command: 'gateway' | 'serve' | 'proxy-worker' | 'lock-service',
+  options: string[],
+  port: number,
+): RunningServer {
+  const context = { sandbox, repo: served, redisUrl: redis.url, prefix: PREFIX };
+  const app = spawnClusterApp(context, command, options, port);
   everything.push(app);
   return app;
-}
-
-/** Waits until an app answers /readyz with 200 (fails at once if it exited). */
-async function untilReady(app: RunningServer, what: string): Promise<void> {
-  await pollUntil(
-    `${what} ready`,
-    async () => {
-      if (app.exited) {
-        throw new Error(app.describe());
-      }
-      return (await get(app.port, '/readyz')).status === 200 ? true : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 200 },
-  );
 }
 
 async function startWorker(): Promise<RunningServer> {

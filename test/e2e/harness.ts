@@ -472,6 +472,47 @@ export async function makeClientClone(
   return { ...repo, uuid };
 }
 
+/**
+ * A plain clone of `served` over the filesystem that learns where content is only from the served
+ * repository's committed `git-annex` branch (see `whereisFromBranch`), never from its journal.
+ */
+export async function makeObserverClone(
+  sandbox: Sandbox,
+  served: ServedRepo,
+  dir: string,
+): Promise<ClientRepo> {
+  const env = sandbox.env();
+  await run('git', ['clone', '-q', served.dir, dir], { cwd: sandbox.root, env });
+  const repo: RepoContext = { dir, env };
+  await annex(repo, ['init', '-q', 'observer']);
+  const uuid = (await git(repo, ['config', 'annex.uuid'])).stdout.trim();
+  return { ...repo, uuid };
+}
+
+/**
+ * Fetches the served repository's `git-annex` branch into `observer` (plain git over the
+ * filesystem) and returns the uuids `git annex whereis` then lists for `key`, sorted.
+ */
+export async function whereisFromBranch(
+  observer: RepoContext,
+  served: RepoContext,
+  key: string,
+): Promise<string[]> {
+  await git(observer, [
+    'fetch',
+    '-q',
+    served.dir,
+    '+refs/heads/git-annex:refs/remotes/origin/git-annex',
+  ]);
+  const { stdout } = await annexStatus(observer, ['whereis', '--json', '--key', key]);
+  const line = stdout.split('\n').find((l) => l.trim() !== '');
+  if (line === undefined) {
+    return [];
+  }
+  const entry = JSON.parse(line) as { whereis?: { uuid: string }[] };
+  return (entry.whereis ?? []).map((w) => w.uuid).sort();
+}
+
 export async function setAnnexUrl(repo: RepoContext, annexUrl: string): Promise<void> {
   await git(repo, ['config', 'remote.origin.annexUrl', annexUrl]);
 }
@@ -780,33 +821,6 @@ export class RunningServer {
   }
 }
 
-export interface AppOptions {
-  sandbox: Sandbox;
-  /** The repository the app serves (its working directory, and what RunningServer reports). */
-  repo: ServedRepo;
-  /** The port the test reaches it on (HTTP API, data port or health port). */
-  port: number;
-}
-
-/**
- * Spawns `node bin/annex-p2phttp.js <command> <args>` as a user would, in its own process group
- * and tracked like every other process of the harness; it does not wait for it to be ready.
- */
-export function spawnProjectApp(
-  command: string,
-  args: readonly string[],
-  { sandbox, repo, port }: AppOptions,
-): RunningServer {
-  const child = spawn(process.execPath, [PROJECT_BIN, command, ...args], {
-    cwd: repo.dir,
-    env: sandbox.env(),
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  track(child);
-  return new RunningServer('project', port, repo, [command, ...args].join(' '), child);
-}
-
 function serverCommand(options: ServerOptions, kind: ServerKind, port: number): [string, string[]] {
   const auth = options.auth ?? [];
   if (kind === 'reference') {
@@ -917,6 +931,66 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
     throw new Error(`server did not answer within 20 s: ${server.describe()}`);
   }
+}
+
+/** What a cluster-mode app needs: the repository, its sandbox, and the Redis it shares. */
+export interface ClusterAppContext {
+  sandbox: Sandbox;
+  repo: ServedRepo;
+  redisUrl: string;
+  /** `--redis-prefix` */
+  prefix: string;
+}
+
+/**
+ * Spawns `annex-p2phttp <command> --redis URL --redis-prefix P <args>` (a gateway, proxy-worker
+ * or lock-service of cluster mode) in its own process group, tracked like every server; `port` is
+ * where it answers HTTP (its API or its health port).
+ */
+export function spawnClusterApp(
+  context: ClusterAppContext,
+  command: 'gateway' | 'serve' | 'proxy-worker' | 'lock-service',
+  args: readonly string[],
+  port: number,
+): RunningServer {
+  const all = [command, '--redis', context.redisUrl, '--redis-prefix', context.prefix, ...args];
+  const child = spawn(process.execPath, [PROJECT_BIN, ...all], {
+    cwd: context.repo.dir,
+    env: context.sandbox.env(),
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  track(child);
+  return new RunningServer('project', port, context.repo, all.join(' '), child);
+}
+
+/** The status of GET `urlPath` on 127.0.0.1:`port`, or 0 when nothing answers. */
+export function httpStatus(port: number, urlPath: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(
+      { host: '127.0.0.1', port, path: urlPath, agent: false, timeout: 10_000 },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
+}
+
+/** Waits until an app answers GET /readyz with 200; fails at once if it exited. */
+export async function untilReady(app: RunningServer, what: string): Promise<void> {
+  await pollUntil(
+    `${what} ready`,
+    async () => {
+      if (app.exited) {
+        throw new Error(app.describe());
+      }
+      return (await httpStatus(app.port, '/readyz')) === 200 ? true : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
 }
 
 /**

@@ -16,7 +16,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectJson, expectStatus, jsonBody, P2PApi } from './api';
+import { expectJson, expectLocked, expectStatus, jsonBody, P2PApi, type HttpResult } from './api';
 import {
   addAndCommit,
   annex,
@@ -31,6 +31,7 @@ import {
   listTree,
   lookupKey,
   makeClientClone,
+  makeObserverClone,
   makeServedRepo,
   pollUntil,
   reportServerOutputOnFailure,
@@ -40,6 +41,7 @@ import {
   sha256Key,
   startServer,
   stopAndCollectLeftovers,
+  whereisFromBranch,
   type ClientRepo,
   type FileSpec,
   type RepoContext,
@@ -49,15 +51,21 @@ import {
 const CLUSTER = 'mycluster';
 const NODES = ['n1', 'n2', 'n3'] as const;
 
-/** Files committed in S; all but `on-s.bin` are moved to R or D before the server starts. */
+/** Files committed in S; all but `on-s.bin` are moved to R, D or n1 before the server starts. */
 const ON_R = ['on-r.bin', 'fsck-r.bin', 'fsck-r-corrupt.bin'];
 const ON_D = ['on-d.bin'];
+/** On D and on the cluster node n1 only: n1's copy is the proof that D's may go. */
+const ON_D_AND_N1 = ['on-d-and-n1.bin'];
+/** On D (and S), for remove-before through the API. */
+const ON_D_ONLY = ['remove-before-d.bin'];
 const servedFiles: FileSpec[] = [
   { path: 'on-s.bin', size: 3000 },
   { path: 'on-r.bin', size: 70_000 },
   { path: 'fsck-r.bin', size: 5000 },
   { path: 'fsck-r-corrupt.bin', size: 6000 },
   { path: 'on-d.bin', size: 80_000 },
+  { path: 'on-d-and-n1.bin', size: 9000 },
+  { path: 'remove-before-d.bin', size: 7000 },
 ];
 
 let sandbox: Sandbox;
@@ -98,6 +106,11 @@ async function whereisUuids(repo: RepoContext, file: string): Promise<string[]> 
   const { stdout } = await annex(repo, ['whereis', '--json', '--', file]);
   const entry = JSON.parse(stdout) as { whereis: { uuid: string }[] };
   return entry.whereis.map((w) => w.uuid).sort();
+}
+
+function timestampOf(result: HttpResult): number {
+  expectStatus(result, 200);
+  return jsonBody(result).timestamp as number;
 }
 
 /** The file a directory special remote keeps for `key`, if any. */
@@ -161,8 +174,10 @@ beforeAll(async () => {
   nodeUuids = NODES.map((n) => repos[n]?.uuid ?? '').sort();
 
   await annex(served, ['copy', '-q', '--to', 'R', '--', ...ON_R]);
-  await annex(served, ['copy', '-q', '--to', 'D', '--', ...ON_D]);
-  await annex(served, ['drop', '-q', '--', ...ON_R, ...ON_D]);
+  await annex(served, ['copy', '-q', '--to', 'D', '--', ...ON_D, ...ON_D_AND_N1, ...ON_D_ONLY]);
+  await annex(served, ['copy', '-q', '--to', 'n1', '--', ...ON_D_AND_N1]);
+  // S keeps its copy of ON_D_ONLY, to put it back on D between removals.
+  await annex(served, ['drop', '-q', '--', ...ON_R, ...ON_D, ...ON_D_AND_N1]);
 
   const port = await freePort();
   client = await makeClientClone(sandbox, served, sandbox.path('client'), annexUrlFor(port));
@@ -272,6 +287,66 @@ describe('proxied git-annex repository R and special remote D', () => {
     expect(got.body).toEqual(body);
     await annex(served, ['fsck', '-q', '--from', 'D', '--key', key]);
   });
+
+  it('gettimestamp of D answers (v3, v4) from the clock its remove-before is judged by', async () => {
+    const api = new P2PApi(server!.port, dUuid);
+    const own = new P2PApi(server!.port, served.uuid);
+    for (const version of [0, 1, 2] as const) {
+      expectStatus(await api.gettimestamp(version), 404);
+    }
+    for (const version of [3, 4] as const) {
+      // S's own timestamp is git-annex-shell's clock (the host's boot clock).
+      const before = timestampOf(await own.gettimestamp(version));
+      const result = await api.gettimestamp(version);
+      expectJson(result, 200, { timestamp: expect.any(Number) as unknown });
+      const after = timestampOf(await own.gettimestamp(version));
+      expect(timestampOf(result)).toBeGreaterThanOrEqual(before);
+      expect(timestampOf(result)).toBeLessThanOrEqual(after);
+    }
+  });
+
+  it('remove-before on D removes only while its timestamp is still ahead (v3, v4 only)', async () => {
+    const file = ON_D_ONLY[0]!;
+    const key = keyOf(served, file);
+    const api = new P2PApi(server!.port, dUuid);
+    for (const version of [0, 1, 2] as const) {
+      expectStatus(await api.removeBefore(key, 1, version), 404);
+    }
+    for (const version of [3, 4] as const) {
+      const now = timestampOf(await api.gettimestamp(version));
+      // The clock never goes back, so a deadline of now (or earlier) has passed.
+      for (const deadline of [now - 60, now]) {
+        expectJson(await api.removeBefore(key, deadline, version), 200, {
+          removed: false,
+          plusuuids: [],
+        });
+        expect(await specialRemoteFile(dDir, key), `v${version}, ${deadline}`).toBeDefined();
+      }
+      expectJson(await api.removeBefore(key, now + 600, version), 200, {
+        removed: true,
+        plusuuids: [],
+      });
+      expect(await specialRemoteFile(dDir, key), `v${version}`).toBeUndefined();
+      expectJson(await api.checkpresent(key, version), 200, { present: false });
+      await annex(served, ['copy', '-q', '--to', 'D', '--', file]);
+    }
+  });
+
+  it('drop --from origin-D, proven by a lock on cluster node n1 taken through the server', async () => {
+    const file = ON_D_AND_N1[0]!;
+    const key = keyOf(served, file);
+    const n1 = repos.n1!;
+    // A node's copy is also the cluster's.
+    expect(await whereisUuids(client, file)).toEqual([dUuid, n1.uuid, clusterUuid].sort());
+    const { stdout } = await annex(client, ['drop', '--from', 'origin-D', '--', file]);
+    expect(stdout).toMatch(/locking origin-n1/);
+    expect(await specialRemoteFile(dDir, key), 'D must not hold it any more').toBeUndefined();
+    expect(await contentLocation(n1, key), 'n1 keeps its copy').toBeDefined();
+    expect(await whereisUuids(client, file)).toEqual([n1.uuid, clusterUuid].sort());
+    // The proof's lock is gone: n1 takes a new one at once.
+    const lockid = expectLocked(await new P2PApi(server!.port, n1.uuid).lockcontent(key));
+    expectJson(await new P2PApi(server!.port, n1.uuid).unlock(lockid), 200, { locked: false });
+  });
 });
 
 describe('the cluster', () => {
@@ -313,6 +388,20 @@ describe('the cluster', () => {
     expect(await contentLocation(served, key), 'the gateway is not a node').toBeUndefined();
   });
 
+  it('putoffset to the cluster for content it stores: alreadyhave, naming the nodes from v2 on', async () => {
+    const api = new P2PApi(server!.port, clusterUuid);
+    expectStatus(await api.putoffset(key, 0), 404);
+    expectJson(await api.putoffset(key, 1), 200, { alreadyhave: true });
+    for (const version of [2, 3, 4] as const) {
+      const result = await api.putoffset(key, version);
+      expectJson(result, 200, { alreadyhave: true, plusuuids: expect.any(Array) as unknown });
+      expect((jsonBody(result).plusuuids as string[]).slice().sort(), `v${version}`).toEqual(
+        nodeUuids,
+      );
+    }
+    expect(await nodesHolding(key)).toEqual(nodeUuids);
+  });
+
   it('a local drop locks a node through the gateway; get --from origin-mycluster brings it back', async () => {
     const drop = await annex(client, ['drop', '--', clientFile]);
     expect(drop.stdout).toMatch(/locking origin-n[123]/);
@@ -331,6 +420,29 @@ describe('the cluster', () => {
     }
     expect(await whereisUuids(client, clientFile)).toEqual([client.uuid]);
     await expectClientBytes(clientFile);
+  });
+
+  it("S's git-annex branch shows a copy to the cluster, then its drop, about a second later", async () => {
+    // The nodes' location logs live in S, written by S's sessions into its journal.
+    const observer = await makeObserverClone(sandbox, served, sandbox.path('observer'));
+    const file = 'up/logged-in-s.bin';
+    await addAndCommit(client, [{ path: file, size: 10_000 }]);
+    const logged = await lookupKey(client, file);
+    const nodesOnBranch = (want: string[]) =>
+      pollUntil(
+        `nodes ${want.length === 0 ? 'gone' : 'present'} on S's git-annex branch`,
+        async () => {
+          const where = await whereisFromBranch(observer, served, logged);
+          return nodeUuids.filter((u) => where.includes(u)).join() === want.join()
+            ? true
+            : undefined;
+        },
+        { timeoutMs: 20_000, intervalMs: 250 },
+      );
+    await annex(client, ['copy', '--to', `origin-${CLUSTER}`, '--', file]);
+    await nodesOnBranch(nodeUuids);
+    await annex(client, ['drop', '--from', `origin-${CLUSTER}`, '--', file]);
+    await nodesOnBranch([]);
   });
 
   it('put through the API: plusuuids name the nodes from v2 on, and only there', async () => {

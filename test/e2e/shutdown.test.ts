@@ -24,9 +24,11 @@ import {
   RunningServer,
   Sandbox,
   sha256Key,
-  spawnProjectApp,
+  spawnClusterApp,
+  startServer,
   stillRunningShells,
   stopAndCollectLeftovers,
+  untilReady,
   uploadInProgress,
   type ProcessInfo,
   type ServedRepo,
@@ -39,6 +41,7 @@ const MARGIN_MS = 5_000;
 /** A second signal: "at once", with the same kind of room. */
 const AT_ONCE_MS = 3_000;
 const MiB = 1 << 20;
+const PREFIX = 'e2e-shutdown:';
 
 let sandbox: Sandbox;
 let served: ServedRepo;
@@ -91,8 +94,15 @@ async function startRelay(redis: PrivateRedis): Promise<RedisRelay> {
   return relay;
 }
 
-function spawnRole(command: string, args: string[], port: number): RunningServer {
-  const app = spawnProjectApp(command, args, { sandbox, repo: served, port });
+/** `annex-p2phttp <command> --redis <redisUrl> … <args>`, as an operator starts it. */
+function spawnRole(
+  command: 'gateway' | 'serve' | 'proxy-worker' | 'lock-service',
+  redisUrl: string,
+  args: string[],
+  port: number,
+): RunningServer {
+  const context = { sandbox, repo: served, redisUrl, prefix: PREFIX };
+  const app = spawnClusterApp(context, command, args, port);
   apps.push(app);
   return app;
 }
@@ -112,33 +122,22 @@ async function untilStarted(app: RunningServer): Promise<RunningServer> {
   return app;
 }
 
-async function untilReady(app: RunningServer): Promise<RunningServer> {
+async function ready(app: RunningServer): Promise<RunningServer> {
   await untilStarted(app);
-  await pollUntil(
-    `${app.commandLine} ready`,
-    async () => {
-      if (app.exited) {
-        throw new Error(app.describe());
-      }
-      return (await get(app.port, '/readyz')).status === 200 ? true : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 200 },
-  );
+  await untilReady(app, app.commandLine);
   return app;
 }
 
 async function startWorker(redisUrl: string): Promise<RunningServer> {
   const port = await freePort();
-  const args = ['--redis', redisUrl, '--repo', served.dir, '--bind', '127.0.0.1'];
-  args.push('--data-port', String(port), '--jobs', '2');
-  return untilReady(spawnRole('proxy-worker', args, port));
+  const args = ['--repo', served.dir, '--bind', '127.0.0.1', '--data-port', String(port)];
+  return ready(spawnRole('proxy-worker', redisUrl, [...args, '--jobs', '2'], port));
 }
 
 async function startLockService(redisUrl: string): Promise<RunningServer> {
   const port = await freePort();
-  const args = ['--redis', redisUrl, '--repo', served.dir, '--bind', '127.0.0.1'];
-  args.push('--health-port', String(port));
-  return untilReady(spawnRole('lock-service', args, port));
+  const args = ['--repo', served.dir, '--bind', '127.0.0.1', '--health-port', String(port)];
+  return ready(spawnRole('lock-service', redisUrl, args, port));
 }
 
 /** A cluster gateway (`gateway`, or `serve` with --redis), once it serves the repository. */
@@ -147,8 +146,8 @@ async function startGateway(
   command: 'gateway' | 'serve' = 'gateway',
 ): Promise<RunningServer> {
   const port = await freePort();
-  const args = ['--redis', redisUrl, '--bind', '127.0.0.1', '--port', String(port), '--wideopen'];
-  const gateway = spawnRole(command, args, port);
+  const args = ['--bind', '127.0.0.1', '--port', String(port), '--wideopen'];
+  const gateway = spawnRole(command, redisUrl, args, port);
   await pollUntil(
     `gateway on ${port} serving`,
     async () => {
@@ -163,19 +162,13 @@ async function startGateway(
 }
 
 async function startEmbedded(): Promise<RunningServer> {
-  const port = await freePort();
-  const args = ['--repo', served.dir, '--bind', '127.0.0.1', '--port', String(port), '--wideopen'];
-  const server = spawnRole('serve', args, port);
-  await pollUntil(
-    `server on ${port} answering`,
-    async () => {
-      if (server.exited) {
-        throw new Error(server.describe());
-      }
-      return (await new P2PApi(port, served.uuid).gettimestamp()).status === 200 ? true : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 200 },
-  );
+  const server = await startServer({
+    repo: served,
+    sandbox,
+    auth: ['--wideopen'],
+    kind: 'project',
+  });
+  apps.push(server);
   return untilStarted(server);
 }
 
@@ -401,8 +394,8 @@ describe('proxy-worker', () => {
   it('exits at once on a signal while it is still starting (waiting for Redis)', async () => {
     const port = await freePort();
     const nowhere = `redis://127.0.0.1:${await freePort()}`;
-    const args = ['--redis', nowhere, '--repo', served.dir, '--bind', '127.0.0.1'];
-    const worker = spawnRole('proxy-worker', [...args, '--data-port', String(port)], port);
+    const args = ['--repo', served.dir, '--bind', '127.0.0.1', '--data-port', String(port)];
+    const worker = spawnRole('proxy-worker', nowhere, args, port);
     // With no Redis it waits 10 s for one before it goes on starting.
     await delay(2000);
     expect(worker.output()).not.toMatch(/advertised as/);

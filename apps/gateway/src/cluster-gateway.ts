@@ -64,7 +64,9 @@ export async function startClusterGateway(
   if (!(await connected(redis, 10_000))) {
     log(`redis: not reachable yet at ${options.redis}; answering 503 until it is`);
   }
-  const directory = new ClusterDirectory({ redis, keys });
+  // While the cluster starts (directory.ts), a request for a uuid no worker has advertised yet
+  // waits for the adverts as a job waits for a worker: at most --queue-wait, then 503.
+  const directory = new ClusterDirectory({ redis, keys, startupWaitMs: options.queueWaitMs });
   const dispatcher = new BullMqDispatcher({
     redisUrl: options.redis,
     redis,
@@ -108,7 +110,7 @@ export async function startClusterGateway(
             {
               name: 'proxy-workers',
               ok: snapshot.workers > 0,
-              detail: `${snapshot.workers} live`,
+              detail: `${snapshot.workers} live, ${snapshot.starting} starting`,
             },
           ];
         } catch (error) {

@@ -67,9 +67,15 @@ export const POST_OPERATIONS: ReadonlySet<string> = new Set<Operation>([
  * repository (embedded) or its queue (cluster); `kind` 'repository' marks a repository's own uuid.
  */
 export interface RepositoryDirectory {
-  lookup(
-    uuid: string,
-  ): Promise<{ readonly uuid: string; readonly path: string; readonly kind?: string } | undefined>;
+  lookup(uuid: string): Promise<
+    | {
+        readonly uuid: string;
+        readonly path: string;
+        readonly kind?: string;
+        readonly specialRemote?: boolean;
+      }
+    | undefined
+  >;
 }
 
 export interface ApiContext {
@@ -86,6 +92,8 @@ interface Resolved {
   readonly mode: ServerMode;
   /** The uuid is the repository's own, not a proxied remote or cluster. */
   readonly direct: boolean;
+  /** The uuid is a special remote the repository proxies (known in embedded mode only). */
+  readonly specialRemote: boolean;
 }
 
 export interface ServiceStats {
@@ -136,6 +144,7 @@ export class P2pHttpService {
       version,
       mode: resolved.mode,
       direct: resolved.direct,
+      specialRemote: resolved.specialRemote,
     });
     const { dispatcher, locks } = this.context;
     switch (operation) {
@@ -220,6 +229,7 @@ export class P2pHttpService {
       version: version ?? 4,
       mode: resolved.mode,
       direct: resolved.direct,
+      specialRemote: resolved.specialRemote,
     };
     const outcome = await this.context.dispatcher.get(
       target,
@@ -343,6 +353,7 @@ export class P2pHttpService {
       serverUuid: repository.uuid,
       mode: this.mode(decision.user),
       direct: repository.kind === 'repository',
+      specialRemote: repository.specialRemote === true,
     };
   }
 

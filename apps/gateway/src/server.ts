@@ -88,7 +88,7 @@ export async function startEmbeddedServer(
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });
-  const dispatcher = new InProcessDispatcher(pool);
+  const dispatcher = new InProcessDispatcher(pool, undefined, { log: logToStderr });
   const locks = new LockService(new MemoryLockStore(), dispatcher, {
     lockedFiles: options.lockedFiles,
   });
@@ -115,7 +115,8 @@ export async function startEmbeddedServer(
           withinMs: grace.remaining,
           log: logToStderr,
         });
-        // Sessions still in use when the grace is over are closed.
+        // Sessions still in use when the grace is over are closed; then the journals are
+        // committed, within SHUTDOWN_CLEANUP_MS after the grace at the latest.
         await dispatcher.close(grace.remaining, logToStderr);
       },
     },

@@ -205,7 +205,13 @@ export class JobProcessor {
       );
     }
     const bypass = (target.bypass as readonly unknown[]).map((uuid) => String(uuid));
-    return { ...target, bypass, repoPath: served.path, direct: served.kind === 'repository' };
+    return {
+      ...target,
+      bypass,
+      repoPath: served.path,
+      direct: served.kind === 'repository',
+      specialRemote: served.specialRemote === true,
+    };
   }
 
   /** Offers a stream for the job and waits for the gateway to claim it. */

@@ -92,23 +92,42 @@ export async function startProxyWorker(
   const keys = new ClusterKeys(options.redisPrefix);
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 
+  const startedAt = Date.now();
+  const redis = commandConnection(options.redis, `annex-p2phttp:proxy-worker:${id}`);
+  redis.on('error', () => {}); // reconnects by itself; readiness reports it
+  // Until its repositories are read, the worker tells gateways that it is starting, so that they
+  // answer 503 rather than 404 for the uuids it is about to serve (directory.ts).
+  const announceStarting = () => {
+    const advert: WorkerAdvert = { id, url: '', queues: {}, jobs: options.jobs, startedAt };
+    void advertise(redis, keys, { ...advert, starting: true }, heartbeatMs * 3).catch(() => {});
+  };
+  redis.on('ready', announceStarting);
+  const starting = setInterval(announceStarting, heartbeatMs);
+  starting.unref();
   const registry = new RepositoryRegistry({
     repos: options.repos,
     directories: options.directories,
     log,
   });
-  await registry.init();
+  try {
+    await registry.init();
+  } catch (error) {
+    await withdraw(redis, keys, id).catch(() => {});
+    redis.disconnect();
+    throw error;
+  } finally {
+    clearInterval(starting);
+    redis.off('ready', announceStarting);
+  }
   const pool = new SessionPool({
     connector: new LocalShellConnector({ debug: options.debug, clusterJobs: options.clusterJobs }),
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });
-  const dispatcher = new InProcessDispatcher(pool);
+  const dispatcher = new InProcessDispatcher(pool, undefined, { log });
   const streams = new StreamTable(tuning.claimTimeoutMs);
   const metrics = new Metrics('proxy-worker');
 
-  const redis = commandConnection(options.redis, `annex-p2phttp:proxy-worker:${id}`);
-  redis.on('error', () => {}); // reconnects by itself; readiness reports it
   if (!(await connected(redis, 10_000))) {
     log(`redis: not reachable yet at ${options.redis}; advertising once it is`);
   }
@@ -200,7 +219,6 @@ export async function startProxyWorker(
       }
     },
   });
-  const startedAt = Date.now();
 
   /** Starts a BullMQ worker for each served repository not served yet, stops vanished ones. */
   const sync = () => {
@@ -357,7 +375,8 @@ export async function startProxyWorker(
         log,
       });
       streams.close(new DispatchError('DISPATCH_UNAVAILABLE', 'shutting down'));
-      await dispatcher.close(cleanup.cap(SHUTDOWN_CLEANUP_MS), log);
+      // Sessions, then what is left in the journals, by the end of the cleanup at the latest.
+      await dispatcher.close(cleanup.cap(SHUTDOWN_CLEANUP_MS), log, cleanup);
       await boundedStep(
         'close the job queues',
         () => Promise.all([queuesClosed, ...workers.map((entry) => entry.queue.close())]),

@@ -1,8 +1,9 @@
 /**
  * Reads what one repository proxies from its git-annex branch (PROTOCOL.md §4), and a cheap
- * stamp that changes whenever that could have changed.
+ * stamp that changes whenever that could have changed. remote.log (remote-log.ts) is read with
+ * proxy.log and cluster.log, to tell the proxied special remotes from proxied repositories.
  *
- * Where git-annex keeps the two files:
+ * Where git-annex keeps these files:
  * - committed: `proxy.log` and `cluster.log` at the top of the `git-annex` branch;
  * - not yet committed: `<gitdir>/annex/journal/<file>`, which then holds the file's whole new
  *   content and wins over the branch. `git annex updateproxy`/`updatecluster` commit at once
@@ -21,9 +22,10 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { firstLine, runGit, runGitWithInput } from './git';
 import { completeLines, proxiedUuids, type ProxiedUuid } from './proxy-log';
+import { specialRemoteUuids } from './remote-log';
 
 const BRANCH = 'refs/heads/git-annex';
-const FILES = ['proxy.log', 'cluster.log'] as const;
+const FILES = ['proxy.log', 'cluster.log', 'remote.log'] as const;
 
 /** Files whose change can change what is proxied, relative to the git (common) directory. */
 const WATCHED = [
@@ -46,7 +48,7 @@ async function fileStamp(path: string): Promise<string> {
 
 /**
  * A value that changes when the git-annex branch ref (loose, packed or in a reftable) or a
- * journalled proxy.log/cluster.log changes. Only stats: no git process.
+ * journalled proxy.log/cluster.log/remote.log changes. Only stats: no git process.
  */
 export async function branchStamp(commonDir: string): Promise<string> {
   const stamps = await Promise.all(WATCHED.map((f) => fileStamp(join(commonDir, f))));
@@ -68,8 +70,8 @@ export async function gitCommonDir(git: string, gitDir: string): Promise<string>
   return dir;
 }
 
-/** proxy.log and cluster.log as committed on the git-annex branch ('' when absent). */
-async function readBranchFiles(git: string, commonDir: string): Promise<[string, string]> {
+/** FILES as committed on the git-annex branch ('' when absent), in their order. */
+async function readBranchFiles(git: string, commonDir: string): Promise<string[]> {
   const input = FILES.map((f) => `${BRANCH}:${f}\n`).join('');
   const res = await runGitWithInput(git, [`--git-dir=${commonDir}`, 'cat-file', '--batch'], input);
   if (res.code !== 0) {
@@ -101,7 +103,7 @@ async function readBranchFiles(git: string, commonDir: string): Promise<[string,
     contents.push(m[1] === 'blob' ? out.toString('utf8', pos, pos + size) : '');
     pos += size + 1; // the content is followed by a newline
   }
-  return [contents[0] ?? '', contents[1] ?? ''];
+  return contents;
 }
 
 async function readJournal(path: string): Promise<string | undefined> {
@@ -134,7 +136,7 @@ export async function readProxiedUuids(
     })),
   );
   const branch = await readBranchFiles(git, commonDir);
-  const [proxyLog, clusterLog] = FILES.map((_, i) => {
+  const [proxyLog, clusterLog, remoteLog] = FILES.map((_, i) => {
     const committed = branch[i] ?? '';
     const { shared, private: priv } = journals[i] as {
       shared: string | undefined;
@@ -144,6 +146,6 @@ export async function readProxiedUuids(
       return shared ?? committed;
     }
     return [committed, shared ?? '', priv].join('\n');
-  }) as [string, string];
-  return proxiedUuids(gatewayUuid, proxyLog, clusterLog);
+  }) as [string, string, string];
+  return proxiedUuids(gatewayUuid, proxyLog, clusterLog, specialRemoteUuids(remoteLog));
 }

@@ -147,15 +147,23 @@ export type ProxiedKind = 'proxied' | 'cluster';
 export interface ProxiedUuid {
   uuid: string;
   kind: ProxiedKind;
+  /** A proxied special remote (remote-log.ts), which git-annex-shell serves in process. */
+  specialRemote?: true;
 }
 
 /**
  * The uuids `gateway` serves besides its own: every uuid on its current proxy.log line (proxied
  * remotes, its clusters, cluster nodes, nodes behind other gateways). A uuid of cluster form is
  * served as a cluster only when cluster.log lists that cluster (git-annex-shell refuses it
- * otherwise). Invalid uuids, the gateway's own uuid and repeats are left out.
+ * otherwise). Invalid uuids, the gateway's own uuid and repeats are left out. A proxied uuid in
+ * `specialRemotes` is marked as a special remote.
  */
-export function proxiedUuids(gateway: string, proxyLog: string, clusterLog: string): ProxiedUuid[] {
+export function proxiedUuids(
+  gateway: string,
+  proxyLog: string,
+  clusterLog: string,
+  specialRemotes: ReadonlySet<string> = new Set(),
+): ProxiedUuid[] {
   const entries = parseProxyLog(proxyLog).get(gateway);
   if (entries === undefined || entries.length === 0) {
     return [];
@@ -172,6 +180,8 @@ export function proxiedUuids(gateway: string, proxyLog: string, clusterLog: stri
       if (clusters.has(uuid)) {
         result.push({ uuid, kind: 'cluster' });
       }
+    } else if (specialRemotes.has(uuid)) {
+      result.push({ uuid, kind: 'proxied', specialRemote: true });
     } else {
       result.push({ uuid, kind: 'proxied' });
     }

@@ -45,6 +45,11 @@ export interface ServedRepository {
   kind: ServedKind;
   /** For proxied and cluster uuids: the uuid of the served repository that proxies it. */
   gateway?: string;
+  /**
+   * A proxied special remote (its type in remote.log): git-annex-shell runs it in process and
+   * answers neither GETTIMESTAMP nor REMOVE-BEFORE for it, so the server judges those itself.
+   */
+  specialRemote?: true;
 }
 
 export interface RepositoryRegistryOptions {
@@ -366,11 +371,12 @@ export class RepositoryRegistry {
   private reindex(): void {
     const index = new Map<string, ServedRepository>();
     for (const gateway of this.gateways.values()) {
-      for (const { uuid, kind } of gateway.proxied) {
+      for (const { uuid, kind, specialRemote } of gateway.proxied) {
         if (index.has(uuid) || this.fixed.has(uuid) || this.scanned.has(uuid)) {
           continue;
         }
-        index.set(uuid, { uuid, path: gateway.path, kind, gateway: gateway.uuid });
+        const served: ServedRepository = { uuid, path: gateway.path, kind, gateway: gateway.uuid };
+        index.set(uuid, specialRemote ? { ...served, specialRemote } : served);
       }
     }
     this.proxied = index;
@@ -637,5 +643,11 @@ export class RepositoryRegistry {
 }
 
 function sameProxied(a: ProxiedUuid[], b: ProxiedUuid[]): boolean {
-  return a.length === b.length && a.every((x, i) => x.uuid === b[i]?.uuid && x.kind === b[i]?.kind);
+  return (
+    a.length === b.length &&
+    a.every(
+      (x, i) =>
+        x.uuid === b[i]?.uuid && x.kind === b[i]?.kind && x.specialRemote === b[i]?.specialRemote,
+    )
+  );
 }

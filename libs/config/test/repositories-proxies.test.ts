@@ -110,11 +110,13 @@ describe('RepositoryRegistry: proxied remotes and clusters of a --repo', () => {
     expect(await registry.lookup(gateway)).toEqual({ uuid: gateway, path: gw, kind: 'repository' });
     for (const name of ['prox', 'd', 'node1', 'node2', 'node3']) {
       const uuid = u[name] as string;
+      // d is a special remote (remote.log says type=directory); the rest are repositories.
       expect(await registry.lookup(uuid), name).toEqual({
         uuid,
         path: gw,
         gateway,
         kind: 'proxied',
+        ...(name === 'd' ? { specialRemote: true } : {}),
       });
     }
     const cluster = u.cluster as string;

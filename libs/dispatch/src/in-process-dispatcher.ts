@@ -1,5 +1,8 @@
 /**
- * The embedded Dispatcher: runs each operation in this process on the SessionPool.
+ * The embedded Dispatcher: runs each operation in this process on the SessionPool (the proxy
+ * workers of cluster mode run it too). Operations that change content (put, remove,
+ * remove-before) are tracked by the JournalCommitter, which commits the repository's git-annex
+ * journal about a second after the last of them ended, and once more on close.
  */
 import {
   bootClockSeconds,
@@ -10,8 +13,11 @@ import {
   putOffset,
   put,
   remove,
+  removeBeforeJudgedHere,
+  timestampSeconds,
   unlockContent,
   isStaleFailure,
+  JournalCommitter,
   ObjectFiles,
   readObject,
   VerifiedPut,
@@ -28,7 +34,7 @@ import {
 } from '@annex-p2phttp/p2p';
 import { type Dispatcher, type DispatcherStats, type HeldLock } from './dispatcher';
 import { KeyedMutex } from './keyed-mutex';
-import { boundedStep } from './shutdown-steps';
+import { boundedStep, Deadline, SHUTDOWN_CLEANUP_MS } from './shutdown-steps';
 
 /** Operations that change nothing when repeated after a session died unanswered. */
 const RETRY = { retryOnStale: true };
@@ -39,11 +45,17 @@ export class InProcessDispatcher implements Dispatcher {
   private streams = 0;
 
   private readonly objects = new ObjectFiles();
+  private readonly journal: JournalCommitter;
 
   constructor(
     private readonly pool: SessionPool,
     private readonly verifiedPut = new VerifiedPut(),
-  ) {}
+    options: { readonly log?: (message: string) => void; readonly journal?: JournalCommitter } = {},
+  ) {
+    this.journal =
+      options.journal ??
+      new JournalCommitter({ gitDir: (repo) => this.objects.gitDir(repo), log: options.log });
+  }
 
   /**
    * Content plainly present in the repository's own object files is answered from disk; anything
@@ -64,9 +76,14 @@ export class InProcessDispatcher implements Dispatcher {
 
   /**
    * A repository's own timestamp is the host's boot clock, read here as git-annex-shell would
-   * read it (no session to open, none left idle); a proxied remote or cluster is asked.
+   * read it (no session to open, none left idle). A proxied special remote has no clock of its
+   * own that git-annex-shell would tell: its timestamp is this host's, which its remove-before
+   * is judged by (see remove). Another proxied remote or a cluster is asked.
    */
   async getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
+    if (target.specialRemote === true) {
+      return timestampSeconds();
+    }
     if (target.direct === true) {
       const seconds = await bootClockSeconds();
       if (seconds !== undefined) {
@@ -76,13 +93,28 @@ export class InProcessDispatcher implements Dispatcher {
     return this.pool.run(target, (c) => getTimestamp(c), signal, RETRY);
   }
 
+  /**
+   * REMOVE, or REMOVE-BEFORE. A proxied special remote's deadline is judged here against the
+   * clock getTimestamp answers from, once a session is ours, and only a plain REMOVE reaches
+   * git-annex-shell.
+   */
   remove(
     target: SessionTarget,
     key: string,
     before: number | undefined,
     signal?: AbortSignal,
   ): Promise<PlusResult> {
-    return this.pool.run(target, (c) => remove(c, key, before), signal, RETRY);
+    return this.journal.track(target.repoPath, () => {
+      if (before !== undefined && target.specialRemote === true) {
+        return this.pool.run(
+          target,
+          (c) => removeBeforeJudgedHere(c, key, before, timestampSeconds),
+          signal,
+          RETRY,
+        );
+      }
+      return this.pool.run(target, (c) => remove(c, key, before), signal, RETRY);
+    });
   }
 
   /**
@@ -109,9 +141,13 @@ export class InProcessDispatcher implements Dispatcher {
   put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
     return this.uploads.run(
       uploadKey(target, request.key),
-      async () =>
-        (await this.putDirect(target, request)) ??
-        this.pool.run(target, (c) => put(c, request), signal),
+      () =>
+        this.journal.track(
+          target.repoPath,
+          async () =>
+            (await this.putDirect(target, request)) ??
+            this.pool.run(target, (c) => put(c, request), signal),
+        ),
       signal,
     );
   }
@@ -269,17 +305,34 @@ export class InProcessDispatcher implements Dispatcher {
     };
   }
 
+  /** Commits made of repositories' git-annex journals (see JournalCommitter). */
+  journalStats() {
+    return this.journal.stats();
+  }
+
   /**
    * Ends every session: idle ones at once, those in use once their operation ends, or when
-   * `graceMs` is over (`log` then says so).
+   * `graceMs` is over. Then commits what is left in the journals of the repositories changed
+   * since their last commit (JournalCommitter bounds each commit), by `until` (default
+   * SHUTDOWN_CLEANUP_MS after the grace) at the latest: a journal not committed by then stays
+   * for git-annex's next run in that repository, and a commit still running is ended with the
+   * process (endShellProcesses). `log` says what could not be done.
    */
-  async close(graceMs = 10_000, log: (message: string) => void = () => {}): Promise<void> {
+  async close(
+    graceMs = 10_000,
+    log: (message: string) => void = () => {},
+    until: Deadline = new Deadline(graceMs + SHUTDOWN_CLEANUP_MS),
+  ): Promise<void> {
     await boundedStep('finish the work in flight', () => this.pool.close(), {
       withinMs: graceMs,
       cut: () => void this.pool.close(true),
       log,
     });
     await this.pool.close();
+    await boundedStep('commit the git-annex journals', () => this.journal.close(), {
+      withinMs: until.remaining,
+      log,
+    });
   }
 }
 

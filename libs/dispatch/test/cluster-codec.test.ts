@@ -13,6 +13,7 @@ import {
   isStreamOffer,
   parseDirectoryReply,
   redisOptionsFromUrl,
+  settled,
 } from '../src/index';
 
 describe('job failure codec', () => {
@@ -46,13 +47,15 @@ describe('job failure codec', () => {
 });
 
 describe('parseDirectoryReply', () => {
-  it('reads live adverts and known uuids', () => {
+  it('reads the epoch, live adverts and known uuids', () => {
     const advert = (id: string, queues: Record<string, string[]>) =>
       JSON.stringify({ id, url: 'http://w:1', queues, jobs: 2, startedAt: 0 });
     const snapshot = parseDirectoryReply([
+      '7250',
       advert('w1', { r1: ['r1', 'p1'] }),
       'not json',
       advert('w2', { r1: ['r1'], r2: ['r2'] }),
+      JSON.stringify({ id: 'w3', url: '', queues: {}, jobs: 2, startedAt: 0, starting: true }),
       '',
       'r1',
       'r1',
@@ -62,6 +65,8 @@ describe('parseDirectoryReply', () => {
       'r9',
     ]);
     expect(snapshot.workers).toBe(2);
+    expect(snapshot.starting).toBe(1);
+    expect(snapshot.epochAgeMs).toBe(7250);
     expect([...snapshot.live]).toEqual([
       ['r1', 'r1'],
       ['p1', 'r1'],
@@ -69,13 +74,29 @@ describe('parseDirectoryReply', () => {
     ]);
     expect(snapshot.known.get('gone')).toBe('r9');
     expect(snapshot.live.has('gone')).toBe(false);
+    expect(settled(snapshot, 6000)).toBe(false); // w3 is still starting
   });
 
-  it('reads an empty cluster', () => {
-    const snapshot = parseDirectoryReply(['']);
+  it('reads an empty cluster, which has not settled', () => {
+    const snapshot = parseDirectoryReply(['', '']);
     expect(snapshot.workers).toBe(0);
+    expect(snapshot.epochAgeMs).toBeUndefined();
     expect(snapshot.live.size).toBe(0);
     expect(snapshot.known.size).toBe(0);
+    expect(settled(snapshot, 0)).toBe(false);
+  });
+
+  it('settles once a worker serves, none starts, and the epoch is old enough', () => {
+    const serving = JSON.stringify({
+      id: 'w',
+      url: 'u',
+      queues: { r: ['r'] },
+      jobs: 1,
+      startedAt: 0,
+    });
+    expect(settled(parseDirectoryReply(['5999', serving, '']), 6000)).toBe(false);
+    expect(settled(parseDirectoryReply(['6000', serving, '']), 6000)).toBe(true);
+    expect(settled(parseDirectoryReply(['60000', '']), 6000)).toBe(false);
   });
 });
 

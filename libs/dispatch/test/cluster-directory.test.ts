@@ -2,7 +2,9 @@
  * The cluster directory against a real private redis-server: adverts make uuids served, their
  * expiry or withdrawal makes them unavailable (503) but still known, Redis down makes lookups
  * fail at once, and a Redis restarted empty still leaves remembered uuids unavailable, not
- * unknown, until a worker advertises them again.
+ * unknown, until a worker advertises them again. A cluster that is starting (no advert yet, a
+ * worker still starting, an epoch younger than the settle time) answers unavailable, never
+ * unknown.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateRedis } from '../../../test/support/redis';
@@ -58,8 +60,9 @@ afterAll(async () => {
 
 describe('ClusterDirectory', () => {
   it('serves what live workers advertise, through their queue', async () => {
-    const directory = new ClusterDirectory({ redis: connection, keys, cacheMs: 0 });
-    expect(await directory.lookup('r1')).toBeUndefined();
+    const directory = new ClusterDirectory({ redis: connection, keys, cacheMs: 0, settleMs: 0 });
+    // No worker has advertised: nobody can tell whether r1 will be served.
+    expect(await unavailable(directory, 'r1')).toMatch(/no proxy worker has advertised yet/);
     expect(await directory.lookup('-bad')).toBeUndefined();
     await advertise(connection, keys, advert('w1', { r1: ['r1', 'p1'] }), 60_000);
     expect(await directory.lookup('r1')).toEqual({ uuid: 'r1', path: 'r1' });
@@ -69,7 +72,7 @@ describe('ClusterDirectory', () => {
   });
 
   it('answers unavailable once no live worker serves a known uuid', async () => {
-    const directory = new ClusterDirectory({ redis: connection, keys, cacheMs: 0 });
+    const directory = new ClusterDirectory({ redis: connection, keys, cacheMs: 0, settleMs: 0 });
     await advertise(connection, keys, advert('w2', { r2: ['r2'] }), 60_000);
     await advertise(connection, keys, advert('w3', { r2: ['r2'] }), 300);
     expect(await directory.lookup('r2')).toEqual({ uuid: 'r2', path: 'r2' });
@@ -87,6 +90,7 @@ describe('ClusterDirectory', () => {
       keys,
       cacheMs: 60_000,
       missRefreshMs: 0,
+      settleMs: 0,
     });
     await directory.read();
     const reads = directory.snapshotReads;
@@ -99,16 +103,83 @@ describe('ClusterDirectory', () => {
   });
 
   it('fails at once while Redis is down, remembers served uuids across an empty restart', async () => {
-    const directory = new ClusterDirectory({ redis: connection, keys, cacheMs: 0 });
+    const directory = new ClusterDirectory({ redis: connection, keys, cacheMs: 0, settleMs: 0 });
     expect(await directory.lookup('r1')).toEqual({ uuid: 'r1', path: 'r1' });
     await redis.stop();
     expect(await unavailable(directory, 'r1')).toMatch(/cluster state unavailable/);
     await redis.restart();
     await ready();
-    // Redis lost everything: r1 is remembered by this gateway, so unavailable, not unknown.
+    // Redis lost everything: r1 is remembered by this gateway, so unavailable, not unknown; r4
+    // may be served in a moment, as the epoch starts again with the next advert.
     expect(await unavailable(directory, 'r1')).toMatch(/no live proxy worker/);
-    expect(await directory.lookup('r4')).toBeUndefined();
+    expect(await unavailable(directory, 'r4')).toMatch(/no proxy worker has advertised yet/);
     await advertise(connection, keys, advert('w1', { r1: ['r1'] }), 60_000);
     expect(await directory.lookup('r1')).toEqual({ uuid: 'r1', path: 'r1' });
+    expect(await directory.lookup('r4')).toBeUndefined();
+  });
+});
+
+describe('ClusterDirectory while the cluster starts', () => {
+  const start = new ClusterKeys('unit-directory-start:');
+
+  it('answers unavailable until the epoch is settleMs old, then unknown', async () => {
+    const directory = new ClusterDirectory({ redis: connection, keys: start, cacheMs: 0 });
+    const settleMs = 800;
+    const quick = new ClusterDirectory({ redis: connection, keys: start, cacheMs: 0, settleMs });
+    expect(await unavailable(quick, 'nothing')).toMatch(/no proxy worker has advertised yet/);
+    expect((await quick.read()).epochAgeMs).toBeUndefined();
+    await advertise(connection, start, advert('s1', { a1: ['a1'] }), 60_000);
+    // Served at once; an unknown uuid must wait for the epoch to be old enough.
+    expect(await quick.lookup('a1')).toEqual({ uuid: 'a1', path: 'a1' });
+    expect(await unavailable(quick, 'nothing')).toMatch(/have not all advertised yet/);
+    await new Promise((resolve) => setTimeout(resolve, settleMs + 100));
+    expect(await quick.lookup('nothing')).toBeUndefined();
+    expect(await quick.settled()).toBe(true);
+    // The default settle time (one advert lifetime) has not passed yet for this epoch.
+    expect(await directory.settled()).toBe(false);
+  });
+
+  it('is not settled while a live worker says it is starting', async () => {
+    const quick = new ClusterDirectory({
+      redis: connection,
+      keys: start,
+      cacheMs: 0,
+      settleMs: 0,
+    });
+    expect(await quick.lookup('nothing')).toBeUndefined();
+    await advertise(connection, start, { ...advert('s2', {}), starting: true }, 60_000);
+    const snapshot = await quick.read();
+    expect(snapshot).toMatchObject({ workers: 1, starting: 1 });
+    expect(await unavailable(quick, 'later')).toMatch(/have not all advertised yet/);
+    await advertise(connection, start, advert('s2', { b1: ['b1', 'later'] }), 60_000);
+    expect(await quick.lookup('later')).toEqual({ uuid: 'later', path: 'b1' });
+    expect(await quick.lookup('nothing')).toBeUndefined();
+  });
+
+  it('lets a lookup wait for the adverts up to startupWaitMs', async () => {
+    const waiting = new ClusterKeys('unit-directory-wait:');
+    const directory = new ClusterDirectory({
+      redis: connection,
+      keys: waiting,
+      cacheMs: 0,
+      missRefreshMs: 50,
+      settleMs: 60_000,
+      startupWaitMs: 5000,
+    });
+    const lookup = directory.lookup('c1');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await advertise(connection, waiting, advert('s3', { c1: ['c1'] }), 60_000);
+    expect(await lookup).toEqual({ uuid: 'c1', path: 'c1' });
+    const bounded = new ClusterDirectory({
+      redis: connection,
+      keys: waiting,
+      cacheMs: 0,
+      settleMs: 60_000,
+      startupWaitMs: 300,
+    });
+    const started = performance.now();
+    const error = await bounded.lookup('c2').catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'DISPATCH_UNAVAILABLE', retryAfterSeconds: 60 });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250);
   });
 });

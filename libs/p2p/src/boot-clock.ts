@@ -6,6 +6,7 @@
  * embedded server answer gettimestamp for its own repositories without a session.
  */
 import { readFile } from 'node:fs/promises';
+import { uptime } from 'node:os';
 
 const UPTIME = /^(\d+)(?:\.\d+)?\s/;
 
@@ -19,4 +20,13 @@ export async function bootClockSeconds(): Promise<number | undefined> {
   }
   const match = UPTIME.exec(text);
   return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * The clock this host answers GETTIMESTAMP from and judges REMOVE-BEFORE by, for what the server
+ * answers itself (a proxied special remote): CLOCK_BOOTTIME seconds, else the system's uptime,
+ * which is what git-annex falls back to (a monotonic clock) where there is no boot clock.
+ */
+export async function timestampSeconds(): Promise<number> {
+  return (await bootClockSeconds()) ?? Math.floor(uptime());
 }

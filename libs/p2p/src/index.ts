@@ -11,3 +11,4 @@ export * from './session-pool';
 export * from './object-files';
 export * from './verified-put';
 export * from './boot-clock';
+export * from './journal-committer';

@@ -78,6 +78,25 @@ export async function remove(
   }
 }
 
+/**
+ * REMOVE-BEFORE judged on this side, for a peer that cannot judge it (a special remote proxied by
+ * git-annex-shell, which gives up on REMOVE-BEFORE): the deadline is compared with `now()` once
+ * the session is ours, right before REMOVE goes out, as git-annex itself checks a drop proof's
+ * deadline right before it removes from a special remote. The content goes only while `now()` is
+ * still below the deadline (git-annex-shell's own test); otherwise nothing is sent: FAILURE.
+ */
+export async function removeBeforeJudgedHere(
+  connection: P2PConnection,
+  key: string,
+  before: number,
+  now: () => Promise<number>,
+): Promise<PlusResult> {
+  if (!((await now()) < before)) {
+    return { ok: false, plusUuids: [] };
+  }
+  return remove(connection, key);
+}
+
 /** LOCKCONTENT: on true the connection holds the lock until `unlockContent`. */
 export async function lockContent(connection: P2PConnection, key: string): Promise<boolean> {
   await connection.send({ kind: 'LOCKCONTENT', key });

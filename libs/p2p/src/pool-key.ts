@@ -17,6 +17,12 @@ export interface SessionTarget {
    * files may be read directly. Not part of the pool key.
    */
   readonly direct?: boolean;
+  /**
+   * The served uuid is a special remote that the repository proxies: git-annex-shell answers
+   * neither GETTIMESTAMP nor REMOVE-BEFORE for it (its session dies), so the server answers the
+   * one and judges the other. Not part of the pool key.
+   */
+  readonly specialRemote?: boolean;
 }
 
 export function poolKey(target: SessionTarget): string {

@@ -16,7 +16,9 @@ import {
   put,
   putOffset,
   remove,
+  removeBeforeJudgedHere,
   SessionPool,
+  timestampSeconds,
   unlockContent,
   type SessionTarget,
 } from '@annex-p2phttp/p2p';
@@ -283,6 +285,40 @@ describe('operations', () => {
     expect(await remove(again, key, now + 600)).toEqual({ ok: true, plusUuids: [] });
     expect(again.finish()).toBe(true);
     expect(await checkPresentOn(again, key)).toBe(false);
+  });
+
+  it('judges a remove-before deadline on this side right before REMOVE, as git-annex does', async () => {
+    const key = repo.add('judged.txt', 'judged\n');
+    const connection = await open();
+    let asked = 0;
+    const clock = (seconds: number) => () => {
+      asked += 1;
+      return Promise.resolve(seconds);
+    };
+    // A deadline that is not ahead of the clock sends nothing and removes nothing.
+    for (const now of [500, 501]) {
+      expect(await removeBeforeJudgedHere(connection, key, 500, clock(now))).toEqual({
+        ok: false,
+        plusUuids: [],
+      });
+      expect(connection.finish()).toBe(true);
+      expect(await checkPresentOn(connection, key)).toBe(true);
+      connection.begin();
+    }
+    expect(await removeBeforeJudgedHere(connection, key, 500, clock(499))).toEqual({
+      ok: true,
+      plusUuids: [],
+    });
+    expect(asked).toBe(3);
+    expect(connection.finish()).toBe(true);
+    expect(await checkPresentOn(connection, key)).toBe(false);
+    // The clock it is judged by is the one git-annex-shell answers GETTIMESTAMP from.
+    connection.begin();
+    const before = await timestampSeconds();
+    const theirs = await getTimestamp(connection);
+    expect(before).toBeLessThanOrEqual(theirs);
+    expect(theirs).toBeLessThanOrEqual(await timestampSeconds());
+    expect(connection.finish()).toBe(true);
   });
 
   it('reads the boot clock that git-annex-shell answers GETTIMESTAMP with', async () => {

@@ -2,18 +2,30 @@
  * Which repository uuids the cluster serves, learnt from the proxy workers' adverts in Redis
  * (keys.ts). A worker writes its advert with `advertise` on every heartbeat; a gateway reads all
  * live adverts in one round trip and caches the result briefly. A uuid is
- * - unknown (404) when no worker ever advertised it (in Redis, or to this gateway since it
- *   started: that survives a Redis restart that lost the record),
- * - known but unavailable (503) when no live worker advertises it now,
- * - served otherwise, through its repository's queue.
- * Times are Redis server time, so clocks of different machines do not matter.
+ * - served when a live worker advertises it, through its repository's queue;
+ * - known but unavailable (503) when no live worker advertises it now, but one did (in Redis, or
+ *   to this gateway since it started: that survives a Redis restart that lost the record);
+ * - unknown (404) only once the cluster has settled (below). Until then a lookup of a uuid that
+ *   is not served waits for the cluster to settle or for the uuid to be served, at most
+ *   `startupWaitMs`, then answers unavailable (503).
+ *
+ * Settled: the adverts in Redis describe every worker that is up. The `epoch` key holds the time
+ * of the first advert written or seen since Redis's state began (it is lost with that state, so a
+ * Redis restarted empty starts a new epoch). A worker advertises within one heartbeat of reaching
+ * Redis, and says it is `starting` until it has read its repositories. So the cluster is settled
+ * when at least one worker serves, none says it is starting, and the epoch is at least `settleMs`
+ * old (one advert lifetime, three heartbeats): workers started together with the first one have
+ * advertised by then. A gateway that starts into a settled cluster is settled at its first read;
+ * one started before the workers, or a cluster whose Redis was reset, settles `settleMs` after
+ * the first advert. Times are Redis server time, so clocks of different machines do not matter.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import type Redis from 'ioredis';
 import { unavailable } from './errors';
 import { type ClusterKeys, type WorkerAdvert } from './keys';
 
 /**
- * KEYS[1] workers zset, KEYS[2] the worker's advert, KEYS[3] uuids hash.
+ * KEYS[1] workers zset, KEYS[2] the worker's advert, KEYS[3] uuids hash, KEYS[4] epoch.
  * ARGV[1] worker id, ARGV[2] advert JSON, ARGV[3] ttl ms, ARGV[4..] uuid, queue pairs.
  */
 const ADVERTISE = `
@@ -22,6 +34,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('SET', KEYS[4], now, 'NX')
 for i = 4, #ARGV, 2 do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
 end
@@ -35,20 +48,29 @@ return redis.call('DEL', KEYS[2])
 `;
 
 /**
- * KEYS[1] workers zset, KEYS[2] uuids hash. ARGV[1] advert key prefix.
- * Returns { live adverts as JSON..., '', uuid, queue, uuid, queue ... }.
+ * KEYS[1] workers zset, KEYS[2] uuids hash, KEYS[3] epoch. ARGV[1] advert key prefix.
+ * Returns { epoch age in ms ('' when there is no epoch), live adverts as JSON..., '',
+ * uuid, queue, uuid, queue ... }. A live advert starts the epoch if none is there (adverts of
+ * workers that do not set it themselves).
  */
 const DIRECTORY = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
-local out = {}
+local out = {''}
 for _, id in ipairs(ids) do
   local advert = redis.call('GET', ARGV[1] .. id)
   if advert then
     table.insert(out, advert)
   end
+end
+if #out > 1 then
+  redis.call('SET', KEYS[3], now, 'NX')
+end
+local epoch = tonumber(redis.call('GET', KEYS[3]) or '')
+if epoch then
+  out[1] = tostring(now - epoch)
 end
 table.insert(out, '')
 local known = redis.call('HGETALL', KEYS[2])
@@ -71,9 +93,9 @@ type ScriptRedis = Redis & {
 export function withDirectoryScripts(redis: Redis): ScriptRedis {
   const scripted = redis as ScriptRedis;
   if (typeof scripted.annexDirectory !== 'function') {
-    redis.defineCommand('annexAdvertise', { numberOfKeys: 3, lua: ADVERTISE });
+    redis.defineCommand('annexAdvertise', { numberOfKeys: 4, lua: ADVERTISE });
     redis.defineCommand('annexWithdraw', { numberOfKeys: 2, lua: WITHDRAW });
-    redis.defineCommand('annexDirectory', { numberOfKeys: 2, lua: DIRECTORY });
+    redis.defineCommand('annexDirectory', { numberOfKeys: 3, lua: DIRECTORY });
   }
   return scripted;
 }
@@ -95,6 +117,7 @@ export async function advertise(
     keys.workers,
     keys.worker(advert.id),
     keys.uuids,
+    keys.epoch,
     advert.id,
     JSON.stringify(advert),
     ttlMs,
@@ -119,15 +142,23 @@ export interface Snapshot {
   readonly live: Map<string, string>;
   /** uuid → queue, for every uuid ever advertised. */
   readonly known: Map<string, string>;
+  /** Live workers serving their repositories. */
   readonly workers: number;
+  /** Live workers still reading their repositories. */
+  readonly starting: number;
+  /** How long ago the epoch began (ms, Redis time); undefined when there is none yet. */
+  readonly epochAgeMs: number | undefined;
 }
 
 /** Parses the DIRECTORY script's reply; adverts that do not parse are skipped. */
 export function parseDirectoryReply(reply: readonly string[]): Snapshot {
   const live = new Map<string, string>();
   const known = new Map<string, string>();
-  let index = 0;
+  const age = reply[0] === undefined || reply[0] === '' ? Number.NaN : Number(reply[0]);
+  const epochAgeMs = Number.isFinite(age) ? age : undefined;
+  let index = 1;
   let workers = 0;
+  let starting = 0;
   for (; index < reply.length && reply[index] !== ''; index += 1) {
     let advert: WorkerAdvert;
     try {
@@ -136,6 +167,10 @@ export function parseDirectoryReply(reply: readonly string[]): Snapshot {
       continue;
     }
     if (typeof advert !== 'object' || advert === null || typeof advert.queues !== 'object') {
+      continue;
+    }
+    if (advert.starting === true) {
+      starting += 1;
       continue;
     }
     workers += 1;
@@ -150,7 +185,17 @@ export function parseDirectoryReply(reply: readonly string[]): Snapshot {
   for (index += 1; index + 1 < reply.length; index += 2) {
     known.set(reply[index] as string, reply[index + 1] as string);
   }
-  return { live, known, workers };
+  return { live, known, workers, starting, epochAgeMs };
+}
+
+/** Do the adverts describe every worker that is up (see the module comment)? */
+export function settled(snapshot: Snapshot, settleMs: number): boolean {
+  return (
+    snapshot.workers > 0 &&
+    snapshot.starting === 0 &&
+    snapshot.epochAgeMs !== undefined &&
+    snapshot.epochAgeMs >= settleMs
+  );
 }
 
 export interface ClusterDirectoryOptions {
@@ -160,7 +205,14 @@ export interface ClusterDirectoryOptions {
   readonly cacheMs?: number;
   /** An unknown uuid re-reads a snapshot older than this; default 250 ms. */
   readonly missRefreshMs?: number;
+  /** How long the epoch must be before the cluster counts as settled; default 6000 ms. */
+  readonly settleMs?: number;
+  /** How long a lookup of an unknown uuid waits for the cluster to settle; default 0. */
+  readonly startupWaitMs?: number;
 }
+
+/** One advert lifetime: three heartbeats of 2 s (the proxy worker's defaults). */
+export const DEFAULT_SETTLE_MS = 6000;
 
 /** The gateway's view of the cluster (see the module comment). */
 export class ClusterDirectory {
@@ -171,11 +223,15 @@ export class ClusterDirectory {
   private readonly remembered = new Map<string, string>();
   private readonly cacheMs: number;
   private readonly missRefreshMs: number;
+  private readonly settleMs: number;
+  private readonly startupWaitMs: number;
   private reads = 0;
 
   constructor(private readonly options: ClusterDirectoryOptions) {
     this.cacheMs = options.cacheMs ?? 1000;
     this.missRefreshMs = options.missRefreshMs ?? 250;
+    this.settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
+    this.startupWaitMs = options.startupWaitMs ?? 0;
   }
 
   /** Snapshot reads done so far (each one Redis round trip). */
@@ -184,8 +240,9 @@ export class ClusterDirectory {
   }
 
   /**
-   * The queue serving `uuid`, or undefined for a uuid the cluster does not know. Throws
-   * DispatchError DISPATCH_UNAVAILABLE when Redis cannot be read or no live worker serves it.
+   * The queue serving `uuid`, or undefined for a uuid the settled cluster does not know. Throws
+   * DispatchError DISPATCH_UNAVAILABLE when Redis cannot be read, when no live worker serves a
+   * known uuid, or when the cluster did not settle within `startupWaitMs` (module comment).
    * The result has the shape of a served repository: `path` is the queue.
    */
   async lookup(uuid: string): Promise<{ uuid: string; path: string } | undefined> {
@@ -196,15 +253,43 @@ export class ClusterDirectory {
     if (!snapshot.live.has(uuid) && !snapshot.known.has(uuid)) {
       snapshot = await this.current(this.missRefreshMs);
     }
+    // While the cluster has not settled, any uuid not served yet may be in a moment.
+    const deadline = performance.now() + this.startupWaitMs;
+    while (!snapshot.live.has(uuid) && !settled(snapshot, this.settleMs)) {
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        break;
+      }
+      await delay(Math.min(left, Math.max(this.missRefreshMs, 50)));
+      snapshot = await this.current(this.missRefreshMs);
+    }
     const queue = snapshot.live.get(uuid);
     if (queue !== undefined) {
       this.remembered.set(uuid, queue);
       return { uuid, path: queue };
     }
-    if (snapshot.known.has(uuid) || this.remembered.has(uuid)) {
+    if (this.mentions(snapshot, uuid)) {
       throw unavailable('no live proxy worker serves this repository');
     }
+    if (!settled(snapshot, this.settleMs)) {
+      throw unavailable(
+        snapshot.workers + snapshot.starting === 0
+          ? 'no proxy worker has advertised yet'
+          : 'the cluster is starting: its proxy workers have not all advertised yet',
+        Math.max(1, Math.ceil(this.settleMs / 1000)),
+      );
+    }
     return undefined;
+  }
+
+  /** Served now, or once: known to the cluster or to this gateway. */
+  private mentions(snapshot: Snapshot, uuid: string): boolean {
+    return snapshot.live.has(uuid) || snapshot.known.has(uuid) || this.remembered.has(uuid);
+  }
+
+  /** Whether the cluster counts as settled now (a fresh read). */
+  async settled(): Promise<boolean> {
+    return settled(await this.read(), this.settleMs);
   }
 
   /** Reads a fresh snapshot (readiness checks). */
@@ -231,6 +316,7 @@ export class ClusterDirectory {
       reply = await withDirectoryScripts(redis).annexDirectory(
         keys.workers,
         keys.uuids,
+        keys.epoch,
         keys.workerPrefix,
       );
     } catch (error) {

@@ -6,6 +6,8 @@
  * - `<prefix>workers`                   sorted set: proxy-worker id → advert expiry (ms, Redis time)
  * - `<prefix>worker:<id>`               string: the worker's advert (JSON, WorkerAdvert), with a TTL
  * - `<prefix>uuids`                     hash: every uuid ever advertised → its queue (repository uuid)
+ * - `<prefix>epoch`                     string: Redis time (ms) of the first advert since Redis's
+ *                                       state began (directory.ts: when the cluster has settled)
  * - `<prefix>cancel`                    pub/sub channel: ids of jobs whose requester went away
  * - `<prefix>query:<repository uuid>`   list: checkpresent / gettimestamp queries (query-lane.ts)
  * - `<prefix>reply:<gateway id>`        pub/sub channel: answers to one gateway's queries
@@ -33,6 +35,10 @@ export class ClusterKeys {
 
   get uuids(): string {
     return `${this.prefix}uuids`;
+  }
+
+  get epoch(): string {
+    return `${this.prefix}epoch`;
   }
 
   get cancel(): string {
@@ -65,4 +71,6 @@ export interface WorkerAdvert {
   /** Job slots (--jobs). */
   readonly jobs: number;
   readonly startedAt: number;
+  /** The worker is still reading its repositories: it serves nothing yet, more is coming. */
+  readonly starting?: true;
 }
