@@ -6,14 +6,19 @@
  */
 import { type ChildProcess } from 'node:child_process';
 
-const running = new Set<ChildProcess>();
+/** Each running one, and whether it leads a process group of its own (killed as a whole). */
+const running = new Map<ChildProcess, boolean>();
 
-/** Counts `child` as running until it exits (LocalShellConnector does this for each session). */
-export function trackShellProcess(child: ChildProcess): void {
+/**
+ * Counts `child` as running until it exits (LocalShellConnector does this for each session, the
+ * JournalCommitter for each commit). `group`: it was spawned detached, and killing it kills its
+ * process group, with whatever git it started.
+ */
+export function trackShellProcess(child: ChildProcess, { group = false } = {}): void {
   if (child.exitCode !== null || child.signalCode !== null) {
     return;
   }
-  running.add(child);
+  running.set(child, group);
   const gone = () => running.delete(child);
   child.once('exit', gone);
   child.once('error', gone);
@@ -27,8 +32,16 @@ export function runningShellProcesses(): number {
 /** SIGKILLs every one of them at once; returns how many there were. */
 export function killShellProcesses(): number {
   const count = running.size;
-  for (const child of running) {
-    child.kill('SIGKILL');
+  for (const [child, group] of running) {
+    try {
+      if (group && child.pid !== undefined) {
+        process.kill(-child.pid, 'SIGKILL');
+      } else {
+        child.kill('SIGKILL');
+      }
+    } catch {
+      // gone meanwhile
+    }
   }
   return count;
 }
@@ -40,7 +53,7 @@ export function killShellProcesses(): number {
 export async function endShellProcesses(withinMs: number): Promise<number> {
   if (running.size > 0) {
     const exited = Promise.all(
-      [...running].map(
+      [...running.keys()].map(
         (child) =>
           new Promise<void>((resolve) => {
             child.once('exit', () => resolve());

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   endShellProcesses,
@@ -22,6 +23,16 @@ function exit(process: ChildProcess): Promise<NodeJS.Signals | number | null> {
     return Promise.resolve(process.signalCode ?? process.exitCode);
   }
   return new Promise((resolve) => process.once('exit', (code, signal) => resolve(signal ?? code)));
+}
+
+/** Whether `pid` still runs (a killed process waiting to be reaped does not). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }
 
 describe('shell processes', () => {
@@ -53,6 +64,24 @@ describe('shell processes', () => {
     expect(await endShellProcesses(10_000)).toBe(0);
     expect(performance.now() - started).toBeLessThan(9000);
     expect(runningShellProcesses()).toBe(0);
+  });
+
+  it('kills a detached one with its whole process group', async () => {
+    // sh leads the group; the sleep it starts is in it and must go too.
+    const leader = spawn('sh', ['-c', 'sleep 60 & echo $!; wait'], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    trackShellProcess(leader, { group: true });
+    const member = Number(
+      await new Promise<string>((resolve) =>
+        leader.stdout?.once('data', (d: Buffer) => resolve(String(d))),
+      ),
+    );
+    expect(killShellProcesses()).toBe(1);
+    expect(await exit(leader)).toBe('SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(alive(member)).toBe(false);
   });
 
   it('kills every one at once', async () => {
