@@ -123,6 +123,8 @@ function checkServices(services: Services): void {
   for (const name of ['gateway', 'proxy-worker', 'lock-service', 'init-demo']) {
     expect(services[name].image).toBe('annex-p2phttp:dev');
     expect(services[name].environment.REDIS_URL).toBe('redis://redis:6379');
+    // Longer than an app takes to stop after SIGTERM at most (14 s), so it is never killed first.
+    expect(services[name].stop_grace_period).toBe('15s');
   }
   for (const name of ['proxy-worker', 'lock-service', 'init-demo']) {
     expect(services[name].volumes.map(String).join()).toMatch(/repos:\/data\/repos/);

@@ -198,6 +198,20 @@ export class P2PApi {
     return this.request(rawPath, { method: 'GET' });
   }
 
+  /**
+   * Starts a v4 put of `body` and sends only its first `sent` bytes; the rest goes when the
+   * caller says so (an upload still arriving).
+   */
+  openPut(key: string, body: Buffer, sent: number): OpenPut {
+    const path = this.path(4, 'put', {
+      key,
+      associatedfile: '',
+      offset: 0,
+      clientuuid: this.clientUuid,
+    });
+    return new OpenPut(this.port, path, body, sent);
+  }
+
   /** Opens keeplocked for `lockid` and sends `{"unlock":false}` at once, as the client does. */
   keeplocked(lockid: string | undefined): KeepLocked {
     const query = queryString({ lockid, clientuuid: this.clientUuid });
@@ -214,6 +228,68 @@ export class P2PApi {
   /** Releases a lock: keeplocked with `{"unlock":true}` right away; answers `{"locked":false}`. */
   async unlock(lockid: string): Promise<HttpResult> {
     return this.keeplocked(lockid).unlock();
+  }
+}
+
+/** A put whose body is sent in two parts, the second one only on `finish()`. */
+export class OpenPut {
+  private readonly req: http.ClientRequest;
+  /** The answer, or the error that ended the request (a reset connection). */
+  readonly response: Promise<HttpResult | Error>;
+  private readonly firstPart: Promise<void>;
+
+  constructor(
+    port: number,
+    rawPath: string,
+    private readonly body: Buffer,
+    private readonly sent: number,
+  ) {
+    this.req = http.request({
+      host: '127.0.0.1',
+      port,
+      method: 'POST',
+      path: rawPath,
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-length': String(body.length),
+        'x-git-annex-data-length': String(body.length),
+      },
+      agent: false,
+    });
+    this.response = new Promise((resolve) => {
+      this.req.once('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.once('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks),
+          }),
+        );
+        res.once('error', resolve);
+      });
+      this.req.once('error', resolve);
+    });
+    this.firstPart = new Promise((resolve) => {
+      this.req.write(body.subarray(0, sent), () => resolve());
+    });
+  }
+
+  /** Resolves once the first part was handed to the socket. */
+  written(): Promise<void> {
+    return this.firstPart;
+  }
+
+  /** Sends the rest of the body. */
+  finish(): Promise<HttpResult | Error> {
+    this.req.end(this.body.subarray(this.sent));
+    return this.response;
+  }
+
+  /** Drops the connection (a client that died). */
+  destroy(): void {
+    this.req.destroy();
   }
 }
 

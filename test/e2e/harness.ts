@@ -633,6 +633,57 @@ export interface ProcessInfo {
   argv: string[];
 }
 
+/** The parent pid of a live process (field 4 of /proc/<pid>/stat), or undefined if it is gone. */
+async function parentPid(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The live `git-annex-shell` processes among `dirs`' (see liveAnnexShells) whose parent is `pid`. */
+export async function annexShellsOf(pid: number, dirs: readonly string[]): Promise<ProcessInfo[]> {
+  const found: ProcessInfo[] = [];
+  for (const shell of await liveAnnexShells(dirs)) {
+    if ((await parentPid(shell.pid)) === pid) {
+      found.push(shell);
+    }
+  }
+  return found;
+}
+
+/**
+ * Which of `processes` still run `git-annex-shell` after up to `settleMs` (a process killed a
+ * moment ago may take a little while to leave /proc).
+ */
+export async function stillRunningShells(
+  processes: readonly ProcessInfo[],
+  settleMs = 1000,
+): Promise<ProcessInfo[]> {
+  const deadline = Date.now() + settleMs;
+  for (;;) {
+    const live: ProcessInfo[] = [];
+    for (const shell of processes) {
+      try {
+        const argv = (await readFile(`/proc/${shell.pid}/cmdline`, 'utf8')).split('\0');
+        if (argv.some((a) => path.basename(a) === 'git-annex-shell')) {
+          live.push(shell);
+        }
+      } catch {
+        // gone
+      }
+    }
+    if (live.length === 0 || Date.now() >= deadline) {
+      return live;
+    }
+    await delay(100);
+  }
+}
+
 /** Live `git-annex-shell` processes whose argv mentions one of `dirs` (from /proc/<pid>/cmdline). */
 export async function liveAnnexShells(dirs: readonly string[]): Promise<ProcessInfo[]> {
   const found: ProcessInfo[] = [];

@@ -120,3 +120,84 @@ export class PrivateRedis {
     }
   }
 }
+
+/**
+ * A TCP relay in front of a PrivateRedis that can go mute: until `mute()` it passes bytes both
+ * ways; from then on every connection, open or new, is still accepted and read but never
+ * answered, as a Redis that hangs (or a network that drops replies) looks to its clients. Point
+ * an app at `url` to be able to do that to it later.
+ */
+export class RedisRelay {
+  private muted = false;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly server: net.Server;
+  private listeningPort = 0;
+
+  private constructor(private readonly targetPort: number) {
+    this.server = net.createServer((client) => this.accept(client));
+  }
+
+  static async start(target: PrivateRedis): Promise<RedisRelay> {
+    const relay = new RedisRelay(target.port);
+    await new Promise<void>((resolve, reject) => {
+      relay.server.once('error', reject);
+      relay.server.listen(0, '127.0.0.1', () => resolve());
+    });
+    relay.listeningPort = (relay.server.address() as net.AddressInfo).port;
+    return relay;
+  }
+
+  get port(): number {
+    return this.listeningPort;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Stops answering: replies in flight and everything after are swallowed. */
+  mute(): void {
+    this.muted = true;
+  }
+
+  /** Closes the relay and every connection through it. */
+  async close(): Promise<void> {
+    for (const socket of this.sockets) {
+      socket.destroy();
+    }
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(client: net.Socket): void {
+    this.keep(client);
+    client.on('data', () => {}); // read whatever comes, answered or not
+    if (this.muted) {
+      return;
+    }
+    const upstream = net.connect(this.targetPort, '127.0.0.1');
+    this.keep(upstream);
+    client.on('data', (chunk: Buffer) => {
+      if (!this.muted) {
+        upstream.write(chunk);
+      }
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (!this.muted) {
+        client.write(chunk);
+      }
+    });
+    // Redis gone: its clients see the connection close, as they would without the relay.
+    upstream.once('close', () => {
+      if (!this.muted) {
+        client.destroy();
+      }
+    });
+    client.once('close', () => upstream.destroy());
+  }
+
+  private keep(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.on('error', () => {});
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+}

@@ -3,9 +3,12 @@
  * (or, given `--redis URL` / REDIS_URL, a cluster gateway); `gateway`, `proxy-worker` and
  * `lock-service` are the apps of cluster mode. All read the same options (`annex-p2phttp serve --help`).
  */
+import { constants } from 'node:os';
 import { ConfigError, parseServeArgs, serveHelp, type ServeOptions } from '@annex-p2phttp/config';
+import { SHUTDOWN_CLEANUP_MS, SHUTDOWN_GRACE_MS } from '@annex-p2phttp/dispatch';
 import { startLockService } from '@annex-p2phttp/lock-service';
 import { loggerFor, type Logger } from '@annex-p2phttp/metrics';
+import { endShellProcesses, killShellProcesses } from '@annex-p2phttp/p2p';
 import { startProxyWorker } from '@annex-p2phttp/proxy-worker';
 import { startClusterGateway } from './cluster-gateway';
 import { startEmbeddedServer } from './server';
@@ -20,6 +23,14 @@ Serves git-annex repositories over git-annex's HTTP P2P API (annex+http:// remot
 Run "annex-p2phttp serve --help" for the options.`;
 
 const COMMANDS = new Set(['serve', 'gateway', 'proxy-worker', 'lock-service']);
+
+/** How long git-annex-shell sessions closed on shutdown get to exit by themselves. */
+const SESSION_EXIT_MS = 1000;
+/**
+ * A shutdown still not done after this (which the bounded steps of every role rule out) ends
+ * the process anyway.
+ */
+const SHUTDOWN_BACKSTOP_MS = SHUTDOWN_GRACE_MS + SHUTDOWN_CLEANUP_MS + SESSION_EXIT_MS + 500;
 
 interface Started {
   readonly banner: string[];
@@ -48,19 +59,24 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(serveHelp());
     return 0;
   }
+  // The log the options ask for, once they are read (until then: the defaults).
+  let log: Logger = loggerFor({}, 'embedded');
+  const signals = handleStopSignals(() => log);
   let options: ServeOptions;
   try {
     options = parseServeArgs(rest, process.cwd(), process.env);
   } catch (error) {
+    signals.remove();
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`annex-p2phttp: ${message}\n`);
     return error instanceof ConfigError ? 2 : 1;
   }
-  const log = loggerFor(options, appOf(command, options));
+  log = loggerFor(options, appOf(command, options));
   let started: Started;
   try {
     started = await start(command, options, log);
   } catch (error) {
+    signals.remove();
     const message = error instanceof Error ? error.message : String(error);
     log.error(`cannot start: ${message}`);
     return error instanceof ConfigError ? 2 : 1;
@@ -68,27 +84,77 @@ export async function main(argv: string[]): Promise<number> {
   for (const line of started.banner) {
     log.info(line);
   }
-  const running = started;
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      log.info(`${signal}, shutting down`);
-      running.close().then(
-        () => {
-          log.info('stopped');
-          resolve();
-        },
-        (error: unknown) => {
-          log.error(`shutdown failed: ${String(error)}`);
-          resolve();
-        },
-      );
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
+  const code = await signals.stopped(started);
   // Everything is closed; should some handle still keep the process alive, do not hang.
-  setTimeout(() => process.exit(0), 2000).unref();
-  return 0;
+  process.exit(code);
+}
+
+/**
+ * SIGTERM and SIGINT, from start-up on. The first one closes what `stopped` was given: what is in
+ * flight gets its grace, steps that need Redis are bounded (see each role). A second one ends the
+ * process at once, and so does one that arrives before start-up completed (nothing was promised
+ * yet) or a shutdown that overran every bound. Whatever the way out, no git-annex-shell session
+ * started here is left running. `stopped` resolves with the exit code once everything is closed.
+ */
+function handleStopSignals(log: () => Logger): {
+  stopped(running: Started): Promise<number>;
+  remove(): void;
+} {
+  let running: Started | undefined;
+  let stopping = false;
+  let done: (code: number) => void = () => {};
+  const closed = new Promise<number>((resolve) => {
+    done = resolve;
+  });
+  function exitNow(why: string, code: number): never {
+    const killed = killShellProcesses();
+    log().warn(`${why}: exiting now${killed > 0 ? ` (killed ${killed} git-annex-shell)` : ''}`);
+    process.exit(code);
+  }
+  const onSignal = (signal: NodeJS.Signals) => {
+    const code = 128 + (constants.signals[signal] ?? 0);
+    if (stopping) {
+      exitNow(`${signal} again`, code);
+    }
+    if (running === undefined) {
+      exitNow(`${signal} while starting`, code);
+    }
+    stopping = true;
+    log().info(
+      `${signal}, shutting down (work in flight gets ${SHUTDOWN_GRACE_MS / 1000} s; ` +
+        'a second signal stops at once)',
+    );
+    setTimeout(
+      () => exitNow(`shutdown not done after ${SHUTDOWN_BACKSTOP_MS / 1000} s`, 1),
+      SHUTDOWN_BACKSTOP_MS,
+    ).unref();
+    running
+      .close()
+      .catch((error: unknown) => log().error(`shutdown failed: ${String(error)}`))
+      .then(() => endShellProcesses(SESSION_EXIT_MS))
+      .then(
+        (killed) => {
+          if (killed > 0) {
+            log().warn(`killed ${killed} git-annex-shell that did not exit by itself`);
+          }
+          log().info('stopped');
+          done(0);
+        },
+        () => done(1),
+      );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return {
+    stopped: (started) => {
+      running = started;
+      return closed;
+    },
+    remove: () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    },
+  };
 }
 
 async function start(command: string, options: ServeOptions, log: Logger): Promise<Started> {

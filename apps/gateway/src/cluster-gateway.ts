@@ -7,11 +7,16 @@
  */
 import { type ServeOptions } from '@annex-p2phttp/config';
 import {
+  boundedStep,
   BullMqDispatcher,
   ClusterDirectory,
   ClusterKeys,
   commandConnection,
   connected,
+  Deadline,
+  NO_ANSWER_FROM_REDIS,
+  REDIS_STEP_MS,
+  redisUnreachable,
 } from '@annex-p2phttp/dispatch';
 import { ClusterRetentionLocks, type RetentionLocks } from '@annex-p2phttp/locks';
 import { logFunction, loggerFor, Metrics, type Logger } from '@annex-p2phttp/metrics';
@@ -72,10 +77,11 @@ export async function startClusterGateway(
     log,
   });
   let locks: RetentionLocks;
+  let clusterLocks: ClusterRetentionLocks | undefined;
   if (locksFactory) {
     locks = locksFactory({ options, keys, redis });
   } else {
-    const clusterLocks = new ClusterRetentionLocks({
+    clusterLocks = new ClusterRetentionLocks({
       redisUrl: options.redis,
       prefix: options.redisPrefix,
       lockedFiles: options.lockedFiles,
@@ -113,9 +119,18 @@ export async function startClusterGateway(
           return [{ name: 'redis', ok: false, detail }];
         }
       },
+      // Each step is bounded and skipped while Redis is unreachable (shutdown-steps.ts).
       close: async (graceMs) => {
-        await locks.close();
-        await dispatcher.close(graceMs);
+        const grace = new Deadline(graceMs);
+        await boundedStep('close the lock queue', () => locks.close(), {
+          withinMs: grace.cap(REDIS_STEP_MS),
+          late: NO_ANSWER_FROM_REDIS,
+          skip: redisUnreachable(redis),
+          cut: () =>
+            clusterLocks ? clusterLocks.disconnect() : void locks.close().catch(() => {}),
+          log,
+        });
+        await dispatcher.close(grace.remaining);
         redis.disconnect();
       },
     },

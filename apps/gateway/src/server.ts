@@ -22,7 +22,14 @@ import {
   WritableCheck,
   type ServeOptions,
 } from '@annex-p2phttp/config';
-import { InProcessDispatcher, type Dispatcher } from '@annex-p2phttp/dispatch';
+import {
+  boundedStep,
+  Deadline,
+  InProcessDispatcher,
+  SHUTDOWN_CLEANUP_MS,
+  SHUTDOWN_GRACE_MS,
+  type Dispatcher,
+} from '@annex-p2phttp/dispatch';
 import { MemoryLockStore, type RetentionLocks } from '@annex-p2phttp/locks';
 import {
   CounterMirror,
@@ -51,7 +58,10 @@ export interface GatewayBackend {
   readonly metrics: Metrics;
   /** What it depends on and whether each is reachable now (GET /readyz). */
   readiness(): Promise<ReadinessCheck[]>;
-  /** Ends what the backend owns, once the API stopped accepting requests. */
+  /**
+   * Ends what the backend owns, once the API stopped accepting requests: what is in flight gets
+   * `graceMs`, and the whole takes at most SHUTDOWN_CLEANUP_MS more, whatever the state of Redis.
+   */
   close(graceMs: number): Promise<void>;
 }
 
@@ -68,9 +78,6 @@ export interface RunningServer extends RunningGateway {
   readonly pool: SessionPool;
   readonly locks: LockService;
 }
-
-/** In-flight requests get this long to finish on shutdown before their sessions are cut. */
-export const SHUTDOWN_GRACE_MS = 10_000;
 
 /**
  * Request line and headers beyond this get 431. Node's default of 16 KiB would refuse keys that
@@ -118,8 +125,14 @@ export async function startEmbeddedServer(
         ];
       },
       close: async (graceMs) => {
-        await locks.close();
-        await dispatcher.close(graceMs);
+        const grace = new Deadline(graceMs);
+        await boundedStep('release the locks', () => locks.close(), {
+          withinMs: grace.remaining,
+          log: logFunction(log, 'warn'),
+        });
+        // Sessions still in use when the grace is over are closed; then the journals are
+        // committed, within SHUTDOWN_CLEANUP_MS after the grace at the latest.
+        await dispatcher.close(grace.remaining, logFunction(log, 'warn'));
       },
     },
     env,
@@ -245,20 +258,26 @@ export async function startGateway(
     closing ??= (async () => {
       // Stop accepting; requests in flight (a keeplocked long poll among them) get a grace
       // period, then their connections are cut.
+      const done = new Deadline(SHUTDOWN_GRACE_MS + SHUTDOWN_CLEANUP_MS);
       const servers = [app.getHttpServer(), ...extra];
+      const cutConnections = () => {
+        for (const server of servers) {
+          server.closeAllConnections();
+        }
+      };
       const stopListening = Promise.all([
         app.close(),
         ...extra.map(closeServer),
         ops?.close() ?? Promise.resolve(),
       ]);
-      const cut = setTimeout(() => {
-        for (const server of servers) {
-          server.closeAllConnections();
-        }
-      }, SHUTDOWN_GRACE_MS);
+      const cut = setTimeout(cutConnections, SHUTDOWN_GRACE_MS);
       try {
         await backend.close(SHUTDOWN_GRACE_MS);
-        await stopListening;
+        await boundedStep('finish the requests in flight', () => stopListening, {
+          withinMs: done.remaining,
+          cut: cutConnections,
+          log: logFunction(log, 'warn'),
+        });
       } finally {
         clearTimeout(cut);
       }

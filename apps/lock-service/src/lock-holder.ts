@@ -12,7 +12,13 @@
  * Unlocks arrive over pub/sub and release at once. A lock whose session dies is re-taken.
  */
 import { type RepositoryRegistry } from '@annex-p2phttp/config';
-import { type Dispatcher, type HeldLock } from '@annex-p2phttp/dispatch';
+import {
+  boundedStep,
+  NO_ANSWER_FROM_REDIS,
+  REDIS_STEP_MS,
+  type Dispatcher,
+  type HeldLock,
+} from '@annex-p2phttp/dispatch';
 import {
   keyOfRequest,
   RESERVED,
@@ -43,6 +49,8 @@ export interface ClusterLockHolderOptions {
   readonly holder: string;
   readonly holderTtlMs?: number;
   readonly sweepIntervalMs?: number;
+  /** Why Redis cannot be used now ("Redis unreachable"), or null; steps of close skip then. */
+  readonly redisProblem?: () => string | null;
   /** Called for each record this instance deleted because it expired. */
   readonly onExpired?: () => void;
   readonly log?: (message: string) => void;
@@ -151,7 +159,8 @@ export class ClusterLockHolder {
   /**
    * Stops: releases every repository-side lock (within `deadlineMs`; sessions still open after it
    * are cut by the pool's close), then marks this holder dead so live instances adopt the records
-   * at once. The records stay: the locks live on with another instance.
+   * at once. The records stay: the locks live on with another instance. A round of upkeep under
+   * way, and marking the holder dead, wait for Redis at most a short while each.
    */
   async close(deadlineMs = 10_000): Promise<void> {
     this.closing = true;
@@ -159,17 +168,30 @@ export class ClusterLockHolder {
       clearInterval(this.timer);
       this.timer = null;
     }
-    await this.ticking;
-    const releases = Promise.all(this.lockids().map((lockid) => this.release(lockid)));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      releases,
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, deadlineMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    await this.options.store.dropHolder(this.holder).catch(() => undefined);
+    const log = (message: string) => this.log(message);
+    const ticking = this.ticking;
+    if (ticking) {
+      await boundedStep('finish the round of upkeep under way', () => ticking, {
+        withinMs: Math.min(deadlineMs, REDIS_STEP_MS),
+        log,
+      });
+    }
+    await boundedStep(
+      'release the locks held here',
+      () => Promise.all(this.lockids().map((lockid) => this.release(lockid))),
+      { withinMs: deadlineMs, log },
+    );
+    // Not done, the records are adopted once this holder's heartbeat key expires instead.
+    await boundedStep(
+      'mark this lock-service gone',
+      () => this.options.store.dropHolder(this.holder),
+      {
+        withinMs: REDIS_STEP_MS,
+        late: NO_ANSWER_FROM_REDIS,
+        skip: this.options.redisProblem?.(),
+        log,
+      },
+    );
   }
 
   /** One round of upkeep; never throws (a failure is logged once and retried next tick). */

@@ -4,13 +4,25 @@
  * unlock messages (pub/sub) and expiry, and serves /healthz, /readyz and /metrics. It owns, and
  * ends on close in this order: the worker (no new requests; running ones finish), the held locks
  * (released within the shutdown deadline), the sessions, the health server, the Redis connections.
+ * Every step is bounded and those that need Redis are skipped while it is unreachable
+ * (shutdown-steps.ts), so that it stops in time whatever the state of Redis.
  */
 import { access, constants } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
 import { RepositoryRegistry, unwritableAdvice, WritableCheck } from '@annex-p2phttp/config';
-import { InProcessDispatcher, subscription } from '@annex-p2phttp/dispatch';
+import {
+  boundedStep,
+  Deadline,
+  InFlight,
+  InProcessDispatcher,
+  NO_ANSWER_FROM_REDIS,
+  REDIS_STEP_MS,
+  redisUnreachable,
+  SHUTDOWN_CLEANUP_MS,
+  subscription,
+} from '@annex-p2phttp/dispatch';
 import {
   closeRedis,
   LOCK_REQUEST_QUEUE,
@@ -108,6 +120,7 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
     dispatcher,
     registry,
     holder: holderId,
+    redisProblem: () => redisUnreachable(redis),
     holderTtlMs: options.holderTtlMs,
     sweepIntervalMs: options.sweepIntervalMs,
     onExpired: () => metrics.lockExpirations.inc(),
@@ -115,6 +128,8 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
   });
   metrics.onCollect(() => metrics.locksLive.set(locks.size));
 
+  /** Lock requests being handled, so that shutdown can wait for them whatever Redis does. */
+  const requests = new InFlight();
   let worker: Worker<LockRequest, LockReply> | null = null;
   try {
     await whenReady(redis);
@@ -127,7 +142,7 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
     await locks.start();
     worker = new Worker<LockRequest, LockReply>(
       LOCK_REQUEST_QUEUE,
-      (job) => locks.handle(job.data),
+      (job) => requests.run(() => locks.handle(job.data)),
       {
         connection: workerRedis,
         prefix: store.keys.bullPrefix,
@@ -177,28 +192,46 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
-      const deadline = options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS;
-      // No new requests; those running finish (or give up by the deadline).
-      await Promise.race([running.close(), delay(deadline)]);
-      await locks.close(deadline);
-      const sessions = pool.close();
-      const cut = setTimeout(() => void pool.close(true), deadline);
-      try {
-        await sessions;
-      } finally {
-        clearTimeout(cut);
-      }
+      const grace = new Deadline(options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS);
+      const cleanup = grace.extended(SHUTDOWN_CLEANUP_MS);
+      // No new requests; those running finish (or give up by the deadline). BullMQ's close
+      // also waits for its connections, which never comes while Redis is unreachable: the
+      // requests themselves are awaited here.
+      const stopped = running.close();
+      stopped.catch(() => undefined);
+      await boundedStep('finish the lock requests in flight', () => requests.idle(), {
+        withinMs: grace.remaining,
+        log,
+      });
+      await boundedStep('stop holding locks', () => locks.close(grace.remaining), {
+        withinMs: cleanup.remaining,
+        log,
+      });
+      await boundedStep('end the sessions', () => pool.close(), {
+        withinMs: cleanup.remaining,
+        cut: () => void pool.close(true),
+        log,
+      });
       await health.close();
-      if (!running.closing) {
-        await running.close(true);
-      }
-      await closeConnections();
+      const connections = [redis, workerRedis, ...(subscriber ? [subscriber] : [])];
+      await boundedStep(
+        'close the lock request queue and the Redis connections',
+        () => Promise.all([stopped, ...connections.map((connection) => closeRedis(connection))]),
+        {
+          withinMs: cleanup.cap(REDIS_STEP_MS),
+          late: NO_ANSWER_FROM_REDIS,
+          skip: redisUnreachable(redis),
+          cut: () => {
+            running.disconnect().catch(() => undefined);
+            for (const connection of connections) {
+              connection.disconnect();
+            }
+          },
+          log,
+        },
+      );
     })();
     return closing;
   };
   return { holder: holderId, healthUrl: health.url, locks, metrics, close };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -7,7 +7,9 @@
  *
  * A job runs once: stalled jobs (their worker died) are failed, not re-run (maxStalledCount 0).
  * Shutdown (close): withdraw the advert, stop taking jobs, let running ones finish until the
- * deadline, then cancel them and end every session.
+ * deadline, then cancel them and end every session, then close the queues. Steps that need Redis
+ * are bounded and skipped while it is unreachable (shutdown-steps.ts), so that the worker stops
+ * within its grace whatever the state of Redis; the log says what could not be done.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -23,17 +25,26 @@ import {
 import {
   advertise,
   blockingOptions,
+  boundedStep,
   ClusterKeys,
   commandConnection,
   connected,
+  Deadline,
   DispatchError,
   encodeFailure,
+  InFlight,
   quietLog,
   InProcessDispatcher,
   QueryServer,
+  NO_ANSWER_FROM_REDIS,
+  REDIS_STEP_MS,
+  redisUnreachable,
+  SHUTDOWN_CLEANUP_MS,
+  SHUTDOWN_GRACE_MS,
   STREAM_PATH,
   StreamTable,
   subscription,
+  waitUntil,
   withdraw,
   type JobOperation,
   type JobPayload,
@@ -146,6 +157,9 @@ export async function startProxyWorker(
   }
 
   const served = new Map<string, Served>();
+  /** Jobs being run, so that shutdown can wait for them whether or not Redis is there. */
+  const jobs = new InFlight();
+  let stopping = false;
   let closing: Promise<void> | null = null;
 
   const server = createServer((request, response) => {
@@ -182,7 +196,7 @@ export async function startProxyWorker(
   };
   const readiness = async (): Promise<string[]> => {
     const problems: string[] = [];
-    if (closing) {
+    if (stopping) {
       problems.push('shutting down');
     }
     try {
@@ -254,7 +268,7 @@ export async function startProxyWorker(
       const entry = served.get(queue);
       if (entry) {
         entry.uuids = uuids;
-      } else if (!closing) {
+      } else if (!stopping) {
         served.set(queue, { ...startQueue(queue), uuids });
       }
     }
@@ -270,20 +284,21 @@ export async function startProxyWorker(
   const startQueue = (queue: string): Omit<Served, 'uuids'> => {
     const worker = new Worker<JobPayload, JobResult, JobOperation>(
       queue,
-      async (job: ClusterJob, _token, signal) => {
-        const started = performance.now();
-        try {
-          return await processor.process(job, queue, signal ?? new AbortController().signal);
-        } catch (error) {
-          // The reason carries the error code to the gateway (see encodeFailure).
-          throw new Error(encodeFailure(error));
-        } finally {
-          metrics.queueJobDuration.observe(
-            { queue, operation: job.name },
-            (performance.now() - started) / 1000,
-          );
-        }
-      },
+      (job: ClusterJob, _token, signal) =>
+        jobs.run(async () => {
+          const started = performance.now();
+          try {
+            return await processor.process(job, queue, signal ?? new AbortController().signal);
+          } catch (error) {
+            // The reason carries the error code to the gateway (see encodeFailure).
+            throw new Error(encodeFailure(error));
+          } finally {
+            metrics.queueJobDuration.observe(
+              { queue, operation: job.name },
+              (performance.now() - started) / 1000,
+            );
+          }
+        }),
       {
         connection: blockingOptions(options.redis),
         prefix: keys.bullPrefix,
@@ -319,6 +334,9 @@ export async function startProxyWorker(
   const heartbeat = async () => {
     try {
       await registry.refresh();
+      if (stopping) {
+        return; // withdrawn, or about to be: never advertise again
+      }
       sync();
       const queues: Record<string, string[]> = {};
       for (const [queue, entry] of served) {
@@ -345,30 +363,66 @@ export async function startProxyWorker(
     }
   }).catch(() => null); // Redis not there yet: only cancelling waits for its own bounds
 
-  const close = (graceMs = 10_000): Promise<void> => {
+  const close = (graceMs = SHUTDOWN_GRACE_MS): Promise<void> => {
     closing ??= (async () => {
+      stopping = true;
       clearInterval(timer);
-      await withdraw(redis, keys, id).catch(() => {});
+      const grace = new Deadline(graceMs);
+      const cleanup = grace.extended(SHUTDOWN_CLEANUP_MS);
+      await boundedStep('withdraw the advert', () => withdraw(redis, keys, id), {
+        withinMs: grace.cap(REDIS_STEP_MS),
+        late: NO_ANSWER_FROM_REDIS,
+        skip: redisUnreachable(redis),
+        log,
+      });
+      // Stop taking jobs and queries. BullMQ's close also waits for its connections, which
+      // never comes while Redis is unreachable: the jobs themselves are awaited here.
       const workers = [...served.values()];
-      const drained = Promise.allSettled([
-        queries.close(graceMs),
-        ...workers.map((entry) => entry.worker.close()),
-      ]);
-      const deadline = setTimeout(() => {
-        for (const entry of workers) {
-          entry.worker.cancelAllJobs('shutting down');
-        }
-        streams.close(new DispatchError('DISPATCH_UNAVAILABLE', 'shutting down'));
-        void pool.close(true);
-      }, graceMs);
-      try {
-        await drained;
-      } finally {
-        clearTimeout(deadline);
-      }
+      const queuesClosed = Promise.all(workers.map((entry) => entry.worker.close()));
+      queuesClosed.catch(() => {});
+      // BullMQ may hand out one more job as it is being closed: its workers stop running once
+      // nothing is being fetched or run, which takes Redis (and no longer than a Redis step).
+      const stillFetching = waitUntil(() => workers.every((entry) => !entry.worker.isRunning()));
+      const drained = async () => {
+        await Promise.all([jobs.idle(), queries.close(grace.remaining)]);
+        await boundedStep('see the job queues stop', () => stillFetching.reached, {
+          withinMs: grace.cap(REDIS_STEP_MS),
+          skip: redisUnreachable(redis),
+          cut: stillFetching.stop,
+          log: () => {},
+        });
+        await jobs.idle();
+      };
+      await boundedStep('finish the running jobs', drained, {
+        withinMs: grace.remaining,
+        cut: () => {
+          stillFetching.stop();
+          for (const entry of workers) {
+            entry.worker.cancelAllJobs('shutting down');
+          }
+          streams.close(new DispatchError('DISPATCH_UNAVAILABLE', 'shutting down'));
+          void pool.close(true);
+        },
+        log,
+      });
       streams.close(new DispatchError('DISPATCH_UNAVAILABLE', 'shutting down'));
-      await dispatcher.close(Math.min(graceMs, 2000));
-      await Promise.allSettled(workers.map((entry) => entry.queue.close()));
+      // Sessions, then what is left in the journals, by the end of the cleanup at the latest.
+      await dispatcher.close(cleanup.cap(SHUTDOWN_CLEANUP_MS), log, cleanup);
+      await boundedStep(
+        'close the job queues',
+        () => Promise.all([queuesClosed, ...workers.map((entry) => entry.queue.close())]),
+        {
+          withinMs: cleanup.cap(REDIS_STEP_MS),
+          late: NO_ANSWER_FROM_REDIS,
+          skip: workers.length > 0 ? redisUnreachable(redis) : null,
+          cut: () => {
+            for (const entry of workers) {
+              entry.worker.disconnect().catch(() => {});
+            }
+          },
+          log,
+        },
+      );
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

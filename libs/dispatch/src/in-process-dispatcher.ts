@@ -34,6 +34,7 @@ import {
 } from '@annex-p2phttp/p2p';
 import { type Dispatcher, type DispatcherStats, type HeldLock } from './dispatcher';
 import { KeyedMutex } from './keyed-mutex';
+import { boundedStep, Deadline, SHUTDOWN_CLEANUP_MS } from './shutdown-steps';
 
 /** Operations that change nothing when repeated after a session died unanswered. */
 const RETRY = { retryOnStale: true };
@@ -310,20 +311,28 @@ export class InProcessDispatcher implements Dispatcher {
   }
 
   /**
-   * Ends every session (in-flight ones after `graceMs`), then commits what is left in the
-   * journals of the repositories changed since their last commit (bounded; see
-   * JournalCommitter).
+   * Ends every session: idle ones at once, those in use once their operation ends, or when
+   * `graceMs` is over. Then commits what is left in the journals of the repositories changed
+   * since their last commit (JournalCommitter bounds each commit), by `until` (default
+   * SHUTDOWN_CLEANUP_MS after the grace) at the latest: a journal not committed by then stays
+   * for git-annex's next run in that repository, and a commit still running is ended with the
+   * process (endShellProcesses). `log` says what could not be done.
    */
-  async close(graceMs = 10_000): Promise<void> {
-    const closing = this.pool.close();
-    const timer = setTimeout(() => void this.pool.close(true), graceMs);
-    timer.unref();
-    try {
-      await closing;
-    } finally {
-      clearTimeout(timer);
-      await this.journal.close();
-    }
+  async close(
+    graceMs = 10_000,
+    log: (message: string) => void = () => {},
+    until: Deadline = new Deadline(graceMs + SHUTDOWN_CLEANUP_MS),
+  ): Promise<void> {
+    await boundedStep('finish the work in flight', () => this.pool.close(), {
+      withinMs: graceMs,
+      cut: () => void this.pool.close(true),
+      log,
+    });
+    await this.pool.close();
+    await boundedStep('commit the git-annex journals', () => this.journal.close(), {
+      withinMs: until.remaining,
+      log,
+    });
   }
 }
 

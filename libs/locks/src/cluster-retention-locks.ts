@@ -166,12 +166,28 @@ export class ClusterRetentionLocks implements RetentionLocks {
     if (this.closed) {
       return;
     }
+    this.stop();
+    await Promise.allSettled([this.queueEvents.close(), this.queue.close()]);
+    await Promise.all([closeRedis(this.redis), closeRedis(this.eventsRedis)]);
+  }
+
+  /**
+   * Like close, without waiting for Redis: drops the connections at once (shutdown while Redis is
+   * unreachable or does not answer, when close would wait for it).
+   */
+  disconnect(): void {
+    this.stop();
+    this.queueEvents.disconnect().catch(() => undefined);
+    this.queue.disconnect().catch(() => undefined);
+    this.redis.disconnect();
+    this.eventsRedis.disconnect();
+  }
+
+  private stop(): void {
     this.closed = true;
     for (const keeper of [...this.keepers]) {
       keeper.stop();
     }
-    await Promise.allSettled([this.queueEvents.close(), this.queue.close()]);
-    await Promise.all([closeRedis(this.redis), closeRedis(this.eventsRedis)]);
   }
 
   /** Sends a lock request and waits for its reply, within requestTimeoutMs in all. */

@@ -1,6 +1,7 @@
 export * from './errors';
 export * from './transport';
 export * from './local-connector';
+export * from './shell-processes';
 export * from './connection';
 export * from './idle-set';
 export * from './pool';

@@ -26,6 +26,7 @@ import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { shellEnvironment } from './local-connector';
+import { trackShellProcess } from './shell-processes';
 
 /** Last commits made at once by close. */
 const CLOSE_CONCURRENCY = 4;
@@ -237,6 +238,7 @@ export class JournalCommitter {
           detached: true,
         },
       );
+      trackShellProcess(child, { group: true });
       let stderr = '';
       child.stderr.setEncoding('utf8');
       child.stderr.on('data', (chunk: string) => {

@@ -5,6 +5,7 @@
  * The server mode (§1.6) is set through git-annex-shell's environment.
  */
 import { spawn } from 'node:child_process';
+import { trackShellProcess } from './shell-processes';
 import { type Transport } from './transport';
 
 export type ServerMode = 'full' | 'readonly' | 'appendonly';
@@ -81,6 +82,7 @@ export class LocalShellConnector implements Connector {
       env: shellEnvironment(this.options.env ?? process.env, target.mode, this.options.clusterJobs),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
+    trackShellProcess(child);
     const exited = new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) {
         resolve();

@@ -47,6 +47,15 @@ import {
 import { type ClusterKeys } from './keys';
 import { QueryClient } from './query-lane';
 import { blockingOptions, quietLog } from './redis';
+import {
+  boundedStep,
+  Deadline,
+  NO_ANSWER_FROM_REDIS,
+  REDIS_STEP_MS,
+  redisUnreachable,
+  SHUTDOWN_CLEANUP_MS,
+  waitUntil,
+} from '../shutdown-steps';
 import { abandonStream, claimGetStream, dataPlaneAgent, sendPutStream } from './stream-client';
 
 export interface BullMqDispatcherOptions {
@@ -296,32 +305,56 @@ export class BullMqDispatcher implements Dispatcher {
     return { ...this.counters };
   }
 
-  /** Refuses new work, lets pending jobs and streams finish for `graceMs`, then cuts them. */
-  close(graceMs = 10_000): Promise<void> {
+  /**
+   * Refuses new work, lets pending jobs and streams finish for `graceMs`, then cuts them and
+   * closes the queues and the reply channel: at once while Redis is unreachable, else within
+   * `cleanupMs` more; whatever could not be closed in time is disconnected (and logged).
+   */
+  close(graceMs = 10_000, cleanupMs = SHUTDOWN_CLEANUP_MS): Promise<void> {
     this.closing ??= (async () => {
-      const deadline = Date.now() + graceMs;
-      while (
-        (this.pending.size > 0 ||
-          this.batcher.waiting > 0 ||
-          this.queries.size > 0 ||
-          this.streams.size > 0) &&
-        Date.now() < deadline
-      ) {
-        await delay(50);
-      }
+      const log = this.options.log ?? (() => {});
+      const drained = waitUntil(
+        () =>
+          this.pending.size === 0 &&
+          this.batcher.waiting === 0 &&
+          this.queries.size === 0 &&
+          this.streams.size === 0,
+      );
+      await boundedStep('finish the work in flight', () => drained.reached, {
+        withinMs: graceMs,
+        cut: drained.stop,
+        log,
+      });
+      const cleanup = new Deadline(cleanupMs);
       const closed = new P2PError('P2P_POOL_CLOSED', 'shutting down');
       this.batcher.close(closed);
       this.failWaiting(closed);
-      await this.queries.close();
       for (const stream of [...this.streams]) {
         stream.destroy();
       }
-      const handles = await Promise.allSettled([...this.queues.values()]);
-      await Promise.allSettled(
-        handles.flatMap((h) =>
-          h.status === 'fulfilled' ? [h.value.events.close(), h.value.queue.close()] : [],
-        ),
+      const handles = (await Promise.allSettled([...this.queues.values()])).flatMap((h) =>
+        h.status === 'fulfilled' ? [h.value] : [],
       );
+      await Promise.all([
+        this.queries.close(cleanup.cap(REDIS_STEP_MS), log),
+        boundedStep(
+          'close the job queues',
+          () =>
+            Promise.all(handles.flatMap(({ events, queue }) => [events.close(), queue.close()])),
+          {
+            withinMs: cleanup.cap(REDIS_STEP_MS),
+            late: NO_ANSWER_FROM_REDIS,
+            skip: handles.length > 0 ? redisUnreachable(this.options.redis) : null,
+            // The queues share the caller's connection; each events reader has its own.
+            cut: () => {
+              for (const { events } of handles) {
+                events.disconnect().catch(() => {});
+              }
+            },
+            log,
+          },
+        ),
+      ]);
       this.agent.destroy();
     })();
     return this.closing;
@@ -538,8 +571,4 @@ function expectOp<O extends JobResult['op']>(
 
 function uploadKey(target: SessionTarget, key: string): string {
   return `${target.repoPath}\n${target.serverUuid}\n${key}`;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

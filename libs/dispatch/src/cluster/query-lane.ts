@@ -35,6 +35,12 @@ import {
 } from './jobs';
 import { type ClusterKeys } from './keys';
 import { blockingOptions, subscription } from './redis';
+import {
+  boundedStep,
+  NO_ANSWER_FROM_REDIS,
+  REDIS_STEP_MS,
+  redisUnreachable,
+} from '../shutdown-steps';
 
 interface QueryMessage {
   readonly id: string;
@@ -170,14 +176,23 @@ export class QueryClient {
     }
   }
 
-  /** Fails what is waiting and closes the reply channel. */
-  async close(): Promise<void> {
+  /**
+   * Fails what is waiting and closes the reply channel: politely within `withinMs` when Redis is
+   * there, at once when it is not (`log` says so).
+   */
+  async close(withinMs = REDIS_STEP_MS, log: (message: string) => void = () => {}): Promise<void> {
     this.closed = true;
     this.failWaiting(new P2PError('P2P_POOL_CLOSED', 'shutting down'));
     const subscriber = this.subscriber;
     this.subscriber = null;
     if (subscriber) {
-      await subscriber.quit().catch(() => subscriber.disconnect());
+      await boundedStep('close the reply channel', () => subscriber.quit(), {
+        withinMs,
+        late: NO_ANSWER_FROM_REDIS,
+        skip: redisUnreachable(subscriber),
+        cut: () => subscriber.disconnect(),
+        log,
+      });
     }
   }
 
@@ -287,22 +302,29 @@ export class QueryServer {
     this.queues = [...queues];
   }
 
-  /** Stops taking queries, waits for those being answered (at most `graceMs`), then cuts them. */
+  /**
+   * Stops taking queries, waits for those being answered (at most `graceMs`), then cuts them.
+   * The last BLMPOP returns by itself within its block time; while Redis is unreachable (ioredis
+   * would hold it until Redis is back) or when it does not return by then, its connection is cut.
+   */
   async close(graceMs = 10_000): Promise<void> {
     if (!this.stopping.signal.aborted) {
       this.stopping.abort();
       this.slotFreed?.();
     }
-    await this.loop;
-    const timer = setTimeout(
-      () => this.cut.abort(new P2PError('P2P_POOL_CLOSED', 'shutting down')),
-      graceMs,
-    );
-    const cutOff = new Promise((resolve) =>
-      this.cut.signal.addEventListener('abort', resolve, { once: true }),
-    );
-    await Promise.race([Promise.allSettled([...this.inFlight]), cutOff]);
-    clearTimeout(timer);
+    const quiet = () => {};
+    const started = performance.now();
+    await boundedStep('end the last read of queries', () => this.loop, {
+      withinMs: Math.min(graceMs, (this.options.blockSeconds ?? 1) * 1000 + 1000),
+      skip: redisUnreachable(this.blocking),
+      cut: () => this.blocking.disconnect(),
+      log: quiet,
+    });
+    await boundedStep('answer the queries in flight', () => Promise.all([...this.inFlight]), {
+      withinMs: graceMs - (performance.now() - started),
+      cut: () => this.cut.abort(new P2PError('P2P_POOL_CLOSED', 'shutting down')),
+      log: quiet,
+    });
     this.blocking.disconnect();
   }
 
@@ -336,6 +358,9 @@ export class QueryServer {
           concurrency - this.running,
         );
       } catch (error) {
+        if (this.stopping.signal.aborted) {
+          break; // its connection was cut on close
+        }
         log(`query lane: ${error instanceof Error ? error.message : String(error)}`);
         await sleep(500, this.stopping.signal);
         continue;
