@@ -48,6 +48,11 @@ export interface Dispatcher {
    * that cannot look by itself leaves it out.
    */
   presentLocally?(target: SessionTarget, key: string): Promise<boolean>;
+  /**
+   * The size of the content when it is plainly present without asking anyone (the repository's
+   * own object file), else undefined. Optional, like `presentLocally`.
+   */
+  localSize?(target: SessionTarget, key: string): Promise<number | undefined>;
   getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number>;
   /** REMOVE, or REMOVE-BEFORE when `before` is given. */
   remove(

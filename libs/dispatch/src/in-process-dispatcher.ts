@@ -74,6 +74,14 @@ export class InProcessDispatcher implements Dispatcher {
     );
   }
 
+  async localSize(target: SessionTarget, key: string): Promise<number | undefined> {
+    if (target.direct !== true) {
+      return undefined;
+    }
+    const file = await this.objects.locate(target.repoPath, key);
+    return file === undefined ? undefined : this.objects.sizeOf(file);
+  }
+
   /**
    * A repository's own timestamp is the host's boot clock, read here as git-annex-shell would
    * read it (no session to open, none left idle). A proxied special remote has no clock of its
@@ -191,7 +199,8 @@ export class InProcessDispatcher implements Dispatcher {
   async get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome> {
     if (target.direct) {
       const file = await this.objects.locate(target.repoPath, request.key);
-      const read = file && (await readObject(file, request.offset, request.signalInvalid));
+      const read =
+        file && (await readObject(file, request.offset, request.signalInvalid, request.limit));
       if (read) {
         this.streams += 1;
         void read.done.then(

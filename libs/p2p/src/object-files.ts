@@ -160,6 +160,16 @@ export class ObjectFiles {
     return found;
   }
 
+  /** The size of an object file `locate` found; undefined if it went since. */
+  async sizeOf(file: FsPath): Promise<number | undefined> {
+    try {
+      const info = await stat(file);
+      return info.isFile() ? info.size : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /**
    * The size of git-annex's partial file of an interrupted upload of the key
    * (`annex/tmp/<key>`), the offset an upload resumes from; 0 when there is none.
@@ -227,7 +237,10 @@ async function findGitDir(repoPath: string): Promise<string> {
 }
 
 export interface ObjectRead {
+  /** Bytes the body carries (one fewer when it ends short to signal a changed file). */
   readonly length: number;
+  /** The file's size when it was opened. */
+  readonly total: number;
   readonly body: Readable;
   /** Settles when the body ended or was destroyed; the file is closed by then. */
   readonly done: Promise<void>;
@@ -251,15 +264,17 @@ const MAX_LENT = 4;
 const CHUNK = 256 * 1024;
 
 /**
- * Streams an object file from `offset`. When `signalInvalid`, a file that changed while it was
- * being sent (an unlocked file modified in place: its size, mtime or inode moved) ends one byte
- * short, the API's signal of invalid content, as git-annex's own VALID/INVALID check would.
- * Returns undefined if the file vanished before it could be opened.
+ * Streams an object file from `offset`, at most `limit` bytes (a byte range) or to its end. When
+ * `signalInvalid`, a file that changed while it was being sent (an unlocked file modified in
+ * place: its size, mtime or inode moved) ends one byte short, the API's signal of invalid
+ * content, as git-annex's own VALID/INVALID check would. Returns undefined if the file vanished
+ * before it could be opened.
  */
 export async function readObject(
   file: FsPath,
   offset: number,
   signalInvalid: boolean,
+  limit?: number,
 ): Promise<ObjectRead | undefined> {
   let handle: FileHandle;
   try {
@@ -275,7 +290,7 @@ export async function readObject(
     throw error;
   }
   const start = Math.min(offset, before.size);
-  const length = before.size - start;
+  const length = Math.min(before.size - start, limit ?? Infinity);
   let position = start;
   let sink: FlushedSink | null = null;
   const free: Buffer[] = [];
@@ -354,6 +369,7 @@ export async function readObject(
   }
   return {
     length,
+    total: before.size,
     body,
     done,
     releaseWhenFlushed: (to) => {

@@ -255,13 +255,24 @@ export interface GetRequest {
   readonly offset: number;
   /** Withhold the last byte when the content proved invalid (versioned API, v1+). */
   readonly signalInvalid: boolean;
+  /**
+   * At most this many bytes from `offset` (a byte range); absent: to the end. A transfer cut
+   * before its end never learns the content's validity, and its session is closed.
+   */
+  readonly limit?: number;
 }
 
 export type GetOutcome =
   | { readonly kind: 'absent' }
   | {
       readonly kind: 'data';
+      /** Bytes the body carries (one fewer when it ends short to signal invalid content). */
       readonly length: number;
+      /**
+       * The content's whole size, when known: the file's size, or the offset plus the length
+       * DATA announced. Unknown for an empty DATA at an offset (the content ends at or before it).
+       */
+      readonly total?: number;
       readonly body: Readable;
       /** Settles when the exchange ended: resolved with the session clean, rejected otherwise. */
       readonly done: Promise<void>;
@@ -273,7 +284,8 @@ export type GetOutcome =
  * GET (PROTOCOL.md §2.3): answers once the DATA line arrived, then streams exactly the payload
  * through `body` with backpressure to the peer. When the peer reports INVALID after the payload,
  * the body ends one byte short: that is how the HTTP API signals it. Destroying `body` before its
- * end (client gone) closes the session.
+ * end (client gone) closes the session. With a `limit` below the payload's length the body ends
+ * after that many bytes and the session is closed there (it is left mid-payload).
  */
 export async function get(connection: P2PConnection, request: GetRequest): Promise<GetOutcome> {
   await connection.send({
@@ -295,12 +307,23 @@ export async function get(connection: P2PConnection, request: GetRequest): Promi
       return { kind: 'absent' };
     }
     const body = Readable.from([]);
-    return { kind: 'data', length: 0, body, done: Promise.resolve() };
+    const total = request.offset === 0 ? 0 : undefined;
+    return { kind: 'data', length: 0, total, body, done: Promise.resolve() };
   }
-  return streamGet(connection, length, request.signalInvalid);
+  const total = request.offset + length;
+  if (request.limit !== undefined && request.limit < length) {
+    return streamGet(connection, length, total, request.signalInvalid, request.limit);
+  }
+  return streamGet(connection, length, total, request.signalInvalid);
 }
 
-function streamGet(connection: P2PConnection, length: number, signalInvalid: boolean): GetOutcome {
+function streamGet(
+  connection: P2PConnection,
+  length: number,
+  total: number,
+  signalInvalid: boolean,
+  limit?: number,
+): GetOutcome {
   let wake: (() => void) | null = null;
   let finished = false;
   const body = new Readable({
@@ -331,6 +354,10 @@ function streamGet(connection: P2PConnection, length: number, signalInvalid: boo
     }
   };
   const done = (async () => {
+    if (limit !== undefined) {
+      await streamPart(limit);
+      return;
+    }
     let remaining = length;
     let held: Buffer | null = null;
     while (remaining > 0) {
@@ -356,11 +383,33 @@ function streamGet(connection: P2PConnection, length: number, signalInvalid: boo
     finished = true;
     body.push(null);
   })();
+  /** The first `count` payload bytes, then the session is closed: it is left mid-payload. */
+  async function streamPart(count: number): Promise<void> {
+    let remaining = count;
+    if (remaining === 0) {
+      connection.close(new ConnectionClosedError('byte range sent; the rest is not wanted'));
+    }
+    while (remaining > 0) {
+      const event = await connection.next();
+      if (event.type !== 'data') {
+        throw new ProtocolError(`expected payload bytes, got ${event.type}`);
+      }
+      const chunk =
+        event.chunk.length > remaining ? event.chunk.subarray(0, remaining) : event.chunk;
+      remaining -= chunk.length;
+      if (remaining === 0) {
+        connection.close(new ConnectionClosedError('byte range sent; the rest is not wanted'));
+      }
+      await push(chunk);
+    }
+    finished = true;
+    body.push(null);
+  }
   done.catch((error: unknown) => {
     connection.close(error instanceof Error ? error : new Error(String(error)));
     body.destroy(error instanceof Error ? error : new Error(String(error)));
   });
-  return { kind: 'data', length, body, done };
+  return { kind: 'data', length: limit ?? length, total, body, done };
 }
 
 async function expectEvent(connection: P2PConnection, type: 'data-end'): Promise<void> {

@@ -166,6 +166,23 @@ describe('ObjectFiles and readObject', () => {
     expect((await drain(beyond.body)).length).toBe(0);
   });
 
+  it('streams a byte range: at most `limit` bytes from the offset, and tells the size', async () => {
+    const file = (await new ObjectFiles().locate(repo.path, key))!;
+    for (const [offset, limit] of [
+      [0, 1],
+      [300_000, 262_145],
+      [content.length - 5, 5],
+      [content.length - 5, 100],
+    ] as const) {
+      const part = (await readObject(file, offset, true, limit))!;
+      const expected = content.subarray(offset, offset + limit);
+      expect(part.length).toBe(expected.length);
+      expect(part.total).toBe(content.length);
+      expect((await drain(part.body)).equals(expected)).toBe(true);
+      await part.done;
+    }
+  });
+
   it('ends one byte short when the file changed while it was sent (v1+ only)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'object-change-'));
     try {

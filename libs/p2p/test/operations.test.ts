@@ -175,6 +175,46 @@ describe('operations', () => {
     expect(past.kind === 'data' && past.length).toBe(0);
   });
 
+  it('sends a byte range: stops after its last byte and closes the session', async () => {
+    for (const [offset, limit] of [
+      [0, 1],
+      [1_000_000, 65_536],
+      [big.length - 10, 10],
+      [big.length - 10, 1000],
+    ] as const) {
+      const connection = await open();
+      const part = await get(connection, {
+        key: bigKey,
+        associatedFile: null,
+        offset,
+        signalInvalid: true,
+        limit,
+      });
+      if (part.kind !== 'data') {
+        throw new Error('expected data');
+      }
+      const expected = big.subarray(offset, offset + limit);
+      expect(part.length).toBe(expected.length);
+      expect(part.total).toBe(big.length);
+      expect((await collect(part.body)).equals(expected)).toBe(true);
+      await part.done;
+      // Reaching the content's end reads VALID as a whole GET does; an earlier stop cannot.
+      expect(connection.finish()).toBe(offset + limit >= big.length);
+    }
+  });
+
+  it('tells the whole size after an offset, and not past the end', async () => {
+    const connection = await open();
+    const past = await get(connection, {
+      key: helloKey,
+      associatedFile: null,
+      offset: 100,
+      signalInvalid: true,
+    });
+    expect(past.kind === 'data' && [past.length, past.total]).toEqual([0, undefined]);
+    expect(connection.finish()).toBe(true);
+  });
+
   it('closes the session when a download is abandoned', async () => {
     const connection = await open();
     const outcome = await get(connection, {
