@@ -8,7 +8,7 @@
  * holds, gives a tag of plain characters. Pure: no I/O.
  */
 import { createHash } from 'node:crypto';
-import { bytesOfText } from '@annex-p2phttp/protocol';
+import { bytesOfText, parseKey } from '@annex-p2phttp/protocol';
 
 /** The entity tag of a key's body, as sent (`"…"` or `W/"…"`). */
 export interface EntityTag {
@@ -83,4 +83,16 @@ export function ifRangeHolds(header: string | readonly string[] | undefined, tag
   }
   const value = header.trim();
   return tag.strong && value.startsWith('"') && value === tag.value;
+}
+
+/**
+ * The size of the content a key names, from its `-s` field; undefined when it has none, and for a
+ * chunk key (whose content is one chunk of that size, not all of it).
+ */
+export function keyContentSize(key: string): number | undefined {
+  const info = parseKey(key);
+  if (info.chunkSize !== undefined || info.chunkNumber !== undefined) {
+    return undefined;
+  }
+  return info.size;
 }

@@ -5,6 +5,7 @@
  * controller; this class knows Fastify's request and reply only.
  */
 import { type IncomingMessage, type ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import {
   checkPresentResult,
   keepLockedResult,
@@ -24,6 +25,23 @@ import { type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
 import { type RetentionLocks } from '@annex-p2phttp/locks';
 import { type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
+import {
+  contentRange,
+  parseRange,
+  resolveRange,
+  unsatisfiedRange,
+  type RangeRequest,
+  type ResolvedRange,
+} from './byte-ranges';
+import {
+  cacheControl,
+  entityTag,
+  ifRangeHolds,
+  keyContentSize,
+  noneMatchFails,
+  type EntityTag,
+} from './entity-tags';
+import { exactLength } from './exact-length';
 import { badRequest, HttpError, notFound } from './http-error';
 import { noteUser } from './request-user';
 import {
@@ -45,6 +63,8 @@ import {
 const JSON_TYPE = 'application/json;charset=utf-8';
 /** The peer uuid recorded for reads whose client did not say who it is. */
 const ANONYMOUS_CLIENT = '00000000-0000-0000-0000-000000000000';
+const WHOLE = { kind: 'whole' } as const;
+const PRESENT = { present: true, size: undefined } as const;
 /** The longest keeplocked message line accepted. */
 const MAX_KEEPLOCKED_LINE = 1024;
 
@@ -200,7 +220,13 @@ export class P2pHttpService {
     }
   }
 
-  /** GET (and HEAD) /git-annex/:uuid[/:version]/key/:key */
+  /**
+   * GET and HEAD /git-annex/:uuid[/:version]/key/:key, as a git-annex client and as any HTTP
+   * client reads them: Content-Length, one byte range (206), entity tags (If-None-Match → 304,
+   * If-Range) and caching headers; HEAD and 304 ask only whether the content is there. The body
+   * is the content from the versioned route's `offset` on (the whole content on the unversioned
+   * route), and ranges select from that body.
+   */
   async get(
     request: FastifyRequest,
     reply: FastifyReply,
@@ -232,29 +258,125 @@ export class P2pHttpService {
       direct: resolved.direct,
       specialRemote: resolved.specialRemote,
     };
-    const outcome = await this.context.dispatcher.get(
-      target,
-      {
-        key,
-        associatedFile: version === null ? null : associatedFileParam(query),
-        offset: version === null ? 0 : offsetParam(query),
-        signalInvalid: version !== null && version >= 1,
-      },
-      abortSignalOf(reply.raw),
-    );
+    const base = version === null ? 0 : offsetParam(query);
+    const tag = entityTag(key, base);
+    const { headers } = request;
+    const signal = abortSignalOf(reply.raw);
+    if (request.method === 'HEAD' || noneMatchFails(headers['if-none-match'], tag)) {
+      const found = await this.probe(target, key, signal);
+      if (!found.present) {
+        throw notFound('key not present');
+      }
+      contentHeaders(reply, tag);
+      if (request.method !== 'HEAD') {
+        return reply.code(304).send();
+      }
+      if (found.size !== undefined) {
+        const length = String(Math.max(0, found.size - base));
+        reply.header('content-length', length).header('x-git-annex-data-length', length);
+      }
+      // An answer with no payload at all gets Content-Length 0 from Fastify's HEAD route; an
+      // empty stream keeps the one set here.
+      return reply.code(200).send(Readable.from([]));
+    }
+    const range = ifRangeHolds(headers['if-range'], tag) ? parseRange(headers.range) : WHOLE;
+    const known =
+      range.kind === 'whole' ? undefined : await this.knownSize(target, key).then(after(base));
+    const part = selectPart(range, known);
+    if (part.kind === 'unsatisfiable') {
+      return this.unsatisfiable(target, key, known, signal);
+    }
+    const outcome = await this.context.dispatcher
+      .get(
+        target,
+        {
+          key,
+          associatedFile: version === null ? null : associatedFileParam(query),
+          offset: base + (part.kind === 'part' ? part.first : 0),
+          signalInvalid: version !== null && version >= 1,
+          ...(part.kind === 'part' && part.last !== Infinity
+            ? { limit: part.last - part.first + 1 }
+            : {}),
+        },
+        signal,
+      )
+      .catch(async (error: unknown) => {
+        // git-annex-shell 10.20250416 dies on a GET of content a proxied special remote does
+        // not have (it opens the file its retrieval did not make): absent content is 404.
+        const found = signal.aborted
+          ? PRESENT
+          : await this.probe(target, key, signal).catch(() => PRESENT);
+        if (!found.present) {
+          throw notFound('key not present');
+        }
+        throw error;
+      });
     if (outcome.kind === 'absent') {
       throw notFound('key not present');
     }
-    reply
-      .code(200)
-      .header('content-type', 'application/octet-stream')
-      .header('x-git-annex-data-length', String(outcome.length));
-    if (request.method === 'HEAD') {
-      outcome.body.destroy();
-      return reply.send();
+    const total = outcome.total === undefined ? known : Math.max(0, outcome.total - base);
+    if (part.kind === 'part') {
+      if (outcome.length === 0) {
+        // The range starts at or past the end of content whose size was not known before.
+        outcome.body.destroy();
+        return this.unsatisfiable(target, key, total, signal);
+      }
+      reply
+        .code(206)
+        .header('content-range', contentRange(part.first, part.first + outcome.length - 1, total));
+    } else {
+      reply.code(200);
     }
-    outcome.releaseWhenFlushed?.(reply.raw);
-    return reply.send(outcome.body);
+    contentHeaders(reply, tag);
+    reply
+      .header('content-length', String(outcome.length))
+      .header('x-git-annex-data-length', String(outcome.length));
+    const { stream, sink } = exactLength(outcome.body, outcome.length, reply.raw);
+    outcome.releaseWhenFlushed?.(sink);
+    return reply.send(stream);
+  }
+
+  /**
+   * Whether the content is there, and its size when that is known without a transfer: from the
+   * repository's own object file, else one checkpresent and the key's size field.
+   */
+  private async probe(
+    target: SessionTarget,
+    key: string,
+    signal: AbortSignal,
+  ): Promise<{ present: false } | { present: true; size: number | undefined }> {
+    const { dispatcher } = this.context;
+    const local = await dispatcher.localSize?.(target, key);
+    if (local !== undefined) {
+      return { present: true, size: local };
+    }
+    if (!(await dispatcher.checkPresent(target, key, signal))) {
+      return { present: false };
+    }
+    return { present: true, size: keyContentSize(key) };
+  }
+
+  /** The content's size as known before any transfer: its object file's, or the key's field. */
+  private async knownSize(target: SessionTarget, key: string): Promise<number | undefined> {
+    return (await this.context.dispatcher.localSize?.(target, key)) ?? keyContentSize(key);
+  }
+
+  /** 416 for content that is there (404 otherwise), with its length when known. */
+  private async unsatisfiable(
+    target: SessionTarget,
+    key: string,
+    length: number | undefined,
+    signal: AbortSignal,
+  ): Promise<never> {
+    if (!(await this.probe(target, key, signal)).present) {
+      throw notFound('key not present');
+    }
+    const contentRange = unsatisfiedRange(length);
+    throw new HttpError(
+      416,
+      'range not satisfiable',
+      contentRange === undefined ? {} : { 'content-range': contentRange },
+    );
   }
 
   private async put(
@@ -371,6 +493,38 @@ export class P2pHttpService {
     }
     return policy.unauthAppendonly ? 'appendonly' : 'readonly';
   }
+}
+
+/** The headers every answer with a key's content, or about it, carries. */
+function contentHeaders(reply: FastifyReply, tag: EntityTag): void {
+  reply
+    .header('content-type', 'application/octet-stream')
+    .header('accept-ranges', 'bytes')
+    .header('etag', tag.value)
+    .header('cache-control', cacheControl(tag));
+}
+
+/** A size as the length of the body that starts at `base`. */
+function after(base: number): (size: number | undefined) => number | undefined {
+  return (size) => (size === undefined ? undefined : Math.max(0, size - base));
+}
+
+/**
+ * The part of the body a range selects, from its length when known. Unknown, a range from a
+ * first byte is sent up to its last byte or the end (and told apart from one past the end once
+ * the transfer says how long the content is); a suffix range is ignored, as it needs the length.
+ */
+function selectPart(range: RangeRequest, length: number | undefined): ResolvedRange {
+  if (length !== undefined) {
+    return resolveRange(range, length);
+  }
+  if (range.kind === 'from') {
+    if (!Number.isSafeInteger(range.first)) {
+      return { kind: 'unsatisfiable' };
+    }
+    return { kind: 'part', first: range.first, last: range.last ?? Infinity };
+  }
+  return range.kind === 'unsatisfiable' ? range : WHOLE;
 }
 
 function sendJson(reply: FastifyReply, body: object): void {

@@ -220,6 +220,7 @@ export class JobProcessor {
     slot: StreamSlot,
     length: number | undefined,
     signal: AbortSignal,
+    total?: number,
   ): Promise<{ request: IncomingMessage; response: ServerResponse }> {
     const onAbort = () => slot.cancel(new AbortError('job cancelled'));
     signal.addEventListener('abort', onAbort, { once: true });
@@ -230,6 +231,7 @@ export class JobProcessor {
       const offer: StreamOffer = {
         stream: `${this.options.baseUrl}${slot.path}`,
         ...(length === undefined ? {} : { length }),
+        ...(total === undefined ? {} : { total }),
       };
       await job.updateProgress(offer);
       return await slot.claimed;
@@ -295,6 +297,7 @@ export class JobProcessor {
     payload: Extract<JobPayload, { op: 'get' }>,
     signal: AbortSignal,
   ): Promise<boolean> {
+    const limit = validLimit(payload.limit);
     const outcome = await this.bounded(signal, (wait) =>
       this.options.dispatcher.get(
         target,
@@ -303,6 +306,7 @@ export class JobProcessor {
           associatedFile: payload.associatedFile,
           offset: payload.offset,
           signalInvalid: payload.signalInvalid,
+          ...(limit === undefined ? {} : { limit }),
         },
         wait,
       ),
@@ -317,6 +321,7 @@ export class JobProcessor {
         this.options.streams.register('get'),
         outcome.length,
         signal,
+        outcome.total,
       ));
     } catch (error) {
       // Unclaimed, abandoned or cancelled: destroying the body closes the session.
@@ -348,6 +353,17 @@ export class JobProcessor {
     }
     return true;
   }
+}
+
+/** A get job's byte-range limit: a non-negative safe integer, or none. */
+function validLimit(limit: unknown): number | undefined {
+  if (limit === undefined) {
+    return undefined;
+  }
+  if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 0) {
+    throw new DispatchError('DISPATCH_JOB_FAILED', 'malformed get job: bad limit');
+  }
+  return limit;
 }
 
 /** Answers a claimed put stream; a body not read to its end closes the connection. */

@@ -244,6 +244,7 @@ export class BullMqDispatcher implements Dispatcher {
         associatedFile: request.associatedFile,
         offset: request.offset,
         signalInvalid: request.signalInvalid,
+        ...(request.limit === undefined ? {} : { limit: request.limit }),
       },
       signal,
     );
@@ -268,6 +269,7 @@ export class BullMqDispatcher implements Dispatcher {
     return {
       kind: 'data',
       length: offer.length ?? claimed.length,
+      ...(offer.total === undefined ? {} : { total: offer.total }),
       body: claimed.body,
       done: claimed.done,
     };

@@ -61,6 +61,8 @@ export type JobPayload =
       readonly associatedFile: string | null;
       readonly offset: number;
       readonly signalInvalid: boolean;
+      /** A byte range: at most this many bytes from `offset`. */
+      readonly limit?: number;
     };
 
 export type JobOperation = JobPayload['op'];
@@ -85,8 +87,10 @@ export type JobResult =
 export interface StreamOffer {
   /** Where the gateway claims it: GET (get) or PUT (put) this URL; DELETE abandons it. */
   readonly stream: string;
-  /** get: the payload length announced by DATA. */
+  /** get: the length of the body the stream carries (DATA's, or the byte range's). */
   readonly length?: number;
+  /** get: the content's whole size, when the worker knows it. */
+  readonly total?: number;
 }
 
 type AnyPayload = JobPayload | QueryPayload;
@@ -140,6 +144,7 @@ export function isStreamOffer(value: unknown): value is StreamOffer {
     typeof offer === 'object' &&
     offer !== null &&
     typeof offer.stream === 'string' &&
-    (offer.length === undefined || Number.isSafeInteger(offer.length))
+    (offer.length === undefined || Number.isSafeInteger(offer.length)) &&
+    (offer.total === undefined || Number.isSafeInteger(offer.total))
   );
 }
