@@ -310,20 +310,39 @@ export async function get(connection: P2PConnection, request: GetRequest): Promi
     const total = request.offset === 0 ? 0 : undefined;
     return { kind: 'data', length: 0, total, body, done: Promise.resolve() };
   }
+  // The answer waits for the first payload bytes: a peer that announced content and then failed
+  // to produce it (git-annex-shell proxying a special remote that lacks the key) is a failed GET,
+  // not a response that breaks before its first byte.
+  const firstBytes = await payloadChunk(connection);
   const total = request.offset + length;
-  if (request.limit !== undefined && request.limit < length) {
-    return streamGet(connection, length, total, request.signalInvalid, request.limit);
+  const limit = request.limit !== undefined && request.limit < length ? request.limit : undefined;
+  return streamGet(connection, firstBytes, length, total, request.signalInvalid, limit);
+}
+
+async function payloadChunk(connection: P2PConnection): Promise<Buffer> {
+  const event = await connection.next();
+  if (event.type !== 'data') {
+    const error = new ProtocolError(`expected payload bytes, got ${event.type}`);
+    connection.close(error);
+    throw error;
   }
-  return streamGet(connection, length, total, request.signalInvalid);
+  return event.chunk;
 }
 
 function streamGet(
   connection: P2PConnection,
+  first: Buffer,
   length: number,
   total: number,
   signalInvalid: boolean,
   limit?: number,
 ): GetOutcome {
+  let firstChunk: Buffer | null = first;
+  const nextChunk = (): Promise<Buffer> => {
+    const chunk = firstChunk;
+    firstChunk = null;
+    return chunk === null ? payloadChunk(connection) : Promise.resolve(chunk);
+  };
   let wake: (() => void) | null = null;
   let finished = false;
   const body = new Readable({
@@ -361,15 +380,12 @@ function streamGet(
     let remaining = length;
     let held: Buffer | null = null;
     while (remaining > 0) {
-      const event = await connection.next();
-      if (event.type !== 'data') {
-        throw new ProtocolError(`expected payload bytes, got ${event.type}`);
-      }
-      remaining -= event.chunk.length;
+      const chunk = await nextChunk();
+      remaining -= chunk.length;
       if (held) {
         await push(held);
       }
-      held = event.chunk;
+      held = chunk;
     }
     await expectEvent(connection, 'data-end');
     const valid = await readValidity(connection);
@@ -390,12 +406,8 @@ function streamGet(
       connection.close(new ConnectionClosedError('byte range sent; the rest is not wanted'));
     }
     while (remaining > 0) {
-      const event = await connection.next();
-      if (event.type !== 'data') {
-        throw new ProtocolError(`expected payload bytes, got ${event.type}`);
-      }
-      const chunk =
-        event.chunk.length > remaining ? event.chunk.subarray(0, remaining) : event.chunk;
+      const payload = await nextChunk();
+      const chunk = payload.length > remaining ? payload.subarray(0, remaining) : payload;
       remaining -= chunk.length;
       if (remaining === 0) {
         connection.close(new ConnectionClosedError('byte range sent; the rest is not wanted'));
