@@ -1,7 +1,8 @@
 /**
  * The "ceiling" of the GET benchmarks: a minimal Node static-file server, no framework, no P2P
- * protocol, that answers every GET with one file (`GET /ready` answers "ok"). It bounds what any
- * Node server can stream on this machine.
+ * protocol, that answers every GET with one file (`GET /ready` answers "ok"), or with one byte
+ * range of it (`Range: bytes=first-last`). It bounds what any Node server can stream on this
+ * machine.
  *
  *   node ceiling-server.js FILE PORT
  */
@@ -19,6 +20,18 @@ function main(argv: readonly string[]): void {
   const server = http.createServer((req, res) => {
     if (req.url === '/ready') {
       res.end('ok');
+      return;
+    }
+    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+    if (range !== null) {
+      const first = Number(range[1]);
+      const last = Math.min(Number(range[2]), size - 1);
+      res.writeHead(206, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(last - first + 1),
+        'content-range': `bytes ${first}-${last}/${size}`,
+      });
+      pipeline(createReadStream(file, { start: first, end: last }), res, () => {});
       return;
     }
     res.writeHead(200, {

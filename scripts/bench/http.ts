@@ -82,6 +82,8 @@ export interface DownloadResult {
   status: number;
   /** X-git-annex-data-length, when sent */
   announced: number | undefined;
+  /** Content-Range, when sent */
+  contentRange: string | undefined;
   bytes: number;
   elapsedMs: number;
 }
@@ -89,13 +91,15 @@ export interface DownloadResult {
 export interface DownloadOptions {
   signal?: AbortSignal;
   onBytes?: (count: number) => void;
+  /** more request headers (a Range, say) */
+  headers?: http.OutgoingHttpHeaders;
 }
 
 /** GETs `pathAndQuery`, discarding the body; rejects when aborted or the connection breaks. */
 export function download(
   port: number,
   pathAndQuery: string,
-  { signal, onBytes }: DownloadOptions = {},
+  { signal, onBytes, headers = {} }: DownloadOptions = {},
 ): Promise<DownloadResult> {
   return new Promise((resolve, reject) => {
     const started = Date.now();
@@ -104,7 +108,7 @@ export function download(
       port,
       method: 'GET',
       path: pathAndQuery,
-      headers: { accept: 'application/octet-stream' },
+      headers: { accept: 'application/octet-stream', ...headers },
       agent: false,
     });
     const onAbort = (): void => {
@@ -124,6 +128,7 @@ export function download(
         resolve({
           status: res.statusCode ?? 0,
           announced: typeof header === 'string' ? Number(header) : undefined,
+          contentRange: res.headers['content-range'],
           bytes,
           elapsedMs: Date.now() - started,
         });

@@ -25,6 +25,9 @@ export interface Profile {
   /** Concurrent GETs of the memory workload, and the bytes each one reads (the big key's tail). */
   manyGets: number;
   manyGetBytes: number;
+  /** Clients reading random 1 MiB ranges of the big key at once, and the ranges each reads. */
+  rangeClients: number;
+  rangeReads: number;
   smallGetCount: number;
   smallGetSize: number;
   upSmallCount: number;
@@ -42,6 +45,8 @@ export const FULL: Profile = {
   parallelGets: 4,
   manyGets: 64,
   manyGetBytes: 128 * MiB,
+  rangeClients: 16,
+  rangeReads: 64,
   smallGetCount: 500,
   smallGetSize: 64 * KiB,
   upSmallCount: 200,
@@ -59,6 +64,8 @@ export const QUICK: Profile = {
   parallelGets: 4,
   manyGets: 64,
   manyGetBytes: 16 * MiB,
+  rangeClients: 16,
+  rangeReads: 16,
   smallGetCount: 100,
   smallGetSize: 64 * KiB,
   upSmallCount: 50,
@@ -273,6 +280,70 @@ function bigGet(parallel: number, tail = false): Workload {
   };
 }
 
+const RANGE = MiB;
+/** This server and the ceiling: git annex p2phttp ignores Range and would send whole keys. */
+const RANGES: readonly Role[] = ['project', 'ceiling'];
+
+/**
+ * `rangeClients` clients at once, each reading `rangeReads` random 1 MiB ranges of the big key
+ * one after the other through the unversioned key route, as a FUSE layer or fsspec reads a large
+ * file over HTTP. The offsets are the same for every server (a fixed sequence).
+ */
+const rangedReads: Workload = {
+  id: 'get-ranges',
+  title: (p) =>
+    `${p.rangeClients} clients reading random ${formatBytes(RANGE)} ranges of a ${formatBytes(p.bigGetSize)} key`,
+  metrics: [
+    { key: 'mbPerSec', label: 'MB/s', better: 'higher' },
+    { key: 'p99Ms', label: 'p99 ms', better: 'lower' },
+  ],
+  roles: RANGES,
+  async run({ data, server, progress, signal }) {
+    const { rangeClients, rangeReads, bigGetSize } = data.profile;
+    const target = `/git-annex/${server.repo.uuid}/key/${encodeURIComponent(data.bigKey)}`;
+    let state = 2_463_534_242;
+    const offsets = Array.from({ length: rangeClients * rangeReads }, () => {
+      state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
+      return state % (bigGetSize - RANGE + 1);
+    });
+    const latencies: number[] = [];
+    let received = 0;
+    setMaxListeners(rangeClients + 10, signal);
+    progress.describe(`ranges ×${rangeClients}: waiting for the first byte`);
+    const started = Date.now();
+    await Promise.all(
+      Array.from({ length: rangeClients }, async (_, client) => {
+        for (let i = 0; i < rangeReads; i += 1) {
+          const first = offsets[client * rangeReads + i]!;
+          const last = first + RANGE - 1;
+          const result = await download(server.port, target, {
+            signal,
+            headers: { range: `bytes=${first}-${last}` },
+            onBytes: (count) => {
+              received += count;
+              progress.tick();
+            },
+          });
+          const expected = `bytes ${first}-${last}/${bigGetSize}`;
+          if (result.status !== 206 || result.bytes !== RANGE || result.contentRange !== expected) {
+            throw new WorkloadFailure(
+              `range ${first}-${last} answered ${result.status}, ${String(result.contentRange)}, ${result.bytes} bytes`,
+            );
+          }
+          latencies.push(result.elapsedMs);
+          progress.tick(
+            `ranges ×${rangeClients}: ${latencies.length} of ${offsets.length} ranges read`,
+          );
+        }
+      }),
+    );
+    const elapsed = (Date.now() - started) / 1000;
+    latencies.sort((a, b) => a - b);
+    const p99 = latencies[Math.min(latencies.length - 1, Math.ceil(latencies.length * 0.99) - 1)];
+    return { mbPerSec: received / MB / elapsed, p99Ms: p99 ?? 0, seconds: elapsed };
+  },
+};
+
 /** A fresh copy of a client template, pointed at the server. */
 async function clientFor(
   template: string,
@@ -413,6 +484,7 @@ export const WORKLOADS: readonly Workload[] = [
   bigGet(1),
   bigGet(FULL.parallelGets),
   bigGet(FULL.manyGets, true),
+  rangedReads,
   annexGet,
   annexCopy('small'),
   annexCopy('big'),
