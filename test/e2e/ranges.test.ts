@@ -260,6 +260,8 @@ describe.each(KINDS)('$kind', ({ at, file, absent }) => {
     expect(cached.status).toBe(304);
     expect(cached.body.length).toBe(0);
     expect(cached.headers.etag).toBe(etag);
+    const headCached = await request(keyPath(uuid(), key()), 'HEAD', { 'if-none-match': etag });
+    expect(headCached.status).toBe(304);
     const other = await request(keyPath(uuid(), key()), 'GET', { 'if-none-match': '"other"' });
     expect(other.status).toBe(200);
     const gone = await request(keyPath(uuid(), keyOf(served, absent)), 'GET', {

@@ -262,14 +262,15 @@ export class P2pHttpService {
     const tag = entityTag(key, base);
     const { headers } = request;
     const signal = abortSignalOf(reply.raw);
-    if (request.method === 'HEAD' || noneMatchFails(headers['if-none-match'], tag)) {
+    const notModified = noneMatchFails(headers['if-none-match'], tag);
+    if (request.method === 'HEAD' || notModified) {
       const found = await this.probe(target, key, signal);
       if (!found.present) {
         throw notFound('key not present');
       }
       contentHeaders(reply, tag);
-      if (request.method !== 'HEAD') {
-        return reply.code(304).send();
+      if (notModified) {
+        return reply.code(304).send(request.method === 'HEAD' ? Readable.from([]) : undefined);
       }
       if (found.size !== undefined) {
         const length = String(Math.max(0, found.size - base));
