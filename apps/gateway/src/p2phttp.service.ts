@@ -13,6 +13,7 @@ import {
   operationAvailable,
   parseApiVersion,
   permissionClass,
+  ProtocolError,
   putOffsetResult,
   putResult,
   removeResult,
@@ -21,9 +22,9 @@ import {
   type Operation,
 } from '@annex-p2phttp/protocol';
 import { authorize, parseAuthorization, type AuthPolicy, type User } from '@annex-p2phttp/config';
-import { type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
+import { DispatchError, type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
 import { type RetentionLocks } from '@annex-p2phttp/locks';
-import { type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
+import { P2PError, type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   contentRange,
@@ -304,9 +305,10 @@ export class P2pHttpService {
       .catch(async (error: unknown) => {
         // git-annex-shell 10.20250416 dies on a GET of content a proxied special remote does
         // not have (it opens the file its retrieval did not make): absent content is 404.
-        const found = signal.aborted
-          ? PRESENT
-          : await this.probe(target, key, signal).catch(() => PRESENT);
+        const found =
+          signal.aborted || !peerFailed(error)
+            ? PRESENT
+            : await this.probe(target, key, signal).catch(() => PRESENT);
         if (!found.present) {
           throw notFound('key not present');
         }
@@ -503,6 +505,22 @@ function contentHeaders(reply: FastifyReply, tag: EntityTag): void {
     .header('accept-ranges', 'bytes')
     .header('etag', tag.value)
     .header('cache-control', cacheControl(tag));
+}
+
+/**
+ * Whether a failure came from the peer's session (it died, said something unexpected, or the
+ * job running it failed), not from a lack of capacity, a timeout or a client gone.
+ */
+function peerFailed(error: unknown): boolean {
+  if (error instanceof P2PError) {
+    return ['P2P_CONNECTION_CLOSED', 'P2P_UNEXPECTED_REPLY', 'P2P_REMOTE_ERROR'].includes(
+      error.code,
+    );
+  }
+  if (error instanceof DispatchError) {
+    return error.code === 'DISPATCH_JOB_FAILED' || error.code === 'DISPATCH_STREAM_FAILED';
+  }
+  return error instanceof ProtocolError;
 }
 
 /** A size as the length of the body that starts at `base`. */
