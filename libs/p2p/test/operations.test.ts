@@ -205,6 +205,20 @@ describe('operations', () => {
 
   it('tells the whole size after an offset, and not past the end', async () => {
     const connection = await open();
+    const tail = await get(connection, {
+      key: bigKey,
+      associatedFile: null,
+      offset: 1000,
+      signalInvalid: true,
+    });
+    if (tail.kind !== 'data') {
+      throw new Error('expected data');
+    }
+    expect([tail.length, tail.total]).toEqual([big.length - 1000, big.length]);
+    await collect(tail.body);
+    await tail.done;
+    expect(connection.finish()).toBe(true);
+    connection.begin();
     const past = await get(connection, {
       key: helloKey,
       associatedFile: null,
