@@ -116,9 +116,9 @@ export function parsePolicy(text: string, source: string): Policy {
   for (const pair of top.items) {
     const key = isScalar(pair.key) ? String(pair.key.value) : '';
     if (key === 'repositories') {
-      list = pair.value as Node | null;
+      list = pair.value;
     } else {
-      problem(lineOf(pair.key as Node), `unknown key ${JSON.stringify(key)} (known: repositories)`);
+      problem(lineOf(pair.key), `unknown key ${JSON.stringify(key)} (known: repositories)`);
     }
   }
   if (!isSeq(list)) {
