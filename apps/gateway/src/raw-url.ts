@@ -124,8 +124,11 @@ const API_SEGMENT = '/git-annex/';
 /**
  * Takes `pathPrefix` (`--path-prefix`, e.g. `/annex`) off the front of the path, when it is
  * there, then a repository's location off `/<location>/git-annex/<uuid>/…`, leaving the plain
- * `/git-annex/<uuid>/…`. The location is the path's segments, percent-decoded; one that is not
- * UTF-8 or holds an empty, `.` or `..` segment is returned as it is and matches no repository.
+ * `/git-annex/<uuid>/…`. The git-annex client keeps the whole path of an annexUrl other than
+ * `/git-annex/` as a prefix, so `annex+http://h/<location>/git-annex/` reaches us as
+ * `/<location>/git-annex/git-annex/<uuid>/…` (PROTOCOL.md §2.1): a location ending in
+ * `/git-annex` loses that last segment. The location is the path's segments, percent-decoded;
+ * one that is not UTF-8 or holds an empty, `.` or `..` segment matches no repository.
  */
 export function routeUrl(url: string, pathPrefix: string | undefined): RoutedUrl {
   const queryAt = url.indexOf('?');
@@ -138,7 +141,10 @@ export function routeUrl(url: string, pathPrefix: string | undefined): RoutedUrl
   if (at <= 0) {
     return { url: path + query };
   }
-  const raw = path.slice(1, at);
+  const raw = path.slice(1, at).replace(/(^|\/)git-annex$/, '');
+  if (raw === '') {
+    return { url: path.slice(at) + query };
+  }
   let location = raw;
   try {
     location = raw

@@ -83,13 +83,26 @@ describe('routeUrl', () => {
       url: '/git-annex/u/key/K',
       location: 'a b/ä',
     });
-    // The last /git-annex/ counts: a repository may be called git-annex.
-    expect(routeUrl('/x/git-annex/git-annex/u/key/K', undefined).location).toBe('x/git-annex');
+    // The client's form of annex+http://h/labs/alice/b/git-annex/ (the path kept as a prefix)
+    expect(routeUrl('/labs/alice/b/git-annex/git-annex/u/v4/put?key=k', undefined)).toEqual({
+      url: '/git-annex/u/v4/put?key=k',
+      location: 'labs/alice/b',
+    });
+    // The last /git-annex/ counts: a repository called git-annex, in the client's form
+    expect(routeUrl('/x/git-annex/git-annex/git-annex/u/key/K', undefined).location).toBe(
+      'x/git-annex',
+    );
+    expect(routeUrl('/git-annex/git-annex/u/key/K', undefined)).toEqual({
+      url: '/git-annex/u/key/K',
+    });
     // Not UTF-8: kept as written, naming no repository.
     expect(routeUrl('/%FF/git-annex/u/key/K', undefined).location).toBe('%FF');
   });
 
   it('takes --path-prefix off first, and only a whole segment of it', () => {
+    expect(routeUrl('/annex/git-annex/git-annex/u/key/K', '/annex')).toEqual({
+      url: '/git-annex/u/key/K',
+    });
     expect(routeUrl('/annex/git-annex/u/key/K', '/annex')).toEqual({ url: '/git-annex/u/key/K' });
     expect(routeUrl('/annex/public/a/git-annex/u/key/K?x=1', '/annex')).toEqual({
       url: '/git-annex/u/key/K?x=1',
