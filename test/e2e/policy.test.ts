@@ -450,7 +450,18 @@ describe.skipIf(isReference())('bad policy files', () => {
     await writeFile(file, text);
     const result = await runStatus(
       process.execPath,
-      [PROJECT_BIN, 'serve', '--port', '0', '--directory', sandbox.path('repos'), '--policy', file],
+      [
+        PROJECT_BIN,
+        'serve',
+        '--port',
+        '0',
+        '--directory',
+        sandbox.path('repos'),
+        '--policy',
+        file,
+        '--log-format',
+        'text',
+      ],
       { cwd: sandbox.root, env: sandbox.env() },
     );
     expect(result.code).toBe(2);
