@@ -52,6 +52,8 @@ export class PolicyError extends ConfigError {
 const ACCESS_WORDS: readonly AnonymousAccess[] = ['none', 'readonly', 'appendonly', 'full'];
 const PERMISSION_WORDS: readonly UserPermission[] = ['readonly', 'appendonly', 'full'];
 const RULE_KEYS = new Set(['path', 'anonymous', 'nolocking', 'users']);
+/** Locations whose rule is remembered at most. */
+const MEMO_BOUND = 100_000;
 
 /**
  * Where a repository is, as policies and path-addressed URLs name it: its path relative to the
@@ -229,8 +231,21 @@ export function parsePolicy(text: string, source: string): Policy {
   if (problems.length > 0) {
     throw new PolicyError(problems.join('\n'));
   }
+  // Each location's rule is found once per policy: the cost of a request does not grow with the
+  // number of rules (the memo is bounded, and starts over past the bound).
+  const memo = new Map<string, PolicyRule | null>();
   return {
     rules,
-    ruleFor: (location) => rules.find((rule) => rule.matches(location)),
+    ruleFor: (location) => {
+      let rule = memo.get(location);
+      if (rule === undefined) {
+        rule = rules.find((r) => r.matches(location)) ?? null;
+        if (memo.size >= MEMO_BOUND) {
+          memo.clear();
+        }
+        memo.set(location, rule);
+      }
+      return rule ?? undefined;
+    },
   };
 }
