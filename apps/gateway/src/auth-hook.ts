@@ -187,10 +187,13 @@ export class AuthHook {
     }
     return new Promise<void>((resolve, reject) => {
       const wake = () => {
-        signal.removeEventListener('abort', abort);
         if (signal.aborted) {
+          signal.removeEventListener('abort', abort);
+          // The place this was woken for goes to the next one waiting.
+          this.waiting.shift()?.();
           reject(new AuthHookUnavailable('aborted'));
         } else if (this.running < this.maxInFlight) {
+          signal.removeEventListener('abort', abort);
           this.running += 1;
           resolve();
         } else {
