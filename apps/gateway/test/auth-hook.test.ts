@@ -175,6 +175,21 @@ describe('AuthHook', () => {
     hook.close();
   });
 
+  it('calls waiting for a place end within the timeout too, and no place is lost', async () => {
+    const hook = new AuthHook({ url, cacheMs: 0, maxInFlight: 1, timeoutMs: 1000 });
+    mode = 'slow';
+    const outcomes = ['u-1', 'u-2', 'u-3'].map((uuid) =>
+      unavailable(hook.decide(question({ uuid }))),
+    );
+    await waitFor(() => held.length === 1);
+    for (const message of await Promise.all(outcomes)) {
+      expect(message).toMatch(/: (no answer|no place for a call) within 1000 ms$/);
+    }
+    mode = 'allow';
+    expect((await hook.decide(question({ uuid: 'u-4' }))).kind).toBe('allow');
+    hook.close();
+  });
+
   it('close() ends the calls in flight as unavailable', async () => {
     const hook = new AuthHook({ url, cacheMs: 0, timeoutMs: 30_000 });
     mode = 'slow';
