@@ -28,7 +28,16 @@ beforeAll(async () => {
     seen.push(request.headers);
     running += 1;
     mostRunning = Math.max(mostRunning, running);
-    response.once('close', () => (running -= 1));
+    // Counted out as soon as the answer is written (before the client can send the next call).
+    let counted = true;
+    const done = () => {
+      if (counted) {
+        counted = false;
+        running -= 1;
+      }
+    };
+    response.once('finish', done);
+    response.once('close', done);
     switch (mode) {
       case 'allow':
         response.writeHead(204, { 'x-annex-user': 'forge-alice' }).end();
