@@ -532,6 +532,9 @@ describe.each(MODES)('an auth hook (%s)', (kind) => {
       sandbox.path('policy-hook.yaml'),
       '--auth-hook',
       `http://127.0.0.1:${hook.port}/annex-auth`,
+      // long enough that no answer expires during the test, however slow the machine
+      '--auth-hook-cache',
+      '600',
     ]);
   }, 180_000);
   afterAll(() => hook.stop());
