@@ -43,6 +43,11 @@ export class PolicySource {
     return source;
   }
 
+  /** Whether some rule names users (who can only use it if logins are on). */
+  get namesUsers(): boolean {
+    return this.policy.rules.some((rule) => rule.users.size > 0);
+  }
+
   get current(): Policy {
     return this.policy;
   }

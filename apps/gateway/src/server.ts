@@ -229,6 +229,11 @@ export async function startGateway(
     options.policyFile === undefined
       ? undefined
       : await PolicySource.load(options.policyFile, log.child({ component: 'policy' }));
+  if (policy?.namesUsers === true && !options.authEnv && !options.authEnvHttp) {
+    log.warn(
+      'the policy names users, but nobody can log in: give --authenv-http (or --authenv, over HTTPS)',
+    );
+  }
   const hook =
     options.authHook === undefined
       ? undefined
