@@ -468,6 +468,20 @@ describe.skipIf(isReference())('bad policy files', () => {
     expect(result.stderr).toMatch(message);
   });
 
+  it('a policy naming users while nobody can log in is warned about', async () => {
+    const server = await startServer({
+      sandbox,
+      repo: repo('public/a'),
+      kind: 'project',
+      extraArgs: ['--policy', sandbox.path('policy.yaml'), '--log-format', 'text'],
+    });
+    servers.push(server);
+    await pollUntil('the warning', () =>
+      server.output().includes('the policy names users, but nobody can log in') ? true : undefined,
+    );
+    await server.stop();
+  });
+
   it('--policy with --unauth-readonly is refused, saying why', async () => {
     const result = await runStatus(
       process.execPath,
