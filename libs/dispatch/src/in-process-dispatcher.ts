@@ -21,7 +21,6 @@ import {
   ObjectFiles,
   readObject,
   VerifiedPut,
-  type Lease,
   type P2PConnection,
   type GetOutcome,
   type GetRequest,
@@ -42,6 +41,8 @@ const RETRY = { retryOnStale: true };
 export class InProcessDispatcher implements Dispatcher {
   private readonly uploads = new KeyedMutex();
   private heldLocks = 0;
+  /** Abandons each retention lock held here (see lockContent). */
+  private readonly holders = new Set<() => void>();
   private streams = 0;
 
   private readonly objects = new ObjectFiles();
@@ -227,27 +228,43 @@ export class InProcessDispatcher implements Dispatcher {
     return outcome;
   }
 
+  /**
+   * LOCKCONTENT on a session of its own that ends by a signal, never by the end of its input, so
+   * git-annex keeps the lock's retention file if this process goes (PROTOCOL.md §1.5).
+   */
   async lockContent(target: SessionTarget, key: string): Promise<HeldLock | null> {
-    const { lease, locked } = await this.takeLock(target, key);
+    const connection = await this.pool.openHolder(target);
+    let locked = false;
+    try {
+      locked = await lockContent(connection, key);
+    } finally {
+      if (!locked) {
+        connection.close();
+      }
+    }
     if (!locked) {
-      lease.release(lease.connection.finish());
       return null;
     }
     this.heldLocks += 1;
-    const connection = lease.connection;
     const lost: Array<() => void> = [];
-    let released = false;
+    let settled = false;
     const settle = () => {
-      if (released) {
+      if (settled) {
         return false;
       }
-      released = true;
+      settled = true;
       this.heldLocks -= 1;
+      this.holders.delete(abandon);
       return true;
     };
+    const abandon = () => {
+      if (settle()) {
+        connection.close();
+      }
+    };
+    this.holders.add(abandon);
     connection.onClose(() => {
       if (settle()) {
-        lease.release(false);
         for (const listener of lost) {
           listener();
         }
@@ -260,33 +277,20 @@ export class InProcessDispatcher implements Dispatcher {
         }
         try {
           await unlockContent(connection);
-          lease.release(connection.finish());
+          // UNLOCKCONTENT has no reply: an answer to the next request shows it was done, and
+          // the session can then be ended without touching the lock.
+          await checkPresent(connection, key);
         } catch {
-          lease.release(false);
+          // The session died: git-annex's retention file lasts its ten minutes.
+        } finally {
+          connection.close();
         }
       },
+      abandon,
       onLost: (listener) => {
         lost.push(listener);
       },
     };
-  }
-
-  /** LOCKCONTENT on a dedicated session; once more on a fresh one if a reused one was dead. */
-  private async takeLock(
-    target: SessionTarget,
-    key: string,
-  ): Promise<{ lease: Lease<P2PConnection>; locked: boolean }> {
-    for (let attempt = 0; ; attempt += 1) {
-      const lease = await this.pool.lease(target, { counted: false });
-      try {
-        return { lease, locked: await lockContent(lease.connection, key) };
-      } catch (error) {
-        lease.release(false);
-        if (!isStaleFailure(lease, error) || attempt > 0) {
-          throw error;
-        }
-      }
-    }
   }
 
   stats(): DispatcherStats {
@@ -323,6 +327,10 @@ export class InProcessDispatcher implements Dispatcher {
     log: (message: string) => void = () => {},
     until: Deadline = new Deadline(graceMs + SHUTDOWN_CLEANUP_MS),
   ): Promise<void> {
+    // Locks still held end by a signal: their retention files stay (DESIGN.md "Locks").
+    for (const abandon of [...this.holders]) {
+      abandon();
+    }
     await boundedStep('finish the work in flight', () => this.pool.close(), {
       withinMs: graceMs,
       cut: () => void this.pool.close(true),
