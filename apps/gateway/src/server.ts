@@ -135,7 +135,7 @@ export async function startEmbeddedServer(
       },
       close: async (graceMs) => {
         const grace = new Deadline(graceMs);
-        await boundedStep('release the locks', () => locks.close(), {
+        await boundedStep('leave the locks to their retention files', () => locks.close(), {
           withinMs: grace.remaining,
           log: logFunction(log, 'warn'),
         });

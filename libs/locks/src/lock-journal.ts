@@ -78,7 +78,7 @@ export function parseJournaledLock(text: string): JournaledLock | undefined {
     serverUuid: v.serverUuid as string,
     key,
     clientUuid: v.clientUuid as string,
-    bypass: v.bypass as string[],
+    bypass: v.bypass,
     version: v.version as number,
     mode: v.mode as JournaledLock['mode'],
     lockedAt: v.lockedAt as number,

@@ -25,7 +25,13 @@ export async function openLockInput(mkfifo = 'mkfifo'): Promise<LockInput> {
   try {
     const fifo = path.join(dir, 'input');
     await new Promise<void>((resolve, reject) => {
-      execFile(mkfifo, ['-m', '600', fifo], (error) => (error ? reject(error) : resolve()));
+      execFile(mkfifo, ['-m', '600', fifo], (error) => {
+        if (error) {
+          reject(new Error(`cannot make a FIFO for a lock's session: ${error.message}`));
+        } else {
+          resolve();
+        }
+      });
     });
     // Opening a FIFO for reading and writing does not wait for a peer.
     const fd = await new Promise<number>((resolve, reject) => {
