@@ -298,7 +298,8 @@ export class InProcessDispatcher implements Dispatcher {
       idle: stats.idle,
       waiting: stats.waiting,
       locks: this.heldLocks,
-      connections: stats.connections,
+      // Each held lock has a session of its own, outside the pool.
+      connections: stats.connections + this.heldLocks,
       streams: this.streams,
       opened: stats.opened,
       openFailures: stats.openFailures,
