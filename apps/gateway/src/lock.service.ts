@@ -8,7 +8,8 @@
  * Locks outlive this process: the session holding one ends by a signal when the process goes
  * (SIGTERM or a crash), and git-annex then keeps the lock's retention file, which protects the
  * content for ten minutes after the lock was taken (GIT_ANNEX_RETENTION_MS). A lock kept longer
- * than that is taken once more on a fresh session before its retention file would run out. With
+ * than that is taken once more on a fresh session, once its expiry is RENEW_SLACK_MS past its
+ * retention file. With
  * a LockJournal, each lock is also recorded in its repository, and `restore` (at start) takes
  * over the locks a previous process left: it holds them until they expire or are unlocked, and
  * lets go at once of those that expired meanwhile.
@@ -28,6 +29,11 @@ import { type SessionTarget } from '@annex-p2phttp/p2p';
 export const LOCK_TTL_MS = 10 * 60_000;
 /** How long git-annex keeps a retention file after LOCKCONTENT (PROTOCOL.md §1.5). */
 export const GIT_ANNEX_RETENTION_MS = 10 * 60_000;
+/**
+ * A lock is taken again once its expiry is this far past its retention file, not at once: every
+ * keeplocked begins with a heartbeat that moves the expiry a little past it.
+ */
+export const RENEW_SLACK_MS = 60_000;
 
 interface Held {
   lock: HeldLock;
@@ -118,7 +124,7 @@ export class LockService implements RetentionLocks {
       if (this.held.get(lockid) === held && (await this.store.extend(lockid, expiresAt))) {
         held.expiresAt = expiresAt;
         this.schedule(lockid, held);
-        if (expiresAt > held.coveredUntil) {
+        if (expiresAt > held.coveredUntil + RENEW_SLACK_MS) {
           await this.renew(lockid, held);
         }
         await this.record(lockid, held);

@@ -142,7 +142,7 @@ describe('LockService', () => {
 
   it('takes a kept lock again before git-annex retention would run out, then frees the old one', async () => {
     let now = 1_000_000;
-    const { service, held } = setup({ ttlMs: 60_000, now: () => now });
+    const { service, held } = setup({ ttlMs: 120_000, now: () => now });
     const lockid = (await service.lock(target, 'KEY')) ?? '';
     const keeper = await service.keep(lockid);
     expect(held).toHaveLength(1);

@@ -14,7 +14,7 @@
  * The repository-side locks outlive this process: their sessions end by a signal when it goes
  * (a crash, or SIGTERM, which abandons them), and git-annex keeps each lock's retention file for
  * ten minutes after the lock was taken, until another lock-service has taken it over. A lock whose
- * record's expiry moves past that is taken once more on a fresh session first.
+ * record's expiry moves RENEW_SLACK_MS past that is taken once more on a fresh session.
  */
 import { type RepositoryRegistry } from '@annex-p2phttp/config';
 import {
@@ -41,6 +41,11 @@ export const DEFAULT_SWEEP_INTERVAL_MS = 1000;
 const ADOPT_BATCH = 64;
 /** How long git-annex keeps a retention file after LOCKCONTENT (PROTOCOL.md §1.5). */
 export const GIT_ANNEX_RETENTION_MS = 10 * 60_000;
+/**
+ * A lock is taken again once its expiry is this far past its retention file, not at once: every
+ * keeplocked begins with a heartbeat that moves the expiry a little past it.
+ */
+export const RENEW_SLACK_MS = 60_000;
 
 interface Held {
   readonly record: ClusterLockRecord & { session: LockSession };
@@ -279,7 +284,7 @@ export class ClusterLockHolder {
       }
     });
     for (const [lockid, held] of this.held) {
-      if (held.expiresAt > held.coveredUntil && !gone.includes(lockid)) {
+      if (held.expiresAt > held.coveredUntil + RENEW_SLACK_MS && !gone.includes(lockid)) {
         await this.renew(lockid, held);
       }
     }
