@@ -33,6 +33,9 @@ import { type Dispatcher, type DispatcherStats, type HeldLock } from './dispatch
 import { KeyedMutex } from './keyed-mutex';
 import { boundedStep, Deadline, SHUTDOWN_CLEANUP_MS } from './shutdown-steps';
 
+/** How long an unlock waits for the answer that shows git-annex has unlocked. */
+const UNLOCK_ANSWER_MS = 10_000;
+
 /** Operations that change nothing when repeated after a session died unanswered. */
 const RETRY = { retryOnStale: true };
 
@@ -276,8 +279,9 @@ export class InProcessDispatcher implements Dispatcher {
         try {
           await unlockContent(connection);
           // UNLOCKCONTENT has no reply: an answer to the next request shows it was done, and
-          // the session can then be ended without touching the lock.
-          await checkPresent(connection, key);
+          // the session can then be ended without touching the lock. Without an answer in time
+          // (a proxied remote that does not answer), the retention file lasts its ten minutes.
+          await within(checkPresent(connection, key), UNLOCK_ANSWER_MS);
         } catch {
           // The session died: git-annex's retention file lasts its ten minutes.
         } finally {
@@ -345,4 +349,16 @@ export class InProcessDispatcher implements Dispatcher {
 
 function uploadKey(target: SessionTarget, key: string): string {
   return `${target.repoPath}\n${target.serverUuid}\n${key}`;
+}
+
+/** Resolves when `promise` settles or `ms` passed, whichever is first; never rejects. */
+async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    promise.catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }
