@@ -16,6 +16,7 @@ import * as autoscaling from 'kubernetes-models/autoscaling/v2';
 import * as core from 'kubernetes-models/v1';
 import * as policy from 'kubernetes-models/policy/v1';
 import * as monitoring from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { parsePolicy } from '@annex-p2phttp/config';
 import { CHART_DIR, helm } from './helm';
 
 type K8sObject = {
@@ -307,6 +308,77 @@ describe('helm', () => {
     },
   );
 
+  it(
+    'renders a policy (inline, or a ConfigMap or Secret of yours), an auth hook and a path prefix',
+    { timeout: TIMEOUT },
+    async () => {
+      const policyText = 'repositories:\n  - path: "public/**"\n    anonymous: readonly\n';
+      const objects = await render([
+        `auth.policy.inline=${policyText}`,
+        'auth.hook.url=http://forge.forge.svc:3000/api/annex/auth',
+        'auth.hook.cacheSeconds=30',
+        'gateway.pathPrefix=/annex',
+        'auth.users[0].name=alice',
+        'auth.users[0].password=s3cret',
+      ]);
+      validateAll(objects);
+      const gateway = find(objects, 'Deployment', 'gateway');
+      const c = container(gateway);
+      expect(c.args).toEqual([
+        'gateway',
+        '--port',
+        '9417',
+        '--ops-listen',
+        '0.0.0.0:9420',
+        '--authenv-http',
+        '--policy',
+        '/etc/annex-p2phttp/policy/policy.yaml',
+        '--auth-hook',
+        'http://forge.forge.svc:3000/api/annex/auth',
+        '--auth-hook-cache',
+        '30',
+        '--path-prefix',
+        '/annex',
+      ]);
+      const mount = c.volumeMounts.find((m: { name: string }) => m.name === 'policy');
+      expect(mount).toEqual({
+        name: 'policy',
+        mountPath: '/etc/annex-p2phttp/policy',
+        readOnly: true,
+      });
+      const volume = gateway.spec.template.spec.volumes.find(
+        (v: { name: string }) => v.name === 'policy',
+      );
+      expect(volume).toEqual({ name: 'policy', configMap: { name: 'rel-annex-p2phttp-policy' } });
+      const configMap = objects.find((o) => o.metadata.name === 'rel-annex-p2phttp-policy')!;
+      // The file the gateway reads is the policy given, and the gateway accepts it.
+      const file = configMap.data!['policy.yaml']!;
+      expect(parsePolicy(file, 'policy.yaml').ruleFor('public/a')?.anonymous).toBe('readonly');
+      expect(parseYaml(file)).toEqual(parseYaml(policyText));
+      // The workers and the lock-service take none of it.
+      for (const [kind, component] of [
+        ['StatefulSet', 'proxy-worker'],
+        ['Deployment', 'lock-service'],
+      ] as const) {
+        expect(container(find(objects, kind, component)).args.join(' ')).not.toMatch(/policy|hook/);
+      }
+
+      for (const [source, expected] of [
+        ['existingSecret', { secret: { secretName: 'forge-policy' } }],
+        ['existingConfigMap', { configMap: { name: 'forge-policy' } }],
+      ] as const) {
+        const own = await render([`auth.policy.${source}=forge-policy`, 'auth.policy.key=p.yml']);
+        validateAll(own);
+        const g = find(own, 'Deployment', 'gateway');
+        expect(container(g).args).toContain('/etc/annex-p2phttp/policy/p.yml');
+        expect(
+          g.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'policy'),
+        ).toEqual({ name: 'policy', ...expected });
+        expect(own.some((o) => o.metadata.name === 'rel-annex-p2phttp-policy')).toBe(false);
+      }
+    },
+  );
+
   it('refuses values that do not fit together', { timeout: TIMEOUT }, async () => {
     const noRedis = await helm(['template', 'rel', CHART_DIR, '--set', 'redis.enabled=false']);
     expect(noRedis.code).not.toBe(0);
@@ -322,5 +394,29 @@ describe('helm', () => {
     ]);
     expect(loginOverHttp.code).not.toBe(0);
     expect(loginOverHttp.stderr).toMatch(/only over HTTPS/);
+    const policyAndFlags = await helm([
+      'template',
+      'rel',
+      CHART_DIR,
+      '--set',
+      'auth.policy.existingSecret=p',
+      '--set',
+      'auth.unauthenticated=readonly',
+    ]);
+    expect(policyAndFlags.code).not.toBe(0);
+    expect(policyAndFlags.stderr).toMatch(/leave auth.unauthenticated none/);
+    const twoPolicies = await helm([
+      'template',
+      'rel',
+      CHART_DIR,
+      '--set',
+      'auth.policy.existingSecret=p',
+      '--set',
+      'auth.policy.existingConfigMap=q',
+    ]);
+    expect(twoPolicies.code).not.toBe(0);
+    expect(twoPolicies.stderr).toMatch(/set one of inline, existingConfigMap and existingSecret/);
+    const badHook = await helm(['template', 'rel', CHART_DIR, '--set', 'auth.hook.url=forge:3000']);
+    expect(badHook.code).not.toBe(0);
   });
 });

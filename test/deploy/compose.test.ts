@@ -7,10 +7,12 @@
  */
 import { execFile } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { parsePolicy } from '@annex-p2phttp/config';
 
 const ROOT = path.resolve(__dirname, '../..');
 const present = spawnSync('docker-compose', ['version'], { stdio: 'ignore' }).status === 0;
@@ -129,6 +131,18 @@ function checkServices(services: Services): void {
   for (const name of ['proxy-worker', 'lock-service', 'init-demo']) {
     expect(services[name].volumes.map(String).join()).toMatch(/repos:\/data\/repos/);
   }
+  // Access per repository from the policy file, mounted as a directory; the demo stays open.
+  const gateway = app('gateway').command;
+  expect(gateway[gateway.indexOf('--policy') + 1]).toBe('/etc/annex-p2phttp/policy/policy.yaml');
+  expect(services.gateway.volumes.map(String).join()).toMatch(
+    /deploy\/policy:\/etc\/annex-p2phttp\/policy/,
+  );
+  expect(gateway.join(' ')).not.toMatch(/--wideopen|--unauth/);
+  const policy = parsePolicy(
+    readFileSync(path.join(ROOT, 'deploy/policy/policy.yaml'), 'utf8'),
+    'policy.yaml',
+  );
+  expect(policy.ruleFor('demo')?.anonymous).toBe('full');
   const ports = JSON.stringify(services.gateway.ports);
   expect(ports).toMatch(/127\.0\.0\.1:9417:9417/);
   // The ops listener is reached by Prometheus inside the stack, never published.

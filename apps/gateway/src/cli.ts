@@ -34,6 +34,8 @@ const SHUTDOWN_BACKSTOP_MS = SHUTDOWN_GRACE_MS + SHUTDOWN_CLEANUP_MS + SESSION_E
 
 interface Started {
   readonly banner: string[];
+  /** SIGHUP: read the policy file again (apps that have one). */
+  reloadPolicy?(): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -84,7 +86,14 @@ export async function main(argv: string[]): Promise<number> {
   for (const line of started.banner) {
     log.info(line);
   }
+  // SIGHUP reads the policy file again; apps without one keep SIGHUP's default.
+  const reload = started.reloadPolicy?.bind(started);
+  const onHangup = () => void reload?.();
+  if (reload !== undefined) {
+    process.on('SIGHUP', onHangup);
+  }
   const code = await signals.stopped(started);
+  process.off('SIGHUP', onHangup);
   // Everything is closed; should some handle still keep the process alive, do not hang.
   process.exit(code);
 }
@@ -201,12 +210,14 @@ async function start(command: string, options: ServeOptions, log: Logger): Promi
         ...gateway.urls.map((url) => `listening on ${url} (cluster gateway)`),
         ...opsBanner(gateway.opsUrl),
       ],
+      reloadPolicy: () => gateway.reloadPolicy(),
       close: () => gateway.close(),
     };
   }
   const server = await startEmbeddedServer(options, process.env, log);
   return {
     banner: [...server.urls.map((url) => `listening on ${url}`), ...opsBanner(server.opsUrl)],
+    reloadPolicy: () => server.reloadPolicy(),
     close: () => server.close(),
   };
 }

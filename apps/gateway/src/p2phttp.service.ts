@@ -19,12 +19,13 @@ import {
   type ApiVersion,
   type Operation,
 } from '@annex-p2phttp/protocol';
-import { authorize, parseAuthorization, type AuthPolicy, type User } from '@annex-p2phttp/config';
 import { type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
 import { type RetentionLocks } from '@annex-p2phttp/locks';
 import { type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
+import { type AccessControl } from './access';
 import { badRequest, HttpError, notFound } from './http-error';
+import { repositoryScope } from './repository-scope';
 import { noteUser } from './request-user';
 import {
   associatedFileParam,
@@ -65,15 +66,22 @@ export const POST_OPERATIONS: ReadonlySet<string> = new Set<Operation>([
 
 /**
  * What serves the uuids: the RepositoryRegistry (embedded) or the cluster directory. `path` is the
- * repository (embedded) or its queue (cluster); `kind` 'repository' marks a repository's own uuid.
+ * repository (embedded) or its queue (cluster); `kind` 'repository' marks a repository's own uuid;
+ * `location` is the repository's path below its --directory root, or its absolute path (what
+ * policies and path-addressed URLs name). With `within` (a location), only the repository there
+ * and the uuids it proxies are found.
  */
 export interface RepositoryDirectory {
-  lookup(uuid: string): Promise<
+  lookup(
+    uuid: string,
+    within?: string,
+  ): Promise<
     | {
         readonly uuid: string;
         readonly path: string;
         readonly kind?: string;
         readonly specialRemote?: boolean;
+        readonly location?: string;
       }
     | undefined
   >;
@@ -83,8 +91,7 @@ export interface ApiContext {
   readonly registry: RepositoryDirectory;
   readonly dispatcher: Dispatcher;
   readonly locks: RetentionLocks;
-  readonly policy: AuthPolicy;
-  readonly users: Map<string, User>;
+  readonly access: AccessControl;
 }
 
 interface Resolved {
@@ -329,47 +336,32 @@ export class P2pHttpService {
     return sendJson(reply, keepLockedResult());
   }
 
-  /** Finds the served repository and checks the caller may do `op` there. */
+  /**
+   * Finds the served repository (within the one the URL's path names, if it names one) and checks
+   * the caller may do `op` there.
+   */
   private async resolve(request: FastifyRequest, uuid: string, op: Operation): Promise<Resolved> {
-    const repository = await this.context.registry.lookup(pathUuid(uuid));
+    const within = repositoryScope(request.raw);
+    const repository = await this.context.registry.lookup(pathUuid(uuid), within);
     if (!repository) {
       throw notFound('unknown repository uuid');
     }
-    const credentials = parseAuthorization(request.headers.authorization);
-    if (credentials === 'malformed') {
-      throw badRequest('malformed Authorization header: only Basic is supported');
-    }
-    const { policy, users } = this.context;
-    const tls = request.protocol === 'https';
-    const decision = authorize({ policy, users, credentials, tls, cls: permissionClass(op) });
-    if (!decision.ok) {
-      throw decision.status === 401
-        ? new HttpError(401, 'authentication required', {
-            'www-authenticate': 'Basic realm="git-annex", charset="UTF-8"',
-          })
-        : new HttpError(403, 'not permitted');
-    }
-    noteUser(request, decision.user);
+    const grant = await this.context.access.check({
+      authorization: request.headers.authorization,
+      tls: request.protocol === 'https',
+      location: repository.location,
+      uuid: repository.uuid,
+      cls: permissionClass(op),
+    });
+    noteUser(request, grant.user);
     return {
       repoPath: repository.path,
       serverUuid: repository.uuid,
-      mode: this.mode(decision.user),
+      // The git-annex-shell mode matching the caller's rights: a second fence behind the check.
+      mode: grant.mode,
       direct: repository.kind === 'repository',
       specialRemote: repository.specialRemote === true,
     };
-  }
-
-  /** The git-annex-shell mode matching the caller's rights: a second fence behind the check. */
-  private mode(user: string | null): ServerMode {
-    if (user !== null) {
-      const permission = this.context.users.get(user)?.permission ?? 'full';
-      return permission;
-    }
-    const { policy } = this.context;
-    if (policy.wideopen) {
-      return 'full';
-    }
-    return policy.unauthAppendonly ? 'appendonly' : 'readonly';
   }
 }
 

@@ -112,3 +112,47 @@ export function normalizePath(url: string): string {
   });
   return segments.join('/') + (queryAt < 0 ? '' : url.slice(queryAt));
 }
+
+/** The URL to route, and the repository location its path named before `/git-annex/`. */
+export interface RoutedUrl {
+  readonly url: string;
+  readonly location?: string;
+}
+
+const API_SEGMENT = '/git-annex/';
+
+/**
+ * Takes `pathPrefix` (`--path-prefix`, e.g. `/annex`) off the front of the path, when it is
+ * there, then a repository's location off `/<location>/git-annex/<uuid>/…`, leaving the plain
+ * `/git-annex/<uuid>/…`. The git-annex client keeps the whole path of an annexUrl other than
+ * `/git-annex/` as a prefix, so `annex+http://h/<location>/git-annex/` reaches us as
+ * `/<location>/git-annex/git-annex/<uuid>/…` (PROTOCOL.md §2.1): a location ending in
+ * `/git-annex` loses that last segment. The location is the path's segments, percent-decoded;
+ * one that is not UTF-8 or holds an empty, `.` or `..` segment matches no repository.
+ */
+export function routeUrl(url: string, pathPrefix: string | undefined): RoutedUrl {
+  const queryAt = url.indexOf('?');
+  let path = queryAt < 0 ? url : url.slice(0, queryAt);
+  const query = queryAt < 0 ? '' : url.slice(queryAt);
+  if (pathPrefix !== undefined && (path === pathPrefix || path.startsWith(`${pathPrefix}/`))) {
+    path = path.slice(pathPrefix.length) || '/';
+  }
+  const at = path.lastIndexOf(API_SEGMENT);
+  if (at <= 0) {
+    return { url: path + query };
+  }
+  const raw = path.slice(1, at).replace(/(^|\/)git-annex$/, '');
+  if (raw === '') {
+    return { url: path.slice(at) + query };
+  }
+  let location = raw;
+  try {
+    location = raw
+      .split('/')
+      .map((segment) => decodeURIComponent(segment))
+      .join('/');
+  } catch {
+    // Not UTF-8: kept as written, which names no repository.
+  }
+  return { url: path.slice(at) + query, location };
+}

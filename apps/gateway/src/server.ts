@@ -15,9 +15,11 @@ import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { join } from 'node:path';
 import {
   loadUsers,
   RepositoryRegistry,
+  repositoryLocation,
   unwritableAdvice,
   WritableCheck,
   type ServeOptions,
@@ -40,14 +42,18 @@ import {
   type Logger,
 } from '@annex-p2phttp/metrics';
 import { LocalShellConnector, ObjectFiles, SessionPool } from '@annex-p2phttp/p2p';
+import { AccessControl } from './access';
 import { GatewayModule } from './app.module';
+import { AuthHook } from './auth-hook';
 import { type ReadinessCheck } from './health.controller';
 import { instrumentHttp } from './http-metrics';
 import { LockService } from './lock.service';
 import { NestLogger } from './nest-logger';
 import { startOpsServer, type OpsServer } from './ops-server';
 import { P2pHttpService, type RepositoryDirectory } from './p2phttp.service';
-import { normalizePath, parseQuery } from './raw-url';
+import { PolicySource } from './policy-source';
+import { normalizePath, parseQuery, routeUrl } from './raw-url';
+import { setRepositoryScope } from './repository-scope';
 
 /** The parts behind the HTTP API that differ between embedded and cluster mode. */
 export interface GatewayBackend {
@@ -71,6 +77,8 @@ export interface RunningGateway {
   readonly opsUrl?: string;
   readonly app: NestFastifyApplication;
   readonly metrics: Metrics;
+  /** Reads the policy file again (SIGHUP); true when the new one is in use, or there is none. */
+  reloadPolicy(): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -122,7 +130,7 @@ export async function startEmbeddedServer(
   const gateway = await startGateway(
     options,
     {
-      directory: registry,
+      directory: registryDirectory(registry, options.directories),
       dispatcher,
       locks,
       metrics,
@@ -148,6 +156,39 @@ export async function startEmbeddedServer(
     log,
   );
   return { ...gateway, pool, locks };
+}
+
+/**
+ * The registry as the API looks repositories up: each with its location, and within the one a
+ * path-addressed URL names (a location below a --directory root, or a --repo's absolute path
+ * written without its leading '/').
+ */
+export function registryDirectory(
+  registry: RepositoryRegistry,
+  directories: readonly string[],
+): RepositoryDirectory {
+  const withLocation = <T extends { path: string }>(found: T | undefined) =>
+    found === undefined
+      ? undefined
+      : { ...found, location: repositoryLocation(found.path, directories) };
+  return {
+    lookup: async (uuid, within) => {
+      if (within === undefined) {
+        return withLocation(await registry.lookup(uuid));
+      }
+      const candidates = [...directories.map((root) => join(root, within)), `/${within}`];
+      for (const candidate of candidates) {
+        if (repositoryLocation(candidate, directories).replace(/^\//, '') !== within) {
+          continue;
+        }
+        const found = await registry.lookupAt(candidate, uuid);
+        if (found !== undefined) {
+          return withLocation(found);
+        }
+      }
+      return undefined;
+    },
+  };
 }
 
 /**
@@ -192,12 +233,34 @@ export async function startGateway(
   env: NodeJS.ProcessEnv = process.env,
   log: Logger = loggerFor(options, 'gateway'),
 ): Promise<RunningGateway> {
+  // A policy file that cannot be used stops start-up (PolicyError, with the line at fault).
+  const policy =
+    options.policyFile === undefined
+      ? undefined
+      : await PolicySource.load(options.policyFile, log.child({ component: 'policy' }));
+  if (policy?.namesUsers === true && !options.authEnv && !options.authEnvHttp) {
+    log.warn(
+      'the policy names users, but nobody can log in: give --authenv-http (or --authenv, over HTTPS)',
+    );
+  }
+  const hook =
+    options.authHook === undefined
+      ? undefined
+      : new AuthHook({
+          url: options.authHook,
+          cacheMs: options.authHookCacheMs,
+          log: logFunction(log, 'warn'),
+        });
   const service = new P2pHttpService({
     registry: backend.directory,
     dispatcher: backend.dispatcher,
     locks: backend.locks,
-    policy: options,
-    users: loadUsers(env),
+    access: new AccessControl({
+      flags: options,
+      users: loadUsers(env),
+      policy: policy && (() => policy.current),
+      hook,
+    }),
   });
 
   const { metrics } = backend;
@@ -217,7 +280,15 @@ export async function startGateway(
     http: { maxHeaderSize: MAX_HEADER_BYTES },
     // Values in the URL are bytes: a path segment that is not UTF-8 gets its [base64url]
     // spelling before routing, and the query parser keeps every byte (raw-url.ts).
-    rewriteUrl: (request: IncomingMessage) => normalizePath(request.url ?? '/'),
+    // `--path-prefix` and a repository's location before /git-annex/ come off before routing
+    // (the location is kept for the lookup, repository-scope.ts).
+    rewriteUrl: (request: IncomingMessage) => {
+      const routed = routeUrl(normalizePath(request.url ?? '/'), options.pathPrefix);
+      if (routed.location !== undefined) {
+        setRepositoryScope(request, routed.location);
+      }
+      return routed.url;
+    },
     // keeplocked is a long poll and uploads can be long: no request timeout, as the client
     // sets none either. Idle keep-alive connections still close.
     requestTimeout: 0,
@@ -258,11 +329,14 @@ export async function startGateway(
         log,
       });
     } catch (error) {
+      policy?.close();
+      hook?.close();
       await Promise.all([app.close(), ...extra.map(closeServer)]);
       throw error;
     }
   }
 
+  policy?.watch();
   const close = () => {
     closing ??= (async () => {
       // Stop accepting; requests in flight (a keeplocked long poll among them) get a grace
@@ -280,6 +354,7 @@ export async function startGateway(
         ops?.close() ?? Promise.resolve(),
       ]);
       const cut = setTimeout(cutConnections, SHUTDOWN_GRACE_MS);
+      policy?.close();
       try {
         await backend.close(SHUTDOWN_GRACE_MS);
         await boundedStep('finish the requests in flight', () => stopListening, {
@@ -289,11 +364,13 @@ export async function startGateway(
         });
       } finally {
         clearTimeout(cut);
+        hook?.close();
       }
     })();
     return closing;
   };
-  return { urls, opsUrl: ops?.url, app, metrics, close };
+  const reloadPolicy = () => policy?.reload('SIGHUP') ?? Promise.resolve(true);
+  return { urls, opsUrl: ops?.url, app, metrics, reloadPolicy, close };
 }
 
 function httpsOptions(options: ServeOptions) {

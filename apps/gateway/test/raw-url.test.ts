@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { componentBytes, normalizePath, parseQuery } from '../src/raw-url';
+import { componentBytes, normalizePath, parseQuery, routeUrl } from '../src/raw-url';
 
 describe('parseQuery', () => {
   it('percent-decodes every value to the byte string of its bytes', () => {
@@ -63,5 +63,53 @@ describe('componentBytes', () => {
   it('decodes escapes in either case, leaves + in a path segment', () => {
     expect([...componentBytes('%ff%0A+', false)]).toEqual([0xff, 0x0a, 0x2b]);
     expect([...componentBytes('+', true)]).toEqual([0x20]);
+  });
+});
+
+describe('routeUrl', () => {
+  it('leaves the plain form alone', () => {
+    expect(routeUrl('/git-annex/u/v4/checkpresent?key=k', undefined)).toEqual({
+      url: '/git-annex/u/v4/checkpresent?key=k',
+    });
+    expect(routeUrl('/healthz', '/annex')).toEqual({ url: '/healthz' });
+  });
+
+  it('takes the repository location off the path, decoded', () => {
+    expect(routeUrl('/labs/alice/b/git-annex/u/v4/put?key=k', undefined)).toEqual({
+      url: '/git-annex/u/v4/put?key=k',
+      location: 'labs/alice/b',
+    });
+    expect(routeUrl('/a%20b/%C3%A4/git-annex/u/key/K', undefined)).toEqual({
+      url: '/git-annex/u/key/K',
+      location: 'a b/ä',
+    });
+    // The client's form of annex+http://h/labs/alice/b/git-annex/ (the path kept as a prefix)
+    expect(routeUrl('/labs/alice/b/git-annex/git-annex/u/v4/put?key=k', undefined)).toEqual({
+      url: '/git-annex/u/v4/put?key=k',
+      location: 'labs/alice/b',
+    });
+    // The last /git-annex/ counts: a repository called git-annex, in the client's form
+    expect(routeUrl('/x/git-annex/git-annex/git-annex/u/key/K', undefined).location).toBe(
+      'x/git-annex',
+    );
+    expect(routeUrl('/git-annex/git-annex/u/key/K', undefined)).toEqual({
+      url: '/git-annex/u/key/K',
+    });
+    // Not UTF-8: kept as written, naming no repository.
+    expect(routeUrl('/%FF/git-annex/u/key/K', undefined).location).toBe('%FF');
+  });
+
+  it('takes --path-prefix off first, and only a whole segment of it', () => {
+    expect(routeUrl('/annex/git-annex/git-annex/u/key/K', '/annex')).toEqual({
+      url: '/git-annex/u/key/K',
+    });
+    expect(routeUrl('/annex/git-annex/u/key/K', '/annex')).toEqual({ url: '/git-annex/u/key/K' });
+    expect(routeUrl('/annex/public/a/git-annex/u/key/K?x=1', '/annex')).toEqual({
+      url: '/git-annex/u/key/K?x=1',
+      location: 'public/a',
+    });
+    expect(routeUrl('/annex/readyz', '/annex')).toEqual({ url: '/readyz' });
+    expect(routeUrl('/annex', '/annex')).toEqual({ url: '/' });
+    expect(routeUrl('/annexes/git-annex/u/key/K', '/annex').location).toBe('annexes');
   });
 });

@@ -18,6 +18,7 @@ import { type AddressInfo } from 'node:net';
 import { Queue, Worker } from 'bullmq';
 import {
   RepositoryRegistry,
+  repositoryLocation,
   unwritableAdvice,
   WritableCheck,
   type ServeOptions,
@@ -93,6 +94,8 @@ interface Served {
   /** For queue metrics. */
   readonly queue: Queue;
   uuids: string[];
+  /** The repository's location (policy.ts): its path below its --directory root. */
+  location: string;
 }
 
 const DEFAULT_HEARTBEAT_MS = 2000;
@@ -254,9 +257,11 @@ export async function startProxyWorker(
   /** Starts a BullMQ worker for each served repository not served yet, stops vanished ones. */
   const sync = () => {
     const repositories = new Map<string, string[]>();
+    const locations = new Map<string, string>();
     for (const repo of registry.list()) {
       if (repo.kind === 'repository') {
         repositories.set(repo.uuid, [repo.uuid]);
+        locations.set(repo.uuid, repositoryLocation(repo.path, options.directories));
       }
     }
     for (const repo of registry.list()) {
@@ -266,10 +271,12 @@ export async function startProxyWorker(
     }
     for (const [queue, uuids] of repositories) {
       const entry = served.get(queue);
+      const location = locations.get(queue) ?? '';
       if (entry) {
         entry.uuids = uuids;
+        entry.location = location;
       } else if (!stopping) {
-        served.set(queue, { ...startQueue(queue), uuids });
+        served.set(queue, { ...startQueue(queue), uuids, location });
       }
     }
     for (const [queue, entry] of served) {
@@ -281,7 +288,7 @@ export async function startProxyWorker(
     queries.setQueues([...served.keys()]);
   };
 
-  const startQueue = (queue: string): Omit<Served, 'uuids'> => {
+  const startQueue = (queue: string): Omit<Served, 'uuids' | 'location'> => {
     const worker = new Worker<JobPayload, JobResult, JobOperation>(
       queue,
       (job: ClusterJob, _token, signal) =>
@@ -339,10 +346,12 @@ export async function startProxyWorker(
       }
       sync();
       const queues: Record<string, string[]> = {};
+      const locations: Record<string, string> = {};
       for (const [queue, entry] of served) {
         queues[queue] = entry.uuids;
+        locations[queue] = entry.location;
       }
-      const advert: WorkerAdvert = { id, url, queues, jobs: options.jobs, startedAt };
+      const advert: WorkerAdvert = { id, url, queues, locations, jobs: options.jobs, startedAt };
       await advertise(redis, keys, advert, heartbeatMs * 3);
     } catch (error) {
       log(`advert not refreshed: ${error instanceof Error ? error.message : String(error)}`);

@@ -132,11 +132,27 @@ readinessProbe:
 {{- end }}
 
 {{/* Checks that values make sense together; fails the render with a message otherwise. */}}
+{{/* Where the gateway finds the policy file: "configmap NAME", "secret NAME", or "" (none). */}}
+{{- define "annex-p2phttp.policySource" -}}
+{{- $p := .Values.auth.policy }}
+{{- if $p.existingSecret }}secret {{ $p.existingSecret }}
+{{- else if $p.existingConfigMap }}configmap {{ $p.existingConfigMap }}
+{{- else if $p.inline }}configmap {{ include "annex-p2phttp.fullname" . }}-policy
+{{- end }}
+{{- end }}
+
 {{- define "annex-p2phttp.validate" -}}
 {{- if and (not .Values.redis.enabled) (not .Values.redis.url) (not .Values.redis.existingSecret) }}
 {{- fail "redis: set redis.url or redis.existingSecret, or enable the in-chart Redis (redis.enabled=true)" }}
 {{- end }}
 {{- if and (not .Values.auth.overHttp) (not .Values.gateway.tls.secretName) (or .Values.auth.users .Values.auth.existingSecret) }}
 {{- fail "auth: users can log in only over HTTPS with auth.overHttp=false: set gateway.tls.secretName" }}
+{{- end }}
+{{- $p := .Values.auth.policy }}
+{{- if gt (len (compact (list $p.inline $p.existingConfigMap $p.existingSecret))) 1 }}
+{{- fail "auth.policy: set one of inline, existingConfigMap and existingSecret" }}
+{{- end }}
+{{- if and (include "annex-p2phttp.policySource" .) (or (ne .Values.auth.unauthenticated "none") .Values.auth.unauthNolocking) }}
+{{- fail "auth.policy: the policy says per repository what anonymous users may do; leave auth.unauthenticated none and auth.unauthNolocking false" }}
 {{- end }}
 {{- end }}

@@ -1,6 +1,7 @@
 /**
- * Who may do what: a pure decision from the policy (command-line flags), the users (environment),
- * the request's credentials, the transport and the permission class of the route.
+ * Who may do what: a pure decision from a repository's rules (the command-line flags, or the
+ * rule of the policy file that applies to it), the users (environment), the request's
+ * credentials, the transport and the permission class of the route.
  * PROTOCOL.md §2.7 describes the reference's behaviour; we follow it except for two of its bugs
  * (§6.1 item 4) and one answer:
  * - an authenticated read-only user may lock content, as an anonymous read-only user may;
@@ -76,6 +77,13 @@ export function passwordMatches(given: string, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
+const RANK: Record<UserPermission, number> = { readonly: 0, appendonly: 1, full: 2 };
+
+/** The lesser of two permissions. */
+export function leastPermission(a: UserPermission, b: UserPermission): UserPermission {
+  return RANK[a] <= RANK[b] ? a : b;
+}
+
 function userMay(permission: UserPermission, cls: PermissionClass): boolean {
   switch (permission) {
     case 'full':
@@ -89,24 +97,39 @@ function userMay(permission: UserPermission, cls: PermissionClass): boolean {
   }
 }
 
-function anonymousMay(policy: AuthPolicy, cls: PermissionClass): boolean {
+/**
+ * What one repository grants: anonymous access, whether anonymous users may lock, and the
+ * permission of each user it names ("*": any logged-in user). `users` null: every user of the
+ * environment, with the permission the environment gives (the command-line flags).
+ */
+export interface RepositoryRules {
+  readonly anonymous: 'none' | UserPermission;
+  readonly nolocking: boolean;
+  readonly users: ReadonlyMap<string, UserPermission> | null;
+}
+
+/** The rules the `--unauth-*` and `--wideopen` flags give every repository. */
+export function rulesFromFlags(policy: AuthPolicy): RepositoryRules {
   if (policy.wideopen) {
-    return true;
+    return { anonymous: 'full', nolocking: false, users: null };
   }
-  if (!policy.unauthReadonly && !policy.unauthAppendonly) {
+  const anonymous = policy.unauthAppendonly
+    ? 'appendonly'
+    : policy.unauthReadonly
+      ? 'readonly'
+      : 'none';
+  return { anonymous, nolocking: policy.unauthNolocking, users: null };
+}
+
+function anonymousMay(rules: RepositoryRules, cls: PermissionClass): boolean {
+  if (rules.anonymous === 'none') {
     return false;
   }
-  switch (cls) {
-    case 'read':
-      return true;
-    case 'append':
-      return policy.unauthAppendonly;
-    case 'remove':
-      return false;
-    case 'lock':
-      // The reference ignores --unauth-nolocking when --unauth-appendonly is on; we do not.
-      return !policy.unauthNolocking;
+  if (cls === 'lock') {
+    // The reference ignores --unauth-nolocking when --unauth-appendonly is on; we do not.
+    return !rules.nolocking;
   }
+  return userMay(rules.anonymous, cls);
 }
 
 /** Whether the transport lets a user log in: `--authenv-http`, or `--authenv` over TLS. */
@@ -114,10 +137,69 @@ export function loginAllowed(policy: AuthPolicy, tls: boolean): boolean {
   return policy.authEnvHttp || (policy.authEnv && tls);
 }
 
-function anonymousModeOn(policy: AuthPolicy): boolean {
-  return policy.wideopen || policy.unauthReadonly || policy.unauthAppendonly;
+/**
+ * - allow: go ahead; `user` names the logged-in user (null: anonymous), `mode` is the
+ *   git-annex-shell mode that matches the access granted;
+ * - deny: the rules name the caller and refuse (403), or a named user lacks the permission;
+ * - unnamed: the rules say nothing for this caller (anonymous access does not cover it, a login
+ *   failed, or the user is not named for this repository); `status` is the answer when nothing
+ *   else (an auth hook) decides.
+ */
+export type AccessDecision =
+  | { kind: 'allow'; user: string | null; mode: UserPermission }
+  | { kind: 'deny'; status: 401 | 403 }
+  | { kind: 'unnamed'; status: 401 | 403 };
+
+export function decideAccess(args: {
+  rules: RepositoryRules;
+  users: ReadonlyMap<string, User>;
+  credentials: Credentials | null;
+  canLogin: boolean;
+  cls: PermissionClass;
+}): AccessDecision {
+  const { rules, users, credentials, canLogin, cls } = args;
+  const anonymous = (): AccessDecision | undefined =>
+    anonymousMay(rules, cls)
+      ? {
+          kind: 'allow',
+          user: null,
+          mode: rules.anonymous === 'none' ? 'readonly' : rules.anonymous,
+        }
+      : undefined;
+
+  if (credentials !== null && canLogin) {
+    const user = users.get(credentials.user);
+    // Hash even for an unknown user, so that timing does not tell whether the name exists.
+    const matches = passwordMatches(credentials.password, user?.password ?? '');
+    if (user !== undefined && user.password !== '' && matches) {
+      const named =
+        rules.users === null
+          ? user.permission
+          : (rules.users.get(user.name) ?? rules.users.get('*'));
+      if (named === undefined) {
+        return anonymous() ?? { kind: 'unnamed', status: 403 };
+      }
+      const permission = leastPermission(named, user.permission);
+      return userMay(permission, cls)
+        ? { kind: 'allow', user: user.name, mode: permission }
+        : { kind: 'deny', status: 403 };
+    }
+    // Wrong credentials count as anonymous. A refusal is 401 even when some anonymous access is
+    // on: the login failed, and only 401 makes the client drop the password it sent.
+    return anonymous() ?? { kind: 'unnamed', status: 401 };
+  }
+
+  // 401 invites the client to send credentials; pointless when the transport would ignore them
+  // and anonymous access is configured, so that case is 403.
+  return (
+    anonymous() ?? {
+      kind: 'unnamed',
+      status: rules.anonymous !== 'none' && !canLogin ? 403 : 401,
+    }
+  );
 }
 
+/** The decision of the command-line flags and the environment's users alone. */
 export function authorize(args: {
   policy: AuthPolicy;
   users: Map<string, User>;
@@ -126,29 +208,14 @@ export function authorize(args: {
   cls: PermissionClass;
 }): AuthDecision {
   const { policy, users, credentials, tls, cls } = args;
-  const canLogin = loginAllowed(policy, tls);
-
-  if (credentials !== null && canLogin) {
-    const user = users.get(credentials.user);
-    // Hash even for an unknown user, so that timing does not tell whether the name exists.
-    const matches = passwordMatches(credentials.password, user?.password ?? '');
-    if (user !== undefined && user.password !== '' && matches) {
-      return userMay(user.permission, cls)
-        ? { ok: true, user: user.name }
-        : { ok: false, status: 403 };
-    }
-    // Wrong credentials count as anonymous. A refusal is 401 even when some anonymous access is
-    // on: the login failed, and only 401 makes the client drop the password it sent.
-    if (anonymousMay(policy, cls)) {
-      return { ok: true, user: null };
-    }
-    return { ok: false, status: 401 };
-  }
-
-  if (anonymousMay(policy, cls)) {
-    return { ok: true, user: null };
-  }
-  // 401 invites the client to send credentials; pointless when the transport would ignore them
-  // and anonymous access is configured, so that case is 403.
-  return { ok: false, status: anonymousModeOn(policy) && !canLogin ? 403 : 401 };
+  const decision = decideAccess({
+    rules: rulesFromFlags(policy),
+    users,
+    credentials,
+    canLogin: loginAllowed(policy, tls),
+    cls,
+  });
+  return decision.kind === 'allow'
+    ? { ok: true, user: decision.user }
+    : { ok: false, status: decision.status };
 }

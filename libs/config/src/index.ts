@@ -4,3 +4,4 @@ export * from './users';
 export * from './auth';
 export * from './repositories';
 export * from './writable';
+export * from './policy';

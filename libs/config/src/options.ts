@@ -73,6 +73,14 @@ export interface ServeOptions extends AuthPolicy {
   logFormat?: 'json' | 'text';
   /** Lines below this level are not logged (`--debug` makes it debug). */
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** `--policy FILE` (or ANNEX_P2PHTTP_POLICY): per-repository access rules, absolute. */
+  policyFile?: string;
+  /** `--auth-hook URL`: the forge's service asked for each access decision. */
+  authHook?: string;
+  /** `--auth-hook-cache S`: how long a hook's answer is reused, in ms; 0 = not at all. */
+  authHookCacheMs: number;
+  /** `--path-prefix /P`: the API is also served below this path (no trailing slash). */
+  pathPrefix?: string;
 }
 
 export interface ListenAddress {
@@ -92,6 +100,7 @@ export const DEFAULT_STALL_CHECK_SECONDS = 30;
 export const DEFAULT_JOBS = 8;
 export const DEFAULT_CLUSTER_JOBS = 1;
 export const DEFAULT_LOCKED_FILES = 100;
+export const DEFAULT_AUTH_HOOK_CACHE_SECONDS = 10;
 /** libuv's largest thread pool. */
 export const MAX_CPUS = 1024;
 
@@ -135,6 +144,10 @@ interface RawOptions {
   opsListen?: string;
   logFormat?: string;
   logLevel?: string;
+  policy?: string;
+  authHook?: string;
+  authHookCache?: string;
+  pathPrefix?: string;
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [
@@ -217,6 +230,13 @@ function buildCommand(): Command {
       '--ops-listen <HOST:PORT>',
       'serve /metrics and /stats on this listener only, not on the API port',
     ),
+    valued('--policy <FILE>', 'per-repository access rules (YAML; default $ANNEX_P2PHTTP_POLICY)'),
+    valued('--auth-hook <URL>', 'ask this HTTP service whether to allow each access'),
+    valued(
+      '--auth-hook-cache <S>',
+      `reuse an auth hook answer for S s (default ${DEFAULT_AUTH_HOOK_CACHE_SECONDS}; 0 = never)`,
+    ),
+    valued('--path-prefix <PATH>', "also serve the API below this path (a reverse proxy's)"),
     valued('--log-format <FORMAT>', 'json or text (default: json unless stderr is a terminal)'),
     valued('--log-level <LEVEL>', 'debug, info, warn or error (default info; --debug: debug)'),
   ];
@@ -433,9 +453,50 @@ export function parseServeArgs(
     problems.push(`--advertise-url ${JSON.stringify(raw.advertiseUrl)}: must be http://HOST:PORT`);
   }
 
+  const policyFile = raw.policy ?? (env.ANNEX_P2PHTTP_POLICY || undefined);
+  if (policyFile !== undefined) {
+    if (policyFile.trim() === '') {
+      problems.push('--policy: must not be empty');
+    }
+    const clashing = ['unauthReadonly', 'unauthAppendonly', 'unauthNolocking', 'wideopen']
+      .filter((name) => raw[name as keyof RawOptions] === true)
+      .map((name) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    if (clashing.length > 0) {
+      problems.push(
+        `--policy cannot be combined with ${clashing.join(', ')}: the policy file says ` +
+          'per repository what anonymous users may do ("anonymous:" and "nolocking:")',
+      );
+    }
+  }
+  if (raw.authHook !== undefined && !/^https?:\/\/[^/\s]+(\/\S*)?$/.test(raw.authHook)) {
+    problems.push(
+      `--auth-hook ${JSON.stringify(raw.authHook)}: must be an http:// or https:// URL`,
+    );
+  }
+  const authHookCache = parseCount(
+    '--auth-hook-cache',
+    raw.authHookCache,
+    DEFAULT_AUTH_HOOK_CACHE_SECONDS,
+    problems,
+  );
+  const pathPrefix = raw.pathPrefix?.replace(/\/+$/, '');
+  if (
+    raw.pathPrefix !== undefined &&
+    pathPrefix !== '' &&
+    (pathPrefix === undefined ||
+      !/^(\/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$/.test(pathPrefix) ||
+      pathPrefix.split('/').some((s) => s === '.' || s === '..'))
+  ) {
+    problems.push(
+      `--path-prefix ${JSON.stringify(raw.pathPrefix)}: must be a path such as /annex ` +
+        '(segments of URL characters, no "." or "..")',
+    );
+  }
+
   if (
     problems.length > 0 ||
     lockTtl === undefined ||
+    authHookCache === undefined ||
     queueWait === undefined ||
     jobTimeout === undefined ||
     stallCheck === undefined ||
@@ -480,7 +541,17 @@ export function parseServeArgs(
     stallCheckMs: stallCheck * 1000,
     workerJobs,
     logLevel: logLevel as ServeOptions['logLevel'],
+    authHookCacheMs: authHookCache * 1000,
   };
+  if (policyFile !== undefined) {
+    options.policyFile = abs(policyFile);
+  }
+  if (raw.authHook !== undefined) {
+    options.authHook = raw.authHook;
+  }
+  if (pathPrefix !== undefined && pathPrefix !== '') {
+    options.pathPrefix = pathPrefix;
+  }
   if (opsListen !== undefined) {
     options.opsListen = opsListen;
   }

@@ -268,6 +268,37 @@ export class RepositoryRegistry {
   }
 
   /**
+   * `uuid` as served through the repository at `repoPath`: its own uuid, or a uuid it proxies
+   * (even one that another served repository proxies too, which lookup() would give to the
+   * first). Undefined when that repository is not served or does not serve `uuid`.
+   */
+  async lookupAt(repoPath: string, uuid: string): Promise<ServedRepository | undefined> {
+    const found = await this.lookup(uuid);
+    if (found === undefined || found.path === repoPath) {
+      return found?.path === repoPath ? found : undefined;
+    }
+    if (found.kind === 'repository') {
+      return undefined; // a repository's own uuid is never served through another one
+    }
+    const gateway = this.gateways.get(repoPath);
+    if (gateway === undefined || (await this.known(gateway.uuid))?.path !== repoPath) {
+      return undefined;
+    }
+    await this.checkGateway(gateway);
+    const proxied = gateway.proxied.find((entry) => entry.uuid === uuid);
+    if (proxied === undefined) {
+      return undefined;
+    }
+    const served: ServedRepository = {
+      uuid,
+      path: gateway.path,
+      kind: proxied.kind,
+      gateway: gateway.uuid,
+    };
+    return proxied.specialRemote ? { ...served, specialRemote: true } : served;
+  }
+
+  /**
    * Notices changes without waiting for a lookup: rescans the --directory roots and re-reads
    * what each repository proxies, each only when its interval has passed (as lookup does).
    */

@@ -48,7 +48,51 @@ describe('parseServeArgs', () => {
       stallCheckMs: 30_000,
       workerJobs: 64,
       logLevel: 'info',
+      authHookCacheMs: 10_000,
     });
+  });
+
+  it('reads --policy (or ANNEX_P2PHTTP_POLICY), --auth-hook, --auth-hook-cache, --path-prefix', () => {
+    const o = parseServeArgs(
+      [
+        '--policy',
+        'conf/policy.yaml',
+        '--auth-hook',
+        'http://forge.internal:3000/annex-auth',
+        '--auth-hook-cache',
+        '0',
+        '--path-prefix',
+        '/annex/',
+      ],
+      CWD,
+      { ANNEX_P2PHTTP_POLICY: '/etc/other.yaml' },
+    );
+    expect(o.policyFile).toBe('/srv/annex/repo/conf/policy.yaml');
+    expect(o.authHook).toBe('http://forge.internal:3000/annex-auth');
+    expect(o.authHookCacheMs).toBe(0);
+    expect(o.pathPrefix).toBe('/annex');
+    expect(parseServeArgs([], CWD, { ANNEX_P2PHTTP_POLICY: '/etc/p.yaml' }).policyFile).toBe(
+      '/etc/p.yaml',
+    );
+  });
+
+  it('refuses --unauth-* and --wideopen together with --policy, saying why', () => {
+    expect(failure(['--policy', 'p.yaml', '--wideopen', '--unauth-nolocking']).message).toBe(
+      '--policy cannot be combined with --unauth-nolocking, --wideopen: the policy file says ' +
+        'per repository what anonymous users may do ("anonymous:" and "nolocking:")',
+    );
+    expect(failure(['--policy', 'p.yaml', '--unauth-readonly']).message).toMatch(
+      /^--policy cannot be combined with --unauth-readonly:/,
+    );
+  });
+
+  it('refuses a bad --auth-hook, --auth-hook-cache or --path-prefix', () => {
+    expect(failure(['--auth-hook', 'forge:3000']).message).toMatch(/^--auth-hook "forge:3000"/);
+    expect(failure(['--auth-hook-cache', '-1']).message).toMatch(/^--auth-hook-cache "-1"/);
+    for (const prefix of ['annex', '/a b', '/a/../b', '/a?x']) {
+      expect(failure(['--path-prefix', prefix]).message).toMatch(/^--path-prefix /);
+    }
+    expect(parseServeArgs(['--path-prefix', '/'], CWD).pathPrefix).toBeUndefined();
   });
 
   it('reads every option', () => {
@@ -137,6 +181,7 @@ describe('parseServeArgs', () => {
       opsListen: { host: '127.0.0.1', port: 9420 },
       logFormat: 'text',
       logLevel: 'warn',
+      authHookCacheMs: 10_000,
     });
   });
 
@@ -432,6 +477,10 @@ describe('serveHelp', () => {
     '--ops-listen',
     '--log-format',
     '--log-level',
+    '--policy',
+    '--auth-hook',
+    '--auth-hook-cache',
+    '--path-prefix',
     '-h, --help',
   ];
 

@@ -328,3 +328,40 @@ describe('RepositoryRegistry: gateways found by --directory', () => {
     expect(await registry.lookup(cluster)).toBeUndefined();
   }, 60_000);
 });
+
+describe('RepositoryRegistry.lookupAt: a uuid proxied by two served repositories', () => {
+  it('finds it through either repository, and nothing through one that does not proxy it', async () => {
+    const root = join(base, 'two');
+    const gwA = join(root, 'a');
+    const gwB = join(root, 'b');
+    const other = join(root, 'c');
+    initGateway(gwA, 'a');
+    initGateway(gwB, 'b');
+    initGateway(other, 'c');
+    const shared = initGateway(join(base, 'two-shared'), 'shared');
+    for (const gw of [gwA, gwB]) {
+      git(gw, 'remote', 'add', 'shared', join(base, 'two-shared'));
+      git(gw, 'config', 'remote.shared.annex-uuid', shared);
+      git(gw, 'config', 'remote.shared.annex-proxy', 'true');
+      annex(gw, 'updateproxy');
+    }
+    const registry = new RepositoryRegistry({ repos: [], directories: [root] });
+    await registry.init();
+    // By uuid alone, the first gateway serves it.
+    const first = await registry.lookup(shared);
+    expect(first?.kind).toBe('proxied');
+    const expected = (gw: string): ServedRepository => ({
+      uuid: shared,
+      path: gw,
+      kind: 'proxied',
+      gateway: uuidOf(gw),
+    });
+    expect(await registry.lookupAt(gwA, shared)).toEqual(expected(gwA));
+    expect(await registry.lookupAt(gwB, shared)).toEqual(expected(gwB));
+    expect(await registry.lookupAt(other, shared)).toBeUndefined();
+    // A repository's own uuid, only at its own path.
+    expect((await registry.lookupAt(gwB, uuidOf(gwB)))?.kind).toBe('repository');
+    expect(await registry.lookupAt(gwA, uuidOf(gwB))).toBeUndefined();
+    expect(await registry.lookupAt(join(root, 'none'), shared)).toBeUndefined();
+  }, 60_000);
+});

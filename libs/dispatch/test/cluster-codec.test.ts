@@ -77,6 +77,26 @@ describe('parseDirectoryReply', () => {
     expect(settled(snapshot, 6000)).toBe(false); // w3 is still starting
   });
 
+  it('reads the locations workers advertise, and what each location serves', () => {
+    const snapshot = parseDirectoryReply([
+      '7250',
+      JSON.stringify({
+        id: 'w1',
+        url: 'http://w:1',
+        queues: { r1: ['r1', 'p1'], r2: ['r2'] },
+        locations: { r1: 'labs/alice/b', r2: '', r3: 'not/served' },
+        jobs: 2,
+        startedAt: 0,
+      }),
+      JSON.stringify({ id: 'w2', url: 'u', queues: { r4: ['r4'] }, jobs: 2, startedAt: 0 }),
+      '',
+    ]);
+    expect([...snapshot.locations]).toEqual([['r1', 'labs/alice/b']]);
+    expect(snapshot.byLocation.get('labs/alice/b')?.queue).toBe('r1');
+    expect([...(snapshot.byLocation.get('labs/alice/b')?.uuids ?? [])]).toEqual(['r1', 'p1']);
+    expect(snapshot.byLocation.has('not/served')).toBe(false);
+  });
+
   it('reads an empty cluster, which has not settled', () => {
     const snapshot = parseDirectoryReply(['', '']);
     expect(snapshot.workers).toBe(0);

@@ -140,6 +140,10 @@ export interface DirectoryEntry {
 export interface Snapshot {
   /** uuid → queue, for every uuid a live worker advertises. */
   readonly live: Map<string, string>;
+  /** Queue → its repository's location, as live workers advertise it. */
+  readonly locations: Map<string, string>;
+  /** Location → the queue and the uuids served through it, as live workers advertise them. */
+  readonly byLocation: Map<string, { queue: string; uuids: ReadonlySet<string> }>;
   /** uuid → queue, for every uuid ever advertised. */
   readonly known: Map<string, string>;
   /** Live workers serving their repositories. */
@@ -154,6 +158,8 @@ export interface Snapshot {
 export function parseDirectoryReply(reply: readonly string[]): Snapshot {
   const live = new Map<string, string>();
   const known = new Map<string, string>();
+  const locations = new Map<string, string>();
+  const byLocation = new Map<string, { queue: string; uuids: ReadonlySet<string> }>();
   const age = reply[0] === undefined || reply[0] === '' ? Number.NaN : Number(reply[0]);
   const epochAgeMs = Number.isFinite(age) ? age : undefined;
   let index = 1;
@@ -179,13 +185,18 @@ export function parseDirectoryReply(reply: readonly string[]): Snapshot {
         for (const uuid of uuids) {
           live.set(uuid, queue);
         }
+        const location = advert.locations?.[queue];
+        if (typeof location === 'string' && location !== '') {
+          locations.set(queue, location);
+          byLocation.set(location, { queue, uuids: new Set(uuids) });
+        }
       }
     }
   }
   for (index += 1; index + 1 < reply.length; index += 2) {
     known.set(reply[index] as string, reply[index + 1] as string);
   }
-  return { live, known, workers, starting, epochAgeMs };
+  return { live, known, locations, byLocation, workers, starting, epochAgeMs };
 }
 
 /** Do the adverts describe every worker that is up (see the module comment)? */
@@ -243,11 +254,30 @@ export class ClusterDirectory {
    * The queue serving `uuid`, or undefined for a uuid the settled cluster does not know. Throws
    * DispatchError DISPATCH_UNAVAILABLE when Redis cannot be read, when no live worker serves a
    * known uuid, or when the cluster did not settle within `startupWaitMs` (module comment).
-   * The result has the shape of a served repository: `path` is the queue.
+   * The result has the shape of a served repository: `path` is the queue, `location` the
+   * repository's location (policy.ts) when its worker advertises one. With `within` (a location),
+   * only that repository and the uuids it serves are found.
    */
-  async lookup(uuid: string): Promise<{ uuid: string; path: string } | undefined> {
+  async lookup(
+    uuid: string,
+    within?: string,
+  ): Promise<{ uuid: string; path: string; location?: string } | undefined> {
     if (!UUID.test(uuid)) {
       return undefined;
+    }
+    if (within !== undefined) {
+      const found = await this.lookup(uuid);
+      if (found === undefined) {
+        return undefined;
+      }
+      // A --repo's location is its absolute path, named in a URL without the leading '/'.
+      const { byLocation } = await this.current(this.cacheMs);
+      const location = byLocation.has(within) ? within : `/${within}`;
+      const scoped = byLocation.get(location);
+      if (scoped === undefined || !scoped.uuids.has(uuid)) {
+        return undefined;
+      }
+      return { uuid, path: scoped.queue, location };
     }
     let snapshot = await this.current(this.cacheMs);
     if (!snapshot.live.has(uuid) && !snapshot.known.has(uuid)) {
@@ -266,7 +296,8 @@ export class ClusterDirectory {
     const queue = snapshot.live.get(uuid);
     if (queue !== undefined) {
       this.remembered.set(uuid, queue);
-      return { uuid, path: queue };
+      const location = snapshot.locations.get(queue);
+      return location === undefined ? { uuid, path: queue } : { uuid, path: queue, location };
     }
     if (this.mentions(snapshot, uuid)) {
       throw unavailable('no live proxy worker serves this repository');

@@ -68,6 +68,11 @@ export interface WorkerAdvert {
   readonly url: string;
   /** Queue (served repository uuid) → the uuids served through it (the repository's own first). */
   readonly queues: Record<string, string[]>;
+  /**
+   * Queue → the repository's location: its path below the worker's --directory root, or its
+   * absolute path (what policies and path-addressed URLs name).
+   */
+  readonly locations?: Record<string, string>;
   /** Job slots (--jobs). */
   readonly jobs: number;
   readonly startedAt: number;
