@@ -68,6 +68,8 @@ export const STRESS_SHORT: StressProfile = {
 export const LOOP_DIR = 'loop';
 export const KILL_FILE = 'big/kill.bin';
 export const LOCK_FILE = 'lock/locked.bin';
+/** Locked with keeplocked open while the server is killed (restart-with-locks). */
+export const RESTART_LOCK_FILE = 'lock/restart.bin';
 
 export interface Check {
   name: string;

@@ -8,11 +8,13 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { download, request, requestJson } from './http';
 import { runCommand } from './processes';
-import { annex, keyOf, type Repo } from './repos';
+import { annex, keyOf, pointAt, type Repo } from './repos';
+import { startServer } from './servers';
 import {
   check,
   KILL_FILE,
   LOCK_FILE,
+  RESTART_LOCK_FILE,
   LOOP_DIR,
   type Check,
   type Context,
@@ -345,4 +347,116 @@ async function waitForKeeplocked(
     await delay(50);
   }
   return false;
+}
+
+/**
+ * Restart with locks: the lock the previous wave left (its keeplocked vanished) and a new one
+ * with keeplocked open, then the server is killed by SIGKILL (the process alone, as a crash would)
+ * and started again. Both locks must hold: remove answers removed:false, git-annex itself
+ * refuses `git annex drop --force` in the served repository, and `{"unlock":true}` through the
+ * new server releases the one held open. Leaves one lock (the previous wave's) held.
+ */
+export async function restartWithLocks(ctx: Context): Promise<WaveBody> {
+  const { profile, served } = ctx;
+  const base = `/git-annex/${served.uuid}/v4`;
+  const keyParam = (file: string) => encodeURIComponent(keyOf(served, file));
+  const clientUuid = randomUUID();
+  const locked = await requestJson<{ locked?: boolean; lockid?: string }>(
+    ctx.server.port,
+    `${base}/lockcontent?key=${keyParam(RESTART_LOCK_FILE)}&clientuuid=${clientUuid}`,
+    { timeoutMs: profile.requestBoundMs },
+  );
+  if (locked.locked !== true || locked.lockid === undefined) {
+    return {
+      counts: {},
+      checks: [check('lockcontent locked the content', false, JSON.stringify(locked))],
+    };
+  }
+  const lockid = locked.lockid;
+  const keeplocked = http.request({
+    host: '127.0.0.1',
+    port: ctx.server.port,
+    method: 'POST',
+    path: `${base}/keeplocked?lockid=${encodeURIComponent(lockid)}&clientuuid=${clientUuid}`,
+    headers: { 'transfer-encoding': 'chunked', 'content-type': 'application/json' },
+    agent: false,
+  });
+  keeplocked.on('error', () => {});
+  keeplocked.write('{"unlock":false}\n');
+  const seen = !ctx.isProject || (await waitForKeeplocked(ctx, (n) => n >= 1));
+
+  const killedPid = ctx.server.pid;
+  process.kill(killedPid, 'SIGKILL');
+  const started = Date.now();
+  ctx.server = await startServer(ctx.spec, { sandbox: ctx.sandbox, repo: served });
+  const restartMs = Date.now() - started;
+  keeplocked.destroy();
+  for (const client of ctx.clients) {
+    await pointAt(client, ctx.server.port);
+  }
+  const port = ctx.server.port;
+
+  const removeAnswer = async (file: string): Promise<string> => {
+    try {
+      const result = await request(
+        port,
+        `${base}/remove?key=${keyParam(file)}&clientuuid=${randomUUID()}`,
+        { timeoutMs: profile.requestBoundMs },
+      );
+      return `${result.status} ${result.body.toString('utf8')}`;
+    } catch (error) {
+      return errorMessage(error);
+    }
+  };
+  const removeHeld = await removeAnswer(RESTART_LOCK_FILE);
+  const removeVanished = await removeAnswer(LOCK_FILE);
+  const drop = await runCommand('git', ['annex', 'drop', '--force', RESTART_LOCK_FILE], {
+    cwd: served.dir,
+    env: served.env,
+    timeoutMs: profile.requestBoundMs * 10,
+  });
+  const locksAfterRestart = ctx.isProject ? (await ctx.server.stats()).locks : 2;
+  let unlocked: string;
+  try {
+    const result = await request(
+      port,
+      `${base}/keeplocked?lockid=${encodeURIComponent(lockid)}&clientuuid=${clientUuid}`,
+      { body: '{"unlock":true}\n', timeoutMs: profile.requestBoundMs },
+    );
+    unlocked = `${result.status} ${result.body.toString('utf8')}`;
+  } catch (error) {
+    unlocked = errorMessage(error);
+  }
+  const locksAfterUnlock = ctx.isProject ? (await ctx.server.stats()).locks : 1;
+  return {
+    counts: { restartMs },
+    checks: [
+      check('the server saw the keeplocked request before it was killed', seen),
+      check(
+        'a lock held open survives SIGKILL (remove answers removed:false)',
+        removeHeld.startsWith('200 ') && removeHeld.includes('"removed":false'),
+        removeHeld,
+      ),
+      check(
+        'a lock whose keeplocked vanished survives SIGKILL (remove answers removed:false)',
+        removeVanished.startsWith('200 ') && removeVanished.includes('"removed":false'),
+        removeVanished,
+      ),
+      check(
+        'git annex drop --force in the served repository is refused',
+        drop.code !== 0,
+        `exit ${String(drop.code ?? drop.signal)}: ${drop.stderr.trim().split('\n').pop() ?? ''}`,
+      ),
+      check(
+        'the restarted server took over both locks',
+        locksAfterRestart === 2,
+        `${locksAfterRestart} locks`,
+      ),
+      check(
+        '{"unlock":true} through the restarted server releases the lock',
+        unlocked === '200 {"locked":false}' && locksAfterUnlock === 1,
+        `${unlocked}; ${locksAfterUnlock} locks left`,
+      ),
+    ],
+  };
 }

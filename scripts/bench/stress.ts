@@ -6,6 +6,8 @@
  *   2. `git annex get` of a big file SIGKILLed at random moments (partial downloads kept or not)
  *   3. concurrent HTTP GETs of a big key, half of them not reading, destroyed at random moments
  *   4. a keeplocked client that vanishes: the lock must still be held (remove → removed:false)
+ *   5. restart with locks: the server SIGKILLed with a lock kept open and the one of wave 4; the
+ *      restarted server and git-annex itself must still refuse removal, and unlock must work
  *
  * Pass means: no command or request waits longer than its bound; after each wave the server
  * answers gettimestamp within 1 s and settles to a state where nothing is left that should not
@@ -27,6 +29,7 @@ import {
   KILL_FILE,
   LOCK_FILE,
   LOOP_DIR,
+  RESTART_LOCK_FILE,
   STRESS_FULL,
   STRESS_SHORT,
   type Check,
@@ -34,7 +37,13 @@ import {
   type StressProfile,
   type StressResult,
 } from './stress-shared';
-import { destroyedHttpGets, dropGetLoops, killedGets, vanishedKeeplocked } from './stress-waves';
+import {
+  destroyedHttpGets,
+  dropGetLoops,
+  killedGets,
+  restartWithLocks,
+  vanishedKeeplocked,
+} from './stress-waves';
 import { delay, formatBytes, KiB, Random } from './util';
 
 export { STRESS_FULL, STRESS_SHORT };
@@ -81,6 +90,7 @@ export async function runStress(options: StressOptions): Promise<StressResult> {
       ...manyFiles(LOOP_DIR, profile.loopFiles, profile.loopFileSize),
       { path: KILL_FILE, size: profile.killFileSize },
       { path: LOCK_FILE, size: 4 * KiB },
+      { path: RESTART_LOCK_FILE, size: 4 * KiB },
     ]);
     server = await startServer(spec, { sandbox, repo: served });
     const port = server.port;
@@ -132,6 +142,13 @@ export async function runStress(options: StressOptions): Promise<StressResult> {
         1,
         () => vanishedKeeplocked(c),
       ),
+      await runWave(
+        c,
+        'restart-with-locks',
+        'lockcontent with keeplocked open, server SIGKILLed and started again; then remove, git annex drop --force, unlock',
+        1,
+        () => restartWithLocks(c),
+      ),
     );
     server = c.server;
     const stop = await server.stop(15_000);
@@ -178,7 +195,7 @@ export async function runStress(options: StressOptions): Promise<StressResult> {
   result.elapsedMs = Date.now() - started;
   result.ok =
     result.error === undefined &&
-    result.waves.length === 4 &&
+    result.waves.length === 5 &&
     result.waves.every((w) => w.ok) &&
     result.shutdown.every((c) => c.ok);
   return result;

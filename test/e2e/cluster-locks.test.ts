@@ -44,6 +44,8 @@ const FILES = [
   'restart',
   'after',
   'unanswered',
+  'double',
+  'gateway-lost',
 ].concat(Array.from({ length: 6 }, (_, i) => `replica-${i}`));
 
 let sandbox: Sandbox;
@@ -301,12 +303,12 @@ describe('cluster retention locks', () => {
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGKILL');
     await exited;
-    // Its git-annex-shell sees stdin close and unlocks at once (no 10-minute retention file);
-    // meanwhile the record still tells every gateway the key is locked.
+    // Its git-annex-shell dies by a signal with it, and git-annex keeps the lock's retention
+    // file: the repository still refuses removal, and the record tells every gateway.
     await pollUntil('the dead service’s session ended', async () =>
       (await shells()) === 0 ? true : undefined,
     );
-    expect(await removalBlocked(key('killed'))).toBe(false);
+    expect(await removalBlocked(key('killed'))).toBe(true);
     expect(await a.isLocked(repo.uuid, key('killed'))).toBe(true);
 
     const successor = await lockService();
@@ -326,7 +328,7 @@ describe('cluster retention locks', () => {
     await stopService(successor);
   });
 
-  it('releases its locks on SIGTERM and hands their records over at once', async () => {
+  it('keeps its locks through SIGTERM and hands their records over at once', async () => {
     const child = await lockServiceProcess();
     const a = await gateway();
     const lockid = (await a.lock(target(), key('stopped')))!;
@@ -335,9 +337,10 @@ describe('cluster retention locks', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
-    // Released (UNLOCKCONTENT) and its session ended; the record lives on, holder marked dead.
+    // Its session ended by a signal: the retention file stays, and the record lives on with
+    // its holder marked dead.
     await pollUntil('its session ended', async () => ((await shells()) === 0 ? true : undefined));
-    expect(await removalBlocked(key('stopped'))).toBe(false);
+    expect(await removalBlocked(key('stopped'))).toBe(true);
     expect(await a.isLocked(repo.uuid, key('stopped'))).toBe(true);
     const holder = (await a.store.get(lockid))!.holder;
     expect(await a.store.isHolderAlive(holder)).toBe(false);
@@ -404,6 +407,77 @@ describe('cluster retention locks', () => {
         : undefined,
     );
     await stopService(service);
+  });
+
+  it('re-establishes a kept lock after its lock-service was killed and Redis restarted empty', async () => {
+    const child = await lockServiceProcess();
+    const a = await gateway({ heartbeatMs: 300 });
+    const lockid = (await a.lock(target(), key('double')))!;
+    expect(lockid).not.toBeNull();
+    const keeper = await a.keep(lockid);
+    expect(keeper).not.toBeNull();
+
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+    await pollUntil('the dead service’s session ended', async () =>
+      (await shells()) === 0 ? true : undefined,
+    );
+    expect(await removalBlocked(key('double'))).toBe(true);
+    await redis.stop('SIGKILL');
+    await redis.restart();
+    // Only the gateway serving the keeplocked request knows of the lock now.
+    const successor = await lockService();
+    await pollUntil(
+      'the gateway recorded the lock again, and a lock-service took it',
+      async () =>
+        (await a.store.get(lockid).catch(() => undefined))?.holder === successor.holder
+          ? true
+          : undefined,
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
+    expect(await a.isLocked(repo.uuid, key('double'))).toBe(true);
+    expect(successor.locks.lockids()).toEqual([lockid]);
+    expect(await removalBlocked(key('double'))).toBe(true);
+
+    await keeper!.end();
+    await a.unlock(lockid);
+    await pollUntil('unlocked', async () =>
+      (await removalBlocked(key('double'))) ? undefined : true,
+    );
+    await stopService(successor);
+  });
+
+  it('keeps a lock whose gateway is gone through a lock-service crash, until another takes it', async () => {
+    const child = await lockServiceProcess();
+    const a = await gateway({ heartbeatMs: 300 });
+    const lockid = (await a.lock(target(), key('gateway-lost')))!;
+    const keeper = await a.keep(lockid);
+    expect(keeper).not.toBeNull();
+    // The gateway goes away with its keeplocked request; then the lock-service crashes.
+    await a.close();
+    gateways.splice(gateways.indexOf(a), 1);
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+    await pollUntil('the dead service’s session ended', async () =>
+      (await shells()) === 0 ? true : undefined,
+    );
+    expect(await removalBlocked(key('gateway-lost'))).toBe(true);
+    const b = await gateway();
+    expect(await b.isLocked(repo.uuid, key('gateway-lost'))).toBe(true);
+    const successor = await lockService();
+    await pollUntil(
+      'a live lock-service took the lock over',
+      () => (successor.locks.lockids().includes(lockid) ? true : undefined),
+      { timeoutMs: 60_000 },
+    );
+    expect(await removalBlocked(key('gateway-lost'))).toBe(true);
+    await b.unlock(lockid);
+    await pollUntil('unlocked', async () =>
+      (await removalBlocked(key('gateway-lost'))) ? undefined : true,
+    );
+    await stopService(successor);
   });
 
   it('shares locks between two lock-service replicas, each held exactly once', async () => {

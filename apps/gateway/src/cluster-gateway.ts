@@ -85,6 +85,7 @@ export async function startClusterGateway(
       redisUrl: options.redis,
       prefix: options.redisPrefix,
       lockedFiles: options.lockedFiles,
+      ttlMs: options.lockTtlMs,
     });
     // Not fatal: lock requests answer 503 until Redis is there.
     await clusterLocks.ready().catch((error: unknown) => log(`locks: ${String(error)}`));

@@ -3,12 +3,23 @@
  * session and records it in the LockStore; it expires `ttlMs` after locking unless a keeplocked
  * request holds it, whose heartbeats push the expiry forward; unlock releases at once. When a
  * keeplocked request goes away without unlocking, the lock expires `ttlMs` after its last
- * heartbeat. Every held lock has a timer owned here, and all are released on shutdown.
+ * heartbeat. Every held lock has a timer owned here.
+ *
+ * Locks outlive this process: the session holding one ends by a signal when the process goes
+ * (SIGTERM or a crash), and git-annex then keeps the lock's retention file, which protects the
+ * content for ten minutes after the lock was taken (GIT_ANNEX_RETENTION_MS). A lock kept longer
+ * than that is taken once more on a fresh session, once its expiry is RENEW_SLACK_MS past its
+ * retention file. With
+ * a LockJournal, each lock is also recorded in its repository, and `restore` (at start) takes
+ * over the locks a previous process left: it holds them until they expire or are unlocked, and
+ * lets go at once of those that expired meanwhile.
  */
 import { randomUUID } from 'node:crypto';
 import { type Dispatcher, type HeldLock } from '@annex-p2phttp/dispatch';
 import {
   HeartbeatKeeper,
+  type JournaledLock,
+  type LockJournal,
   type LockKeeper,
   type LockStore,
   type RetentionLocks,
@@ -16,9 +27,22 @@ import {
 import { type SessionTarget } from '@annex-p2phttp/p2p';
 
 export const LOCK_TTL_MS = 10 * 60_000;
+/** How long git-annex keeps a retention file after LOCKCONTENT (PROTOCOL.md §1.5). */
+export const GIT_ANNEX_RETENTION_MS = 10 * 60_000;
+/**
+ * A lock is taken again once its expiry is this far past its retention file, not at once: every
+ * keeplocked begins with a heartbeat that moves the expiry a little past it.
+ */
+export const RENEW_SLACK_MS = 60_000;
 
 interface Held {
-  readonly lock: HeldLock;
+  lock: HeldLock;
+  readonly target: SessionTarget;
+  readonly key: string;
+  readonly lockedAt: number;
+  expiresAt: number;
+  /** Until when git-annex's retention file protects the content without the session. */
+  coveredUntil: number;
   timer: NodeJS.Timeout | null;
 }
 
@@ -27,6 +51,10 @@ export interface LockServiceOptions {
   readonly ttlMs?: number;
   readonly holder?: string;
   readonly now?: () => number;
+  /** Where held locks are remembered for the next process; none: they are not taken over. */
+  readonly journal?: LockJournal;
+  /** Problems (a journal that cannot be written). */
+  readonly log?: (message: string) => void;
 }
 
 export class LockService implements RetentionLocks {
@@ -50,36 +78,31 @@ export class LockService implements RetentionLocks {
     if (this.closed) {
       return null;
     }
-    const lockid = randomUUID();
     const lockedAt = this.now();
-    const record = {
-      lockid,
-      repository: target.serverUuid,
-      key,
-      holder: this.options.holder ?? `pid:${process.pid}`,
-      lockedAt,
-      expiresAt: lockedAt + this.ttlMs,
-    };
-    // Reserve the record first, so `--lockedfiles` holds however many lock at once.
-    if (!(await this.store.create(record, this.options.lockedFiles))) {
-      return null;
+    const lockid = randomUUID();
+    return (await this.take(lockid, target, key, lockedAt, lockedAt + this.ttlMs)) ? lockid : null;
+  }
+
+  /**
+   * Takes over the locks a previous process left in the journal of the repositories served from
+   * `repoPaths`: live ones are taken again and held until they expire or are unlocked; expired
+   * ones are let go at once (taken and unlocked, which ends git-annex's retention file too).
+   */
+  async restore(repoPaths: readonly string[]): Promise<number> {
+    const { journal } = this.options;
+    if (!journal) {
+      return 0;
     }
-    let lock: HeldLock | null = null;
-    try {
-      lock = await this.dispatcher.lockContent(target, key);
-    } finally {
-      if (!lock) {
-        await this.store.delete(lockid);
-      }
+    let restored = 0;
+    for (const repoPath of new Set(repoPaths)) {
+      const locks = await journal.read(repoPath).catch((error: unknown) => {
+        this.log(`cannot read the locks recorded in ${repoPath}: ${String(error)}`);
+        return [];
+      });
+      const results = await Promise.all(locks.map((lock) => this.takeOver(lock)));
+      restored += results.filter(Boolean).length;
     }
-    if (!lock) {
-      return null;
-    }
-    const held: Held = { lock, timer: null };
-    this.held.set(lockid, held);
-    lock.onLost(() => void this.forget(lockid));
-    this.schedule(lockid, held, record.expiresAt);
-    return lockid;
+    return restored;
   }
 
   /** Whether a live lock covers the key: removal must then be refused. */
@@ -98,8 +121,13 @@ export class LockService implements RetentionLocks {
     }
     const heartbeat = async () => {
       const expiresAt = this.now() + this.ttlMs;
-      if (await this.store.extend(lockid, expiresAt)) {
-        this.schedule(lockid, held, expiresAt);
+      if (this.held.get(lockid) === held && (await this.store.extend(lockid, expiresAt))) {
+        held.expiresAt = expiresAt;
+        this.schedule(lockid, held);
+        if (expiresAt > held.coveredUntil + RENEW_SLACK_MS) {
+          await this.renew(lockid, held);
+        }
+        await this.record(lockid, held);
       }
     };
     await heartbeat();
@@ -126,17 +154,172 @@ export class LockService implements RetentionLocks {
     return Promise.resolve(this.held.size);
   }
 
-  /** Releases every lock (on shutdown). */
-  async close(): Promise<void> {
+  /**
+   * Stops (on shutdown). The locks are not released: their sessions end by a signal, git-annex
+   * keeps their retention files, and the journal keeps them for the next process.
+   */
+  close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.held.keys()].map((lockid) => this.unlock(lockid)));
+    for (const held of this.held.values()) {
+      if (held.timer) {
+        clearTimeout(held.timer);
+      }
+      held.lock.abandon();
+    }
+    this.held.clear();
+    return Promise.resolve();
   }
 
-  private schedule(lockid: string, held: Held, expiresAt: number): void {
+  /** Records the lock, takes it in the repository and holds it; false when refused. */
+  private async take(
+    lockid: string,
+    target: SessionTarget,
+    key: string,
+    lockedAt: number,
+    expiresAt: number,
+  ): Promise<boolean> {
+    const record = {
+      lockid,
+      repository: target.serverUuid,
+      key,
+      holder: this.options.holder ?? `pid:${process.pid}`,
+      lockedAt,
+      expiresAt,
+    };
+    // Reserve the record first, so `--lockedfiles` holds however many lock at once.
+    if (!(await this.store.create(record, this.options.lockedFiles))) {
+      return false;
+    }
+    let lock: HeldLock | null = null;
+    try {
+      lock = await this.dispatcher.lockContent(target, key);
+    } finally {
+      if (!lock) {
+        await this.store.delete(lockid);
+      }
+    }
+    if (!lock) {
+      return false;
+    }
+    if (this.closed) {
+      await this.store.delete(lockid);
+      lock.abandon();
+      return false;
+    }
+    const held: Held = {
+      lock,
+      target,
+      key,
+      lockedAt,
+      expiresAt,
+      coveredUntil: this.now() + GIT_ANNEX_RETENTION_MS,
+      timer: null,
+    };
+    this.held.set(lockid, held);
+    this.watch(lockid, held, lock);
+    this.schedule(lockid, held);
+    await this.record(lockid, held);
+    return true;
+  }
+
+  /** A lock of the journal: held again if it is still live, else let go. */
+  private async takeOver(lock: JournaledLock): Promise<boolean> {
+    const target: SessionTarget = {
+      repoPath: lock.repoPath,
+      serverUuid: lock.serverUuid,
+      clientUuid: lock.clientUuid,
+      bypass: lock.bypass,
+      version: lock.version,
+      mode: lock.mode,
+    };
+    try {
+      if (
+        lock.expiresAt > this.now() &&
+        !this.held.has(lock.lockid) &&
+        (await this.take(lock.lockid, target, lock.key, lock.lockedAt, lock.expiresAt))
+      ) {
+        return true;
+      }
+      if (!this.held.has(lock.lockid)) {
+        // Expired or no longer takeable: a lock taken now and unlocked at once ends the retention
+        // file the previous process left (git-annex deletes it when its own lock wrote it last).
+        await this.options.journal?.remove(lock.repoPath, lock.lockid);
+        const held = await this.dispatcher.lockContent(target, lock.key);
+        await held?.release();
+      }
+    } catch (error) {
+      this.log(`cannot take over lock ${lock.lockid}: ${String(error)}`);
+    }
+    return false;
+  }
+
+  /**
+   * Takes the lock once more on a fresh session, so git-annex's retention file covers the
+   * lock's new expiry, then unlocks the old session (which leaves the newer retention file).
+   */
+  private async renew(lockid: string, held: Held): Promise<void> {
+    let fresh: HeldLock | null;
+    try {
+      fresh = await this.dispatcher.lockContent(held.target, held.key);
+    } catch (error) {
+      this.log(`cannot renew lock ${lockid}: ${String(error)}`);
+      return;
+    }
+    if (!fresh) {
+      return;
+    }
+    if (this.held.get(lockid) !== held) {
+      await fresh.release();
+      return;
+    }
+    const old = held.lock;
+    held.lock = fresh;
+    held.coveredUntil = this.now() + GIT_ANNEX_RETENTION_MS;
+    this.watch(lockid, held, fresh);
+    await old.release();
+  }
+
+  /** Forgets the lock if the session holding it dies. */
+  private watch(lockid: string, held: Held, lock: HeldLock): void {
+    lock.onLost(() => {
+      if (this.held.get(lockid) === held && held.lock === lock) {
+        void this.forget(lockid);
+      }
+    });
+  }
+
+  private async record(lockid: string, held: Held): Promise<void> {
+    const { journal } = this.options;
+    if (!journal) {
+      return;
+    }
+    const { target } = held;
+    try {
+      await journal.write({
+        lockid,
+        repoPath: target.repoPath,
+        serverUuid: target.serverUuid,
+        key: held.key,
+        clientUuid: target.clientUuid,
+        bypass: target.bypass,
+        version: target.version,
+        mode: target.mode,
+        lockedAt: held.lockedAt,
+        expiresAt: held.expiresAt,
+      });
+    } catch (error) {
+      this.log(`cannot record lock ${lockid} for a restart: ${String(error)}`);
+    }
+  }
+
+  private schedule(lockid: string, held: Held): void {
     if (held.timer) {
       clearTimeout(held.timer);
     }
-    held.timer = setTimeout(() => void this.expire(lockid), Math.max(0, expiresAt - this.now()));
+    held.timer = setTimeout(
+      () => void this.expire(lockid),
+      Math.max(0, held.expiresAt - this.now()),
+    );
     held.timer.unref();
   }
 
@@ -144,7 +327,8 @@ export class LockService implements RetentionLocks {
     const record = await this.store.get(lockid);
     const held = this.held.get(lockid);
     if (record && held && record.expiresAt > this.now()) {
-      this.schedule(lockid, held, record.expiresAt);
+      held.expiresAt = record.expiresAt;
+      this.schedule(lockid, held);
       return;
     }
     if (held) {
@@ -160,5 +344,14 @@ export class LockService implements RetentionLocks {
     }
     this.held.delete(lockid);
     await this.store.delete(lockid);
+    if (held) {
+      await this.options.journal
+        ?.remove(held.target.repoPath, lockid)
+        .catch((error: unknown) => this.log(`cannot forget lock ${lockid}: ${String(error)}`));
+    }
+  }
+
+  private log(message: string): void {
+    this.options.log?.(message);
   }
 }

@@ -32,7 +32,7 @@ import {
   SHUTDOWN_GRACE_MS,
   type Dispatcher,
 } from '@annex-p2phttp/dispatch';
-import { MemoryLockStore, type RetentionLocks } from '@annex-p2phttp/locks';
+import { LockJournal, MemoryLockStore, type RetentionLocks } from '@annex-p2phttp/locks';
 import {
   CounterMirror,
   logFunction,
@@ -41,7 +41,7 @@ import {
   mirrorPool,
   type Logger,
 } from '@annex-p2phttp/metrics';
-import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
+import { LocalShellConnector, ObjectFiles, SessionPool } from '@annex-p2phttp/p2p';
 import { AccessControl } from './access';
 import { GatewayModule } from './app.module';
 import { AuthHook } from './auth-hook';
@@ -111,9 +111,18 @@ export async function startEmbeddedServer(
     maxIdle: options.proxyConnections,
   });
   const dispatcher = new InProcessDispatcher(pool, undefined, { log: logFunction(log, 'warn') });
+  const objects = new ObjectFiles();
   const locks = new LockService(new MemoryLockStore(), dispatcher, {
     lockedFiles: options.lockedFiles,
+    ttlMs: options.lockTtlMs,
+    journal: new LockJournal((repoPath) => objects.gitDir(repoPath)),
+    log: logFunction(log, 'warn'),
   });
+  // The locks a previous server left (stopped or crashed) are taken over before serving.
+  const restored = await locks.restore(registry.list().map((repo) => repo.path));
+  if (restored > 0) {
+    log.info(`took over ${restored} content lock(s) held before the restart`);
+  }
   const metrics = new Metrics('embedded');
   mirrorPool(metrics, () => dispatcher.stats());
   const expirations = new CounterMirror(metrics.lockExpirations);
@@ -134,7 +143,7 @@ export async function startEmbeddedServer(
       },
       close: async (graceMs) => {
         const grace = new Deadline(graceMs);
-        await boundedStep('release the locks', () => locks.close(), {
+        await boundedStep('leave the locks to their retention files', () => locks.close(), {
           withinMs: grace.remaining,
           log: logFunction(log, 'warn'),
         });

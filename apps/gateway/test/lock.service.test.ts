@@ -1,8 +1,11 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type Dispatcher, type HeldLock } from '@annex-p2phttp/dispatch';
-import { MemoryLockStore } from '@annex-p2phttp/locks';
+import { LockJournal, MemoryLockStore } from '@annex-p2phttp/locks';
 import { type SessionTarget } from '@annex-p2phttp/p2p';
-import { LockService } from '../src/lock.service';
+import { GIT_ANNEX_RETENTION_MS, LockService } from '../src/lock.service';
 
 const target: SessionTarget = {
   repoPath: '/repo',
@@ -15,7 +18,11 @@ const target: SessionTarget = {
 
 class FakeLock implements HeldLock {
   released = 0;
+  abandoned = 0;
   private readonly lost: Array<() => void> = [];
+  abandon(): void {
+    this.abandoned += 1;
+  }
   release(): Promise<void> {
     this.released += 1;
     return Promise.resolve();
@@ -30,7 +37,15 @@ class FakeLock implements HeldLock {
   }
 }
 
-function setup(options: { lockedFiles?: number; ttlMs?: number; refuse?: boolean } = {}) {
+function setup(
+  options: {
+    lockedFiles?: number;
+    ttlMs?: number;
+    refuse?: boolean;
+    journal?: LockJournal;
+    now?: () => number;
+  } = {},
+) {
   const held: FakeLock[] = [];
   const dispatcher = {
     lockContent: () => {
@@ -46,6 +61,8 @@ function setup(options: { lockedFiles?: number; ttlMs?: number; refuse?: boolean
   const service = new LockService(store, dispatcher, {
     lockedFiles: options.lockedFiles ?? 10,
     ttlMs: options.ttlMs ?? 60_000,
+    journal: options.journal,
+    now: options.now,
   });
   return { service, store, held };
 }
@@ -111,12 +128,74 @@ describe('LockService', () => {
     expect(await service.keep('no-such-lock')).toBeNull();
   });
 
-  it('releases every lock on close and takes no new ones', async () => {
+  it('abandons every lock on close (their retention outlives it) and takes no new ones', async () => {
     const { service, held } = setup();
     await service.lock(target, 'A');
     await service.lock(target, 'B');
     await service.close();
-    expect(held.map((lock) => lock.released)).toEqual([1, 1]);
+    expect(held.map((lock) => [lock.released, lock.abandoned])).toEqual([
+      [0, 1],
+      [0, 1],
+    ]);
     expect(await service.lock(target, 'C')).toBeNull();
+  });
+
+  it('takes a kept lock again before git-annex retention would run out, then frees the old one', async () => {
+    let now = 1_000_000;
+    const { service, held } = setup({ ttlMs: 120_000, now: () => now });
+    const lockid = (await service.lock(target, 'KEY')) ?? '';
+    const keeper = await service.keep(lockid);
+    expect(held).toHaveLength(1);
+    // Kept for nine and a half minutes: the next expiry is past the first retention file.
+    now += GIT_ANNEX_RETENTION_MS - 30_000;
+    await keeper?.end();
+    expect(held).toHaveLength(2);
+    expect(held.map((lock) => lock.released)).toEqual([1, 0]);
+    await service.unlock(lockid);
+    expect(held.map((lock) => lock.released)).toEqual([1, 1]);
+  });
+
+  it('records locks in the journal, and a new service takes them over', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'lock-journal-'));
+    try {
+      const journal = new LockJournal(() => Promise.resolve(dir));
+      const first = setup({ journal });
+      const kept = (await first.service.lock(target, 'KEPT')) ?? '';
+      const ended = (await first.service.lock(target, 'ENDED')) ?? '';
+      await first.service.unlock(ended);
+      expect((await journal.read('/repo')).map((lock) => lock.lockid)).toEqual([kept]);
+      await first.service.close();
+      expect((await journal.read('/repo')).map((lock) => lock.key)).toEqual(['KEPT']);
+
+      const second = setup({ journal });
+      expect(await second.service.restore(['/repo', '/repo'])).toBe(1);
+      expect(await second.service.isLocked('server-uuid', 'KEPT')).toBe(true);
+      expect(await second.service.keep(kept)).not.toBeNull();
+      await second.service.unlock(kept);
+      expect(second.held.map((lock) => lock.released)).toEqual([1]);
+      expect(await journal.read('/repo')).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('lets go at once of a journaled lock that expired while no service ran', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'lock-journal-'));
+    try {
+      const journal = new LockJournal(() => Promise.resolve(dir));
+      let now = 1_000_000;
+      const first = setup({ journal, ttlMs: 1000, now: () => now });
+      await first.service.lock(target, 'OLD');
+      await first.service.close();
+      now += 5000;
+      const second = setup({ journal, now: () => now });
+      expect(await second.service.restore(['/repo'])).toBe(0);
+      // Taken and unlocked at once: git-annex then ends the retention file too.
+      expect(second.held.map((lock) => lock.released)).toEqual([1]);
+      expect(await second.service.isLocked('server-uuid', 'OLD')).toBe(false);
+      expect(await journal.read('/repo')).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -10,6 +10,11 @@
  *  4. deletes expired records (any holder's) and releases those held here;
  *  5. adopts records whose holder is dead, by an atomic claim, and re-takes their locks.
  * Unlocks arrive over pub/sub and release at once. A lock whose session dies is re-taken.
+ *
+ * The repository-side locks outlive this process: their sessions end by a signal when it goes
+ * (a crash, or SIGTERM, which abandons them), and git-annex keeps each lock's retention file for
+ * ten minutes after the lock was taken, until another lock-service has taken it over. A lock whose
+ * record's expiry moves RENEW_SLACK_MS past that is taken once more on a fresh session.
  */
 import { type RepositoryRegistry } from '@annex-p2phttp/config';
 import {
@@ -34,11 +39,20 @@ export const DEFAULT_HOLDER_TTL_MS = 10_000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 1000;
 /** Records adopted per tick at most. */
 const ADOPT_BATCH = 64;
+/** How long git-annex keeps a retention file after LOCKCONTENT (PROTOCOL.md §1.5). */
+export const GIT_ANNEX_RETENTION_MS = 10 * 60_000;
+/**
+ * A lock is taken again once its expiry is this far past its retention file, not at once: every
+ * keeplocked begins with a heartbeat that moves the expiry a little past it.
+ */
+export const RENEW_SLACK_MS = 60_000;
 
 interface Held {
   readonly record: ClusterLockRecord & { session: LockSession };
-  readonly lock: HeldLock;
+  lock: HeldLock;
   expiresAt: number;
+  /** Until when git-annex's retention file protects the content without the session. */
+  coveredUntil: number;
 }
 
 export interface ClusterLockHolderOptions {
@@ -157,10 +171,11 @@ export class ClusterLockHolder {
   }
 
   /**
-   * Stops: releases every repository-side lock (within `deadlineMs`; sessions still open after it
-   * are cut by the pool's close), then marks this holder dead so live instances adopt the records
-   * at once. The records stay: the locks live on with another instance. A round of upkeep under
-   * way, and marking the holder dead, wait for Redis at most a short while each.
+   * Stops: abandons every repository-side lock (its session ends by a signal, and git-annex keeps
+   * its retention file until another instance has taken it over), then marks this holder dead so
+   * live instances adopt the records at once. The records stay: the locks live on with another
+   * instance. A round of upkeep under way, and marking the holder dead, wait for Redis at most a
+   * short while each.
    */
   async close(deadlineMs = 10_000): Promise<void> {
     this.closing = true;
@@ -176,11 +191,10 @@ export class ClusterLockHolder {
         log,
       });
     }
-    await boundedStep(
-      'release the locks held here',
-      () => Promise.all(this.lockids().map((lockid) => this.release(lockid))),
-      { withinMs: deadlineMs, log },
-    );
+    for (const held of this.held.values()) {
+      held.lock.abandon();
+    }
+    this.held.clear();
     // Not done, the records are adopted once this holder's heartbeat key expires instead.
     await boundedStep(
       'mark this lock-service gone',
@@ -269,6 +283,11 @@ export class ClusterLockHolder {
         held.expiresAt = state.expiresAt;
       }
     });
+    for (const [lockid, held] of this.held) {
+      if (held.expiresAt > held.coveredUntil + RENEW_SLACK_MS && !gone.includes(lockid)) {
+        await this.renew(lockid, held);
+      }
+    }
     // Records that vanished because Redis lost its data are recorded again by the next tick,
     // not released: look at the epoch once more before trusting their absence.
     if (gone.length > 0 && (await store.epoch()) === this.epoch) {
@@ -350,11 +369,49 @@ export class ClusterLockHolder {
     return this.options.dispatcher.lockContent(target, key);
   }
 
+  /**
+   * Takes a lock once more on a fresh session, so git-annex's retention file covers its new
+   * expiry, then unlocks the old session (which leaves the newer retention file).
+   */
+  private async renew(lockid: string, held: Held): Promise<void> {
+    const { record } = held;
+    let fresh: HeldLock | null;
+    try {
+      fresh = await this.take(record.repository, record.key, record.session);
+    } catch (error) {
+      this.log(`cannot renew lock ${lockid}: ${String(error)}`);
+      return;
+    }
+    if (!fresh) {
+      return;
+    }
+    if (this.held.get(lockid) !== held || this.closing) {
+      await fresh.release();
+      return;
+    }
+    const old = held.lock;
+    held.lock = fresh;
+    held.coveredUntil = this.now() + GIT_ANNEX_RETENTION_MS;
+    this.watch(held, fresh);
+    await old.release();
+  }
+
   private keep(record: ClusterLockRecord & { session: LockSession }, lock: HeldLock): void {
-    const held: Held = { record, lock, expiresAt: record.expiresAt };
+    const held: Held = {
+      record,
+      lock,
+      expiresAt: record.expiresAt,
+      coveredUntil: this.now() + GIT_ANNEX_RETENTION_MS,
+    };
     this.held.set(record.lockid, held);
+    this.watch(held, lock);
+  }
+
+  /** Takes the lock again if the session holding it dies. */
+  private watch(held: Held, lock: HeldLock): void {
+    const { record } = held;
     lock.onLost(() => {
-      if (this.held.get(record.lockid) === held) {
+      if (this.held.get(record.lockid) === held && held.lock === lock) {
         this.held.delete(record.lockid);
         if (!this.closing) {
           this.log(`the session holding lock ${record.lockid} died; taking the lock again`);

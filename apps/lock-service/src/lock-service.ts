@@ -3,7 +3,7 @@
  * LOCK_REQUEST_QUEUE, holds the repository-side locks (ClusterLockHolder), releases them on
  * unlock messages (pub/sub) and expiry, and serves /healthz, /readyz and /metrics. It owns, and
  * ends on close in this order: the worker (no new requests; running ones finish), the held locks
- * (released within the shutdown deadline), the sessions, the health server, the Redis connections.
+ * (their sessions end by a signal, leaving git-annex's retention files), the sessions, the health server, the Redis connections.
  * Every step is bounded and those that need Redis are skipped while it is unreachable
  * (shutdown-steps.ts), so that it stops in time whatever the state of Redis.
  */

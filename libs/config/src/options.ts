@@ -33,6 +33,8 @@ export interface ServeOptions extends AuthPolicy {
   clusterJobs: number;
   /** Content locks held at once; past it lockcontent answers locked:false. */
   lockedFiles: number;
+  /** How long a retention lock lasts after lockcontent, or after its keeplocked request ended. */
+  lockTtlMs: number;
   certFile?: string;
   privateKeyFile?: string;
   chainFiles: string[];
@@ -91,6 +93,8 @@ export const DEFAULT_DATA_PORT = 9418;
 export const DEFAULT_HEALTH_PORT = 9419;
 export const DEFAULT_REDIS_PREFIX = 'annex-p2phttp:';
 export const DEFAULT_QUEUE_WAIT_SECONDS = 30;
+/** git-annex's own retention period of a lock (PROTOCOL.md §2.5). */
+export const DEFAULT_LOCK_TTL_SECONDS = 600;
 export const DEFAULT_JOB_TIMEOUT_SECONDS = 600;
 export const DEFAULT_STALL_CHECK_SECONDS = 30;
 export const DEFAULT_JOBS = 8;
@@ -131,6 +135,7 @@ interface RawOptions {
   redisPrefix?: string;
   healthPort?: string;
   queueWait?: string;
+  lockTtl?: string;
   jobTimeout?: string;
   dataPort?: string;
   advertiseUrl?: string;
@@ -174,6 +179,10 @@ function buildCommand(): Command {
     valued(
       '--lockedfiles <N>',
       `maximum number of content locks held at once (default ${DEFAULT_LOCKED_FILES})`,
+    ),
+    valued(
+      '--lock-ttl <S>',
+      `a content lock lasts S s after lockcontent or its keeplocked (${DEFAULT_LOCK_TTL_SECONDS})`,
     ),
     valued('--certfile <FILE>', 'TLS certificate file for HTTPS'),
     valued('--privatekeyfile <FILE>', 'TLS private key file for HTTPS'),
@@ -389,6 +398,7 @@ export function parseServeArgs(
     problems.push('--chainfile needs --certfile and --privatekeyfile');
   }
 
+  const lockTtl = parseCount('--lock-ttl', raw.lockTtl, DEFAULT_LOCK_TTL_SECONDS, problems, 1);
   const queueWait = parseCount(
     '--queue-wait',
     raw.queueWait,
@@ -485,6 +495,7 @@ export function parseServeArgs(
 
   if (
     problems.length > 0 ||
+    lockTtl === undefined ||
     authHookCache === undefined ||
     queueWait === undefined ||
     jobTimeout === undefined ||
@@ -511,6 +522,7 @@ export function parseServeArgs(
     proxyConnections,
     clusterJobs,
     lockedFiles,
+    lockTtlMs: lockTtl * 1000,
     chainFiles: chainFiles.map(abs),
     authEnv: raw.authenv === true,
     authEnvHttp: raw.authenvHttp === true,

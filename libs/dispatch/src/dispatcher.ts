@@ -17,6 +17,12 @@ import {
 export interface HeldLock {
   /** Unlocks in the repository. Idempotent. */
   release(): Promise<void>;
+  /**
+   * Ends the holding session by a signal without unlocking: git-annex keeps the lock's retention
+   * file, and the content stays locked for the ten minutes after it was locked (shutdown, when
+   * the lock must outlive this process). Idempotent; a no-op after `release`.
+   */
+  abandon(): void;
   /** Called if the lock is lost without `release` (the holding session died). */
   onLost(listener: () => void): void;
 }

@@ -16,13 +16,10 @@ import {
   removeBeforeJudgedHere,
   timestampSeconds,
   unlockContent,
-  isStaleFailure,
   JournalCommitter,
   ObjectFiles,
   readObject,
   VerifiedPut,
-  type Lease,
-  type P2PConnection,
   type GetOutcome,
   type GetRequest,
   type PlusResult,
@@ -36,12 +33,17 @@ import { type Dispatcher, type DispatcherStats, type HeldLock } from './dispatch
 import { KeyedMutex } from './keyed-mutex';
 import { boundedStep, Deadline, SHUTDOWN_CLEANUP_MS } from './shutdown-steps';
 
+/** How long an unlock waits for the answer that shows git-annex has unlocked. */
+const UNLOCK_ANSWER_MS = 10_000;
+
 /** Operations that change nothing when repeated after a session died unanswered. */
 const RETRY = { retryOnStale: true };
 
 export class InProcessDispatcher implements Dispatcher {
   private readonly uploads = new KeyedMutex();
   private heldLocks = 0;
+  /** Abandons each retention lock held here (see lockContent). */
+  private readonly holders = new Set<() => void>();
   private streams = 0;
 
   private readonly objects = new ObjectFiles();
@@ -236,27 +238,43 @@ export class InProcessDispatcher implements Dispatcher {
     return outcome;
   }
 
+  /**
+   * LOCKCONTENT on a session of its own that ends by a signal, never by the end of its input, so
+   * git-annex keeps the lock's retention file if this process goes (PROTOCOL.md §1.5).
+   */
   async lockContent(target: SessionTarget, key: string): Promise<HeldLock | null> {
-    const { lease, locked } = await this.takeLock(target, key);
+    const connection = await this.pool.openHolder(target);
+    let locked = false;
+    try {
+      locked = await lockContent(connection, key);
+    } finally {
+      if (!locked) {
+        connection.close();
+      }
+    }
     if (!locked) {
-      lease.release(lease.connection.finish());
       return null;
     }
     this.heldLocks += 1;
-    const connection = lease.connection;
     const lost: Array<() => void> = [];
-    let released = false;
+    let settled = false;
     const settle = () => {
-      if (released) {
+      if (settled) {
         return false;
       }
-      released = true;
+      settled = true;
       this.heldLocks -= 1;
+      this.holders.delete(abandon);
       return true;
     };
+    const abandon = () => {
+      if (settle()) {
+        connection.close();
+      }
+    };
+    this.holders.add(abandon);
     connection.onClose(() => {
       if (settle()) {
-        lease.release(false);
         for (const listener of lost) {
           listener();
         }
@@ -269,33 +287,21 @@ export class InProcessDispatcher implements Dispatcher {
         }
         try {
           await unlockContent(connection);
-          lease.release(connection.finish());
+          // UNLOCKCONTENT has no reply: an answer to the next request shows it was done, and
+          // the session can then be ended without touching the lock. Without an answer in time
+          // (a proxied remote that does not answer), the retention file lasts its ten minutes.
+          await within(checkPresent(connection, key), UNLOCK_ANSWER_MS);
         } catch {
-          lease.release(false);
+          // The session died: git-annex's retention file lasts its ten minutes.
+        } finally {
+          connection.close();
         }
       },
+      abandon,
       onLost: (listener) => {
         lost.push(listener);
       },
     };
-  }
-
-  /** LOCKCONTENT on a dedicated session; once more on a fresh one if a reused one was dead. */
-  private async takeLock(
-    target: SessionTarget,
-    key: string,
-  ): Promise<{ lease: Lease<P2PConnection>; locked: boolean }> {
-    for (let attempt = 0; ; attempt += 1) {
-      const lease = await this.pool.lease(target, { counted: false });
-      try {
-        return { lease, locked: await lockContent(lease.connection, key) };
-      } catch (error) {
-        lease.release(false);
-        if (!isStaleFailure(lease, error) || attempt > 0) {
-          throw error;
-        }
-      }
-    }
   }
 
   stats(): DispatcherStats {
@@ -305,7 +311,8 @@ export class InProcessDispatcher implements Dispatcher {
       idle: stats.idle,
       waiting: stats.waiting,
       locks: this.heldLocks,
-      connections: stats.connections,
+      // Each held lock has a session of its own, outside the pool.
+      connections: stats.connections + this.heldLocks,
       streams: this.streams,
       opened: stats.opened,
       openFailures: stats.openFailures,
@@ -332,6 +339,10 @@ export class InProcessDispatcher implements Dispatcher {
     log: (message: string) => void = () => {},
     until: Deadline = new Deadline(graceMs + SHUTDOWN_CLEANUP_MS),
   ): Promise<void> {
+    // Locks still held end by a signal: their retention files stay (DESIGN.md "Locks").
+    for (const abandon of [...this.holders]) {
+      abandon();
+    }
     await boundedStep('finish the work in flight', () => this.pool.close(), {
       withinMs: graceMs,
       cut: () => void this.pool.close(true),
@@ -347,4 +358,16 @@ export class InProcessDispatcher implements Dispatcher {
 
 function uploadKey(target: SessionTarget, key: string): string {
   return `${target.repoPath}\n${target.serverUuid}\n${key}`;
+}
+
+/** Resolves when `promise` settles or `ms` passed, whichever is first; never rejects. */
+async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    promise.catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }

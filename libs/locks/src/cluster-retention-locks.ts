@@ -136,12 +136,31 @@ export class ClusterRetentionLocks implements RetentionLocks {
     return guard(() => this.store.isLocked(serverUuid, key));
   }
 
+  /**
+   * Keeps a lock: heartbeats move its record's expiry. This keeplocked request may be the only
+   * party left that knows of the lock (its lock-service crashed and Redis lost its data): when a
+   * heartbeat finds the record gone and the epoch changed, the record is written again, with the
+   * holder it had. A live holder then finds its own record again; a dead one's record is adopted
+   * by a live lock-service, which takes the lock in the repository again. A record deleted while
+   * the epoch stayed was unlocked or expired, and stays deleted.
+   */
   async keep(lockid: string): Promise<LockKeeper | null> {
     const record = await guard(() => this.store.get(lockid));
     if (!record || record.holder === RESERVED) {
       return null;
     }
-    const heartbeat = () => this.store.extend(lockid, this.now() + this.ttlMs);
+    let epoch = await guard(() => this.store.epoch());
+    const heartbeat = async () => {
+      const expiresAt = this.now() + this.ttlMs;
+      if (await this.store.extend(lockid, expiresAt)) {
+        return;
+      }
+      const now = await this.store.epoch();
+      if (now !== epoch) {
+        await this.store.restore({ ...record, expiresAt });
+        epoch = now;
+      }
+    };
     await guard(heartbeat);
     // A heartbeat that fails (Redis down a moment) is retried at the next period; the lock
     // expires only if heartbeats fail for a whole ttl.

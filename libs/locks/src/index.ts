@@ -6,3 +6,4 @@ export * from './redis-connection';
 export * from './redis-lock-store';
 export * from './lock-requests';
 export * from './cluster-retention-locks';
+export * from './lock-journal';

@@ -12,3 +12,4 @@ export * from './object-files';
 export * from './verified-put';
 export * from './boot-clock';
 export * from './journal-committer';
+export * from './lock-input';

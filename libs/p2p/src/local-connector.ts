@@ -4,7 +4,9 @@
  * passed as an argv array, never through a shell; every value was validated by the caller.
  * The server mode (§1.6) is set through git-annex-shell's environment.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { type Writable } from 'node:stream';
+import { openLockInput } from './lock-input';
 import { trackShellProcess } from './shell-processes';
 import { type Transport } from './transport';
 
@@ -22,6 +24,13 @@ export interface ConnectTarget {
 
 export interface Connector {
   connect(target: ConnectTarget): Transport;
+  /**
+   * A session that will hold a retention lock (PROTOCOL.md §1.5): one that never sees the end of
+   * its input when this process goes, and is ended by a signal instead, so that git-annex keeps
+   * the lock's retention file. Its `destroy` ends it by a signal too; to unlock, send
+   * UNLOCKCONTENT first. A connector that cannot do this opens an ordinary session.
+   */
+  connectHolder?(target: ConnectTarget): Promise<Transport>;
 }
 
 /** How long a peer may take to exit after its stdin closed before it is killed. */
@@ -68,21 +77,87 @@ export class LocalShellConnector implements Connector {
       env?: NodeJS.ProcessEnv;
       debug?: boolean;
       clusterJobs?: number;
+      /** util-linux's setpriv, which starts the sessions that hold locks. */
+      setpriv?: string;
     } = {},
   ) {}
 
   connect(target: ConnectTarget): Transport {
-    const command = this.options.command ?? 'git-annex-shell';
+    const child = spawn(this.command(), this.args(target), {
+      cwd: target.repoPath,
+      env: this.env(target),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    trackShellProcess(child);
+    // Writing to a process that already died raises EPIPE on stdin; the connection sees the
+    // exit through `exited` and the input stream's end, so the error itself needs no handler
+    // beyond keeping it from becoming an uncaught exception.
+    child.stdin.on('error', () => undefined);
+    return this.transport(target, child, child.stdin, () => {
+      // Closing stdin makes git-annex-shell unlock held content and keep a partial upload
+      // (PROTOCOL.md §1.5); closing stdout stops a download. A peer that does not exit by
+      // itself is killed after a grace period.
+      child.stdin.destroy();
+      child.stdout?.destroy();
+      killLater(child, KILL_GRACE_MS);
+    });
+  }
+
+  /**
+   * git-annex unlocks and deletes the retention file when a holder's input ends, but keeps the
+   * file when the holder dies by a signal (PROTOCOL.md §1.5). So the holder's input is a FIFO it
+   * holds open for writing itself (its input never ends), and it is started through `setpriv
+   * --pdeathsig SIGKILL`, which kills it when this process dies, however it dies.
+   */
+  async connectHolder(target: ConnectTarget): Promise<Transport> {
+    const input = await openLockInput();
+    let child: ChildProcess;
+    try {
+      child = spawn(
+        this.options.setpriv ?? 'setpriv',
+        ['--pdeathsig', 'SIGKILL', '--', this.command(), ...this.args(target)],
+        { cwd: target.repoPath, env: this.env(target), stdio: [input.fd, 'pipe', 'pipe'] },
+      );
+    } catch (error) {
+      input.close();
+      throw error;
+    }
+    trackShellProcess(child);
+    child.once('exit', () => input.close());
+    child.once('error', () => input.close());
+    return this.transport(target, child, input.stream, () => {
+      // End of input would unlock: a signal ends the holder, and its retention file stays.
+      input.close();
+      child.stdout?.destroy();
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        killLater(child, KILL_GRACE_MS);
+      }
+    });
+  }
+
+  private command(): string {
+    return this.options.command ?? 'git-annex-shell';
+  }
+
+  private args(target: ConnectTarget): string[] {
     const args = ['p2pstdio', target.repoPath, target.clientUuid, '--uuid', target.serverUuid];
     if (this.options.debug) {
       args.push('--debug');
     }
-    const child = spawn(command, args, {
-      cwd: target.repoPath,
-      env: shellEnvironment(this.options.env ?? process.env, target.mode, this.options.clusterJobs),
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    trackShellProcess(child);
+    return args;
+  }
+
+  private env(target: ConnectTarget): NodeJS.ProcessEnv {
+    return shellEnvironment(this.options.env ?? process.env, target.mode, this.options.clusterJobs);
+  }
+
+  private transport(
+    target: ConnectTarget,
+    child: ChildProcess,
+    output: Writable,
+    destroy: () => void,
+  ): Transport {
     const exited = new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) {
         resolve();
@@ -91,28 +166,25 @@ export class LocalShellConnector implements Connector {
       child.once('exit', () => resolve());
       child.once('error', () => resolve());
     });
-    // Writing to a process that already died raises EPIPE on stdin; the connection sees the
-    // exit through `exited` and the input stream's end, so the error itself needs no handler
-    // beyond keeping it from becoming an uncaught exception.
-    child.stdin.on('error', () => undefined);
+    if (!child.stdout || !child.stderr) {
+      throw new Error('git-annex-shell was started without stdout or stderr pipes');
+    }
     return {
       input: child.stdout,
-      output: child.stdin,
+      output,
       diagnostics: child.stderr,
       exited,
       description: `git-annex-shell p2pstdio ${target.repoPath} --uuid ${target.serverUuid}`,
-      destroy: () => {
-        // Closing stdin makes git-annex-shell unlock held content and keep a partial upload
-        // (PROTOCOL.md §1.5); closing stdout stops a download. A peer that does not exit by
-        // itself is killed after a grace period.
-        child.stdin.destroy();
-        child.stdout.destroy();
-        if (child.exitCode === null && child.signalCode === null) {
-          const timer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
-          timer.unref();
-          child.once('exit', () => clearTimeout(timer));
-        }
-      },
+      destroy,
     };
+  }
+}
+
+/** SIGKILLs `child` after `ms` unless it exited by then. */
+function killLater(child: ChildProcess, ms: number): void {
+  if (child.exitCode === null && child.signalCode === null) {
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    timer.unref();
+    child.once('exit', () => clearTimeout(timer));
   }
 }

@@ -8,6 +8,7 @@ import { ConnectionClosedError } from './errors';
 import { type Connector } from './local-connector';
 import { ConnectionPool, type Lease, type PoolStats } from './pool';
 import { poolKey, targetOfKey, type SessionTarget } from './pool-key';
+import { type Transport } from './transport';
 
 export interface SessionPoolOptions {
   readonly connector: Connector;
@@ -68,6 +69,20 @@ export class SessionPool {
     }
   }
 
+  /**
+   * Opens a session of its own, outside the pool, to hold a retention lock (Connector
+   * `connectHolder`); the caller owns it and closes it.
+   */
+  async openHolder(target: SessionTarget): Promise<P2PConnection> {
+    const { connector } = this.options;
+    const transport = connector.connectHolder
+      ? await connector.connectHolder(target)
+      : connector.connect(target);
+    const connection = await this.handshake(transport, target);
+    connection.begin();
+    return connection;
+  }
+
   stats(): PoolStats & { connections: number } {
     return { ...this.pool.stats(), connections: this.pool.size };
   }
@@ -78,7 +93,10 @@ export class SessionPool {
 
   private async open(key: string): Promise<P2PConnection> {
     const target = targetOfKey(key);
-    const transport = this.options.connector.connect(target);
+    return this.handshake(this.options.connector.connect(target), target);
+  }
+
+  private handshake(transport: Transport, target: SessionTarget): Promise<P2PConnection> {
     return P2PConnection.open(transport, {
       serverUuid: target.serverUuid,
       version: target.version,

@@ -1,8 +1,9 @@
 /**
  * Every git-annex-shell process this process started and that still runs, so that shutdown can
  * make sure none outlives it: sessions end by closing their stdin (git-annex-shell then unlocks,
- * keeps a partial upload and exits), and whatever is still running when the process must go is
- * killed (a second signal, or a shutdown that ran out of time).
+ * keeps a partial upload and exits), sessions holding a retention lock by a signal (so that
+ * git-annex keeps the lock's retention file), and whatever is still running when the process must
+ * go is killed (a second signal, or a shutdown that ran out of time).
  */
 import { type ChildProcess } from 'node:child_process';
 
