@@ -251,6 +251,16 @@ export class P2PConnection {
     this.fail(reason);
   }
 
+  /**
+   * Closes the session by ending the peer's input after everything written so far (Transport
+   * `end`), and resolves once the peer is gone. Used when a payload is cut short: the peer
+   * keeps every byte it was sent.
+   */
+  async closeAfterWrites(reason: Error): Promise<void> {
+    this.fail(reason, true);
+    await this.transport.exited;
+  }
+
   private onInput(chunk: Buffer): void {
     if (this.failure) {
       return;
@@ -296,7 +306,7 @@ export class P2PConnection {
     );
   }
 
-  private fail(error: Error): void {
+  private fail(error: Error, graceful = false): void {
     if (this.failure) {
       return;
     }
@@ -305,7 +315,11 @@ export class P2PConnection {
         ? new ConnectionClosedError(error.message, this.stderr)
         : error;
     this.stateValue = 'closed';
-    this.transport.destroy();
+    if (graceful && this.transport.end) {
+      this.transport.end();
+    } else {
+      this.transport.destroy();
+    }
     if (this.waiter) {
       const { reject } = this.waiter;
       this.waiter = null;

@@ -93,7 +93,7 @@ export class LocalShellConnector implements Connector {
     // exit through `exited` and the input stream's end, so the error itself needs no handler
     // beyond keeping it from becoming an uncaught exception.
     child.stdin.on('error', () => undefined);
-    return this.transport(target, child, child.stdin, () => {
+    const transport = this.transport(target, child, child.stdin, () => {
       // Closing stdin makes git-annex-shell unlock held content and keep a partial upload
       // (PROTOCOL.md §1.5); closing stdout stops a download. A peer that does not exit by
       // itself is killed after a grace period.
@@ -101,6 +101,17 @@ export class LocalShellConnector implements Connector {
       child.stdout?.destroy();
       killLater(child, KILL_GRACE_MS);
     });
+    return {
+      ...transport,
+      end: () => {
+        // The payload bytes still queued in this process reach git-annex-shell before its input
+        // ends: it keeps every one of them in the partial file. What it still says is read and
+        // dropped, so that it never blocks on a full pipe.
+        child.stdin.end();
+        child.stdout?.resume();
+        killLater(child, KILL_GRACE_MS);
+      },
+    };
   }
 
   /**

@@ -193,7 +193,11 @@ export async function put(connection: P2PConnection, request: PutRequest): Promi
   await connection.send({ kind: 'DATA', length: toSend });
   const streamed = await streamBody(connection, request.body, skip, toSend);
   if (streamed.received < request.length) {
-    connection.close(new ConnectionClosedError('request body ended before its announced length'));
+    // Every byte sent reaches the repository before its input ends: it keeps them all as the
+    // partial content that putoffset then reports.
+    await connection.closeAfterWrites(
+      new ConnectionClosedError('request body ended before its announced length'),
+    );
     return { kind: 'short-body', received: streamed.received };
   }
   if (streamed.received > request.length) {
@@ -223,7 +227,7 @@ async function streamBody(
   const end = skip + count;
   let received = 0;
   let last: Buffer | null = null;
-  for await (const chunk of body) {
+  for await (const chunk of untilBroken(body)) {
     const start = received;
     received += chunk.length;
     if (received > end) {
@@ -247,6 +251,20 @@ async function streamBody(
     await connection.write(last);
   }
   return { received };
+}
+
+/**
+ * The chunks of `body` until it ends or breaks (a client that went away mid-body): what arrived
+ * before the break counts as a body that ended there.
+ */
+async function* untilBroken(body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  try {
+    for await (const chunk of body) {
+      yield chunk;
+    }
+  } catch {
+    // The body ended here.
+  }
 }
 
 export interface GetRequest {

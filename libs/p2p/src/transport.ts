@@ -13,6 +13,12 @@ export interface Transport {
   readonly diagnostics: Readable | null;
   /** Ends the transport now (kills the process). Idempotent. */
   destroy(): void;
+  /**
+   * Ends the peer's input after the bytes written so far reached it, so that the peer sees the
+   * end of its input rather than losing what was still queued; a peer that does not exit by
+   * itself is ended as by `destroy` after a grace period. Without it, `destroy` is used.
+   */
+  end?(): void;
   /** Resolves once the peer is gone (process exited), whatever the reason. */
   readonly exited: Promise<void>;
   /** A short description for logs and errors (never contains secrets). */
