@@ -1,15 +1,19 @@
 /**
- * Uploads whose client goes away mid-body: every byte that arrived before the body ended counts
- * for `putoffset`, and the resumed put sends only the rest. Runs against the server that
- * `E2E_SERVER` names (embedded or cluster).
+ * Uploads whose client goes away or goes silent mid-body: every byte that arrived before the body
+ * ended counts for `putoffset`, and the resumed put sends only the rest; silent uploads hold no
+ * session that other clients need, and are cut after --upload-idle. Runs against the server that
+ * `E2E_SERVER` names (embedded or cluster; each with --jobs 4).
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectJson, P2PApi } from './api';
+import { expectJson, P2PApi, type OpenPut } from './api';
 import {
   contentLocation,
+  delay,
+  keyOf,
   makeServedRepo,
+  pollUntil,
   reportServerOutputOnFailure,
   RunningServer,
   Sandbox,
@@ -20,24 +24,94 @@ import {
 } from './harness';
 
 const MIB = 1024 * 1024;
+/** The server's --jobs (see startServer). */
+const JOBS = 4;
+const IDLE_SECONDS = 2;
 
 let sandbox: Sandbox;
 let served: ServedRepo;
 let server: RunningServer | undefined;
 let api: P2PApi;
+/** The same repository through a server with a short --upload-idle. */
+let quickServer: RunningServer | undefined;
 
-reportServerOutputOnFailure(() => [server]);
+reportServerOutputOnFailure(() => [server, quickServer]);
 
 beforeAll(async () => {
   sandbox = await Sandbox.create('uploads');
   served = await makeServedRepo(sandbox, sandbox.path('served'), [{ path: 'a.txt', size: 10 }]);
-  server = await startServer({ sandbox, repo: served, auth: ['--wideopen'] });
+  server = await startServer({ sandbox, repo: served, auth: ['--unauth-appendonly'] });
   api = new P2PApi(server.port, served.uuid);
 });
 
 afterAll(async () => {
-  await stopAndCollectLeftovers([server], [served.dir]);
+  await stopAndCollectLeftovers([server, quickServer], [served.dir]);
   await sandbox.remove();
+});
+
+/** Starts `count` uploads of 1 MiB each that send 10 bytes and then nothing. */
+async function silentUploads(port: number, count: number): Promise<OpenPut[]> {
+  const uploads: OpenPut[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const content = randomBytes(MIB);
+    uploads.push(new P2PApi(port, served.uuid).openPut(sha256Key(content), content, 10));
+  }
+  await Promise.all(uploads.map((upload) => upload.written()));
+  // Let the server take them all in before the others come.
+  await delay(500);
+  return uploads;
+}
+
+describe('silent uploads', () => {
+  it(`${2 * JOBS} uploads that went silent hold no session: other clients are answered`, async () => {
+    const silent = await silentUploads(server?.port ?? 0, 2 * JOBS);
+    try {
+      const other = new P2PApi(api.port, served.uuid);
+      const absent = sha256Key(randomBytes(64));
+      const bound = { timeoutMs: 20_000 };
+      expectJson(await other.post('checkpresent', { key: absent }, bound), 200, {
+        present: false,
+      });
+      const got = await other.request(
+        `/git-annex/${served.uuid}/v4/key/${encodeURIComponent(keyOf(served, 'a.txt'))}` +
+          `?clientuuid=${other.clientUuid}&associatedfile=`,
+        { method: 'GET', ...bound },
+      );
+      expect(got.status).toBe(200);
+      expect(got.body.length).toBe(10);
+      const small = randomBytes(1000);
+      expectJson(await other.put(sha256Key(small), small, bound), 200, {
+        stored: true,
+        plusuuids: [],
+      });
+    } finally {
+      for (const upload of silent) {
+        upload.destroy();
+      }
+    }
+  });
+
+  it('an upload silent for --upload-idle is cut, and its bytes are kept for a resume', async () => {
+    quickServer = await startServer({
+      sandbox,
+      repo: served,
+      auth: ['--unauth-appendonly'],
+      extraArgs: ['--upload-idle', String(IDLE_SECONDS)],
+    });
+    const content = randomBytes(MIB);
+    const key = sha256Key(content);
+    const quick = new P2PApi(quickServer.port, served.uuid);
+    const upload = quick.openPut(key, content, 10);
+    await upload.written();
+    // Cut by the server: an answer with the connection closed, or the connection reset.
+    const ended = await Promise.race([upload.response, delay(20_000).then(() => 'still open')]);
+    expect(ended).not.toBe('still open');
+    expectJson(await quick.putoffset(key), 200, { offset: 10 });
+    expectJson(await quick.put(key, content.subarray(10), { offset: 10 }), 200, {
+      stored: true,
+      plusuuids: [],
+    });
+  });
 });
 
 describe('a body cut by the client', () => {
@@ -56,8 +130,21 @@ describe('a body cut by the client', () => {
     // Gone at once: the bytes may still be on their way through the server.
     open.destroy();
     await open.response;
-    // putoffset waits for the cut upload to be done with (one upload of a key at a time).
-    expectJson(await api.putoffset(key), 200, { offset: cut });
+    // The server may still be handing the bytes over; it settles on exactly what arrived.
+    const offsets: unknown[] = [];
+    await pollUntil(
+      `putoffset ${cut}`,
+      async () => {
+        const result = await api.putoffset(key);
+        expect(result.status).toBe(200);
+        const { offset } = JSON.parse(result.body.toString('utf8')) as { offset: unknown };
+        offsets.push(offset);
+        return offset === cut ? true : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 200 },
+    ).catch((error: unknown) => {
+      throw new Error(`putoffset answered ${offsets.slice(-3).join(', ')}: ${String(error)}`);
+    });
     expect(await contentLocation(served, key)).toBeUndefined();
     const rest = await api.put(key, content.subarray(cut), { offset: cut });
     expectJson(rest, 200, { stored: true, plusuuids: [] });

@@ -23,7 +23,7 @@ import {
 } from '@annex-p2phttp/protocol';
 import { DispatchError, type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
 import { type RetentionLocks } from '@annex-p2phttp/locks';
-import { P2PError, type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
+import { BodyTap, P2PError, type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
 import { type AccessControl } from './access';
 import {
@@ -399,6 +399,7 @@ export class P2pHttpService {
     const key = keyParam(query);
     const clientUuid = clientUuidParam(query);
     const length = dataLengthHeader(request.headers['x-git-annex-data-length']);
+    const tap = request.body instanceof BodyTap ? request.body : undefined;
     const outcome = await this.context.dispatcher.put(
       target(clientUuid),
       {
@@ -406,7 +407,7 @@ export class P2pHttpService {
         associatedFile: associatedFileParam(query),
         offset: offsetParam(query),
         length,
-        body: request.raw,
+        body: tap ?? request.raw,
         dataPresent: version >= 4 && dataPresentParam(query),
       },
       abortSignalOf(reply.raw),
@@ -416,12 +417,17 @@ export class P2pHttpService {
         // Answered without the body (content already present): take the rest off the wire
         // first, so that a client still sending it, on a connection that then closes, is not
         // reset before it reads the answer.
+        tap?.discard();
         await drain(request.raw, DRAIN_MS);
         return sendJson(reply, putResult(version, outcome.stored, outcome.plusUuids));
       case 'short-body':
       case 'offset-mismatch':
         // A body one or more bytes short is how a client marks content that changed while it
-        // was sent; the partial upload stays resumable.
+        // was sent; the partial upload stays resumable. A body cut unread (idle) ends the
+        // connection with the answer.
+        if (!(tap?.complete ?? request.raw.complete)) {
+          void reply.header('connection', 'close');
+        }
         return sendJson(reply, putResult(version, false, []));
       case 'long-body':
         throw badRequest('request body is longer than X-git-annex-data-length');

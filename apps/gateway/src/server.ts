@@ -41,7 +41,7 @@ import {
   mirrorPool,
   type Logger,
 } from '@annex-p2phttp/metrics';
-import { LocalShellConnector, ObjectFiles, SessionPool } from '@annex-p2phttp/p2p';
+import { BodyTap, LocalShellConnector, ObjectFiles, SessionPool } from '@annex-p2phttp/p2p';
 import { AccessControl } from './access';
 import { GatewayModule } from './app.module';
 import { AuthHook } from './auth-hook';
@@ -110,7 +110,10 @@ export async function startEmbeddedServer(
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });
-  const dispatcher = new InProcessDispatcher(pool, undefined, { log: logFunction(log, 'warn') });
+  const dispatcher = new InProcessDispatcher(pool, undefined, {
+    log: logFunction(log, 'warn'),
+    uploadIdleMs: options.uploadIdleMs,
+  });
   const objects = new ObjectFiles();
   const locks = new LockService(new MemoryLockStore(), dispatcher, {
     lockedFiles: options.lockedFiles,
@@ -227,6 +230,9 @@ export async function writableReadiness(check: WritableCheck): Promise<Readiness
  * The HTTP API over a backend: builds the Nest app on Fastify, listens, and owns the shutdown
  * order: stop listening, end the backend (locks, sessions or queues), wait for the requests.
  */
+/** A put request (any API version), whose body is tapped as soon as it arrives. */
+const PUT_PATH = /\/put(?:\?|$)/;
+
 export async function startGateway(
   options: ServeOptions,
   backend: GatewayBackend,
@@ -310,9 +316,12 @@ export async function startGateway(
     { bodyParser: false, logger: new NestLogger(log.child({ component: 'nest' })) },
   );
   const fastify = app.getHttpAdapter().getInstance();
-  // Request bodies are octet streams read by the handlers themselves (put, keeplocked).
+  // Request bodies are octet streams read by the handlers themselves (put, keeplocked). A put's
+  // body is tapped at once, so that bytes of a client that goes away are not lost (BodyTap).
   fastify.removeAllContentTypeParsers();
-  fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  fastify.addContentTypeParser('*', (request, payload, done) =>
+    done(null, PUT_PATH.test(request.url) ? new BodyTap(payload) : undefined),
+  );
   instrumentHttp(fastify, metrics, log);
   await app.init();
 

@@ -151,7 +151,10 @@ export async function startProxyWorker(
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });
-  const dispatcher = new InProcessDispatcher(pool, undefined, { log });
+  const dispatcher = new InProcessDispatcher(pool, undefined, {
+    log,
+    uploadIdleMs: options.uploadIdleMs,
+  });
   const streams = new StreamTable(tuning.claimTimeoutMs);
   const metrics = new Metrics('proxy-worker');
 

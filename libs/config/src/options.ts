@@ -35,6 +35,13 @@ export interface ServeOptions extends AuthPolicy {
   lockedFiles: number;
   /** How long a retention lock lasts after lockcontent, or after its keeplocked request ended. */
   lockTtlMs: number;
+  /** An upload body that brings no bytes for this long is cut (its bytes kept for a resume). */
+  uploadIdleMs: number;
+  /**
+   * Take an anonymous client's address from `X-Forwarded-For` (set by a reverse proxy in front),
+   * for sharing the sessions fairly between clients.
+   */
+  trustForwardedFor: boolean;
   certFile?: string;
   privateKeyFile?: string;
   chainFiles: string[];
@@ -95,6 +102,7 @@ export const DEFAULT_REDIS_PREFIX = 'annex-p2phttp:';
 export const DEFAULT_QUEUE_WAIT_SECONDS = 30;
 /** git-annex's own retention period of a lock (PROTOCOL.md §2.5). */
 export const DEFAULT_LOCK_TTL_SECONDS = 600;
+export const DEFAULT_UPLOAD_IDLE_SECONDS = 60;
 export const DEFAULT_JOB_TIMEOUT_SECONDS = 600;
 export const DEFAULT_STALL_CHECK_SECONDS = 30;
 export const DEFAULT_JOBS = 8;
@@ -136,6 +144,8 @@ interface RawOptions {
   healthPort?: string;
   queueWait?: string;
   lockTtl?: string;
+  uploadIdle?: string;
+  trustForwardedFor?: boolean;
   jobTimeout?: string;
   dataPort?: string;
   advertiseUrl?: string;
@@ -183,6 +193,14 @@ function buildCommand(): Command {
     valued(
       '--lock-ttl <S>',
       `a content lock lasts S s after lockcontent or its keeplocked (${DEFAULT_LOCK_TTL_SECONDS})`,
+    ),
+    valued(
+      '--upload-idle <S>',
+      `cut an upload body that brings no bytes for S s (default ${DEFAULT_UPLOAD_IDLE_SECONDS})`,
+    ),
+    flag(
+      '--trust-forwarded-for',
+      "take an anonymous client's address from X-Forwarded-For (behind a reverse proxy)",
     ),
     valued('--certfile <FILE>', 'TLS certificate file for HTTPS'),
     valued('--privatekeyfile <FILE>', 'TLS private key file for HTTPS'),
@@ -399,6 +417,13 @@ export function parseServeArgs(
   }
 
   const lockTtl = parseCount('--lock-ttl', raw.lockTtl, DEFAULT_LOCK_TTL_SECONDS, problems, 1);
+  const uploadIdle = parseCount(
+    '--upload-idle',
+    raw.uploadIdle,
+    DEFAULT_UPLOAD_IDLE_SECONDS,
+    problems,
+    1,
+  );
   const queueWait = parseCount(
     '--queue-wait',
     raw.queueWait,
@@ -496,6 +521,7 @@ export function parseServeArgs(
   if (
     problems.length > 0 ||
     lockTtl === undefined ||
+    uploadIdle === undefined ||
     authHookCache === undefined ||
     queueWait === undefined ||
     jobTimeout === undefined ||
@@ -523,6 +549,8 @@ export function parseServeArgs(
     clusterJobs,
     lockedFiles,
     lockTtlMs: lockTtl * 1000,
+    uploadIdleMs: uploadIdle * 1000,
+    trustForwardedFor: raw.trustForwardedFor === true,
     chainFiles: chainFiles.map(abs),
     authEnv: raw.authenv === true,
     authEnvHttp: raw.authenvHttp === true,

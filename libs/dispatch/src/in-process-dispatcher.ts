@@ -16,6 +16,8 @@ import {
   removeBeforeJudgedHere,
   timestampSeconds,
   unlockContent,
+  cutWhenIdle,
+  stageBody,
   JournalCommitter,
   ObjectFiles,
   readObject,
@@ -29,12 +31,16 @@ import {
   type SessionPool,
   type SessionTarget,
 } from '@annex-p2phttp/p2p';
+import * as path from 'node:path';
 import { type Dispatcher, type DispatcherStats, type HeldLock } from './dispatcher';
 import { KeyedMutex } from './keyed-mutex';
 import { boundedStep, Deadline, SHUTDOWN_CLEANUP_MS } from './shutdown-steps';
 
 /** How long an unlock waits for the answer that shows git-annex has unlocked. */
 const UNLOCK_ANSWER_MS = 10_000;
+
+/** Default of `uploadIdleMs` (the --upload-idle option). */
+export const DEFAULT_UPLOAD_IDLE_MS = 60_000;
 
 /** Operations that change nothing when repeated after a session died unanswered. */
 const RETRY = { retryOnStale: true };
@@ -48,15 +54,23 @@ export class InProcessDispatcher implements Dispatcher {
 
   private readonly objects = new ObjectFiles();
   private readonly journal: JournalCommitter;
+  private readonly uploadIdleMs: number;
+  private stagingUploads = 0;
 
   constructor(
     private readonly pool: SessionPool,
     private readonly verifiedPut = new VerifiedPut(),
-    options: { readonly log?: (message: string) => void; readonly journal?: JournalCommitter } = {},
+    options: {
+      readonly log?: (message: string) => void;
+      readonly journal?: JournalCommitter;
+      /** An upload body that brings no bytes for this long is cut (default a minute). */
+      readonly uploadIdleMs?: number;
+    } = {},
   ) {
     this.journal =
       options.journal ??
       new JournalCommitter({ gitDir: (repo) => this.objects.gitDir(repo), log: options.log });
+    this.uploadIdleMs = options.uploadIdleMs ?? DEFAULT_UPLOAD_IDLE_MS;
   }
 
   /**
@@ -149,17 +163,58 @@ export class InProcessDispatcher implements Dispatcher {
   }
 
   put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
+    const idleCut = { ...request, body: cutWhenIdle(request.body, this.uploadIdleMs) };
     return this.uploads.run(
       uploadKey(target, request.key),
       () =>
         this.journal.track(
           target.repoPath,
           async () =>
-            (await this.putDirect(target, request)) ??
-            this.pool.run(target, (c) => put(c, request), signal),
+            (await this.putDirect(target, idleCut)) ?? this.putStaged(target, idleCut, signal),
         ),
-      signal,
+      // Not abortable: the bytes of a client that went away are still received and kept.
     );
+  }
+
+  /**
+   * The body is received into a staging file first, holding no session (upload-staging.ts); then
+   * a session takes it at the speed of the disk. A body that ended short is handed over as far as
+   * it came, also when its client is gone, so that the repository keeps every byte received.
+   */
+  private async putStaged(
+    target: SessionTarget,
+    request: PutRequest,
+    signal?: AbortSignal,
+  ): Promise<PutOutcome> {
+    if (request.dataPresent) {
+      return this.pool.run(target, (c) => put(c, request), signal);
+    }
+    const gitDir = await this.objects.gitDir(target.repoPath);
+    this.stagingUploads += 1;
+    let staged;
+    try {
+      staged = await stageBody(path.join(gitDir, 'annex', 'tmp'), request.body, request.length);
+    } finally {
+      this.stagingUploads -= 1;
+    }
+    try {
+      if (staged.long) {
+        return { kind: 'long-body' };
+      }
+      if (staged.received === 0 && request.length > 0) {
+        return { kind: 'short-body', received: 0 };
+      }
+      const complete = staged.received === request.length;
+      // A client still waiting may give up while queued for a session; bytes of a body that
+      // ended short are handed over whatever the client does.
+      return await this.pool.run(
+        target,
+        (c) => put(c, { ...request, body: staged.read() }),
+        complete && !staged.broken ? signal : undefined,
+      );
+    } finally {
+      await staged.discard();
+    }
   }
 
   /**
@@ -313,7 +368,7 @@ export class InProcessDispatcher implements Dispatcher {
       locks: this.heldLocks,
       // Each held lock has a session of its own, outside the pool.
       connections: stats.connections + this.heldLocks,
-      streams: this.streams,
+      streams: this.streams + this.stagingUploads,
       opened: stats.opened,
       openFailures: stats.openFailures,
       evicted: stats.evicted,

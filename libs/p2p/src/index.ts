@@ -13,3 +13,4 @@ export * from './verified-put';
 export * from './boot-clock';
 export * from './journal-committer';
 export * from './lock-input';
+export * from './upload-staging';

@@ -109,7 +109,7 @@ export type VerifiedPutResult =
 const WRITE_BATCH = 1024 * 1024;
 
 /** Prefix of staging files in `annex/tmp`. */
-const STAGING_PREFIX = 'p2phttp-';
+export const STAGING_PREFIX = 'p2phttp-';
 
 /**
  * A staging file untouched this long is left from a server that died mid-upload (a live upload

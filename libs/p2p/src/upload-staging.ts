@@ -1,0 +1,241 @@
+/**
+ * Upload bodies are received before a session is taken (DESIGN.md "Uploads"): the bytes go to a
+ * staging file in the served repository's `annex/tmp` as they arrive, and only once the body
+ * ended (complete, short, or cut) is a git-annex-shell session taken and the bytes handed over
+ * at the speed of the disk. A client that sends slowly, or stops sending, holds no session and
+ * no job slot meanwhile; one that stops for the idle limit is cut (cutWhenIdle), and what it
+ * sent is handed over like any short body, so putoffset reports it.
+ */
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, unlink } from 'node:fs/promises';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { removeStaleStaging, STAGING_PREFIX } from './verified-put';
+
+/** A staging file untouched this long is left from a server that died mid-upload. */
+const STALE_STAGING_MS = 60 * 60 * 1000;
+
+/**
+ * A request body read from the moment it is tapped: its chunks are queued here (up to
+ * `highWater` bytes, then the source is paused) so that a client that goes away loses nothing
+ * that arrived: a destroyed stream drops what it buffered, the tap keeps it. Iterating yields
+ * every chunk that arrived, then ends, or throws when the body broke.
+ */
+export class BodyTap implements AsyncIterable<Buffer> {
+  private readonly chunks: Buffer[] = [];
+  private queued = 0;
+  private ended = false;
+  private broken: Error | null = null;
+  private discarding = false;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    private readonly source: Readable,
+    private readonly highWater = 1024 * 1024,
+  ) {
+    source.on('data', (chunk: Buffer) => {
+      if (this.discarding) {
+        return;
+      }
+      this.chunks.push(chunk);
+      this.queued += chunk.length;
+      if (this.queued >= this.highWater) {
+        source.pause();
+      }
+      this.notify();
+    });
+    source.once('end', () => {
+      this.ended = true;
+      this.notify();
+    });
+    source.on('error', (error: Error) => {
+      this.broken ??= error;
+      this.notify();
+    });
+    source.once('close', () => {
+      if (!this.ended) {
+        this.broken ??= new Error('the request body ended before it was complete');
+      }
+      this.notify();
+    });
+  }
+
+  /** Whether the whole body arrived. */
+  get complete(): boolean {
+    return this.ended;
+  }
+
+  /** Ends the body now (the client's connection closes). */
+  destroy(): void {
+    this.source.destroy();
+  }
+
+  /** Reads the rest of the body and drops it. */
+  discard(): void {
+    this.discarding = true;
+    this.chunks.length = 0;
+    this.queued = 0;
+    this.source.resume();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
+    for (;;) {
+      const chunk = this.chunks.shift();
+      if (chunk !== undefined) {
+        this.queued -= chunk.length;
+        if (this.queued < this.highWater && this.source.isPaused() && !this.discarding) {
+          this.source.resume();
+        }
+        yield chunk;
+        continue;
+      }
+      if (this.ended) {
+        return;
+      }
+      if (this.broken) {
+        throw this.broken;
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+}
+
+/**
+ * The chunks of `body`; when none arrives for `idleMs`, the body ends there (as if the client
+ * had ended it) and `body` is destroyed when it is a stream (the client's connection closes).
+ * (a Readable or a BodyTap). 0 never cuts.
+ */
+export async function* cutWhenIdle(
+  body: AsyncIterable<Buffer>,
+  idleMs: number,
+  onCut: () => void = () => {},
+): AsyncGenerator<Buffer> {
+  if (idleMs <= 0) {
+    yield* body;
+    return;
+  }
+  const iterator = body[Symbol.asyncIterator]();
+  for (;;) {
+    let timer: NodeJS.Timeout | undefined;
+    const idle = new Promise<'idle'>((resolve) => {
+      timer = setTimeout(() => resolve('idle'), idleMs);
+    });
+    const next = iterator.next();
+    let result: IteratorResult<Buffer> | 'idle';
+    try {
+      result = await Promise.race([next, idle]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (result === 'idle') {
+      // The pending read settles when the stream is destroyed; nobody waits for it.
+      next.catch(() => undefined);
+      onCut();
+      if (body instanceof Readable || body instanceof BodyTap) {
+        body.destroy();
+      }
+      return;
+    }
+    if (result.done === true) {
+      return;
+    }
+    yield result.value;
+  }
+}
+
+export interface StagedBody {
+  /** Body bytes staged (at most the announced length). */
+  readonly received: number;
+  /** More bytes arrived than announced (the excess is not staged). */
+  readonly long: boolean;
+  /** Whether the body broke (the client went away) rather than ending. */
+  readonly broken: boolean;
+  /** Hex digest of the staged bytes, when an algorithm was asked for. */
+  readonly digest?: string;
+  /** The staged bytes from the start. */
+  read(): Readable;
+  /** Removes the staging file. Idempotent. */
+  discard(): Promise<void>;
+}
+
+const swept = new Set<string>();
+
+/**
+ * Receives `body` into a new staging file in `tmpDir`, reading at most `length` bytes of it (one
+ * more shows a longer body), hashing them with `algorithm` when given. A body that breaks (the
+ * client went away) ends where it broke.
+ */
+export async function stageBody(
+  tmpDir: string,
+  body: AsyncIterable<Buffer>,
+  length: number,
+  algorithm?: string,
+): Promise<StagedBody> {
+  await mkdir(tmpDir, { recursive: true });
+  if (!swept.has(tmpDir)) {
+    swept.add(tmpDir);
+    await removeStaleStaging(tmpDir, Date.now() - STALE_STAGING_MS);
+  }
+  const file = path.join(tmpDir, `${STAGING_PREFIX}${randomBytes(12).toString('hex')}`);
+  const handle = await open(file, 'wx', 0o600);
+  const hash: Hash | undefined = algorithm === undefined ? undefined : createHash(algorithm);
+  let received = 0;
+  let long = false;
+  let broken = false;
+  let discarded = false;
+  const discard = async () => {
+    if (!discarded) {
+      discarded = true;
+      await unlink(file).catch(() => undefined);
+    }
+  };
+  const iterator = body[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      let step: IteratorResult<Buffer>;
+      try {
+        step = await iterator.next();
+      } catch {
+        broken = true;
+        break;
+      }
+      if (step.done === true) {
+        break;
+      }
+      const chunk = step.value;
+      const room = length - received;
+      const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
+      if (part.length > 0) {
+        hash?.update(part);
+        await handle.write(part);
+        received += part.length;
+      }
+      if (chunk.length > room) {
+        long = true;
+        break;
+      }
+    }
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    await discard();
+    throw error;
+  }
+  await handle.close();
+  return {
+    received,
+    long,
+    broken,
+    ...(hash === undefined ? {} : { digest: hash.digest('hex') }),
+    read: () => createReadStream(file, { highWaterMark: 256 * 1024 }),
+    discard,
+  };
+}
