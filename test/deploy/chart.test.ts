@@ -178,6 +178,8 @@ describe('helm', () => {
         '8',
         '--proxyconnections',
         '8',
+        '--upload-idle',
+        '60',
         '--data-port',
         '9418',
         '--advertise-url',
@@ -287,6 +289,8 @@ describe('helm', () => {
         '/etc/annex-p2phttp/tls/tls.crt',
         '--privatekeyfile',
         '/etc/annex-p2phttp/tls/tls.key',
+        '--upload-idle',
+        '60',
       ]);
       expect(c.readinessProbe.httpGet.scheme).toBe('HTTPS');
       const secret = objects.find((o) => o.kind === 'Secret')!;
@@ -318,6 +322,8 @@ describe('helm', () => {
         'auth.hook.url=http://forge.forge.svc:3000/api/annex/auth',
         'auth.hook.cacheSeconds=30',
         'gateway.pathPrefix=/annex',
+        'uploads.idleSeconds=15',
+        'uploads.trustForwardedFor=true',
         'auth.users[0].name=alice',
         'auth.users[0].password=s3cret',
       ]);
@@ -339,7 +345,11 @@ describe('helm', () => {
         '30',
         '--path-prefix',
         '/annex',
+        '--upload-idle',
+        '15',
+        '--trust-forwarded-for',
       ]);
+      expect(container(find(objects, 'StatefulSet', 'proxy-worker')).args).toContain('15');
       const mount = c.volumeMounts.find((m: { name: string }) => m.name === 'policy');
       expect(mount).toEqual({
         name: 'policy',

@@ -114,7 +114,12 @@ function checkServices(services: Services): void {
     '9418',
     '--advertise-url',
     'http://proxy-worker:9418',
+    '--upload-idle',
+    '60',
   ]);
+  // A silent upload is cut at the gateway that receives it, and at the worker.
+  const gatewayCommand = app('gateway').command;
+  expect(gatewayCommand[gatewayCommand.indexOf('--upload-idle') + 1]).toBe('60');
   expect(app('lock-service').command).toEqual([
     'lock-service',
     '--directory',
