@@ -75,6 +75,7 @@ export async function startClusterGateway(
     queueWaitMs: options.queueWaitMs,
     jobTimeoutMs: options.jobTimeoutMs,
     log,
+    uploadIdleMs: options.uploadIdleMs,
   });
   let locks: RetentionLocks;
   let clusterLocks: ClusterRetentionLocks | undefined;

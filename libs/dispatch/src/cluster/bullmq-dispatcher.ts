@@ -16,11 +16,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type Agent } from 'node:http';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import type Redis from 'ioredis';
 import {
   AbortError,
+  cutWhenIdle,
   P2PError,
+  stageBody,
   type GetOutcome,
   type GetRequest,
   type PlusResult,
@@ -73,9 +77,14 @@ export interface BullMqDispatcherOptions {
   /** How long such a request waits for a batch at most (batcher.ts). Default 10 ms. */
   readonly batchWaitMs?: number;
   readonly log?: (message: string) => void;
+  /** An upload body that brings no bytes for this long is cut (default a minute). */
+  readonly uploadIdleMs?: number;
+  /** Where upload bodies are staged before their job is sent (default the system's). */
+  readonly stagingDir?: string;
 }
 
 const DEFAULT_BATCH_IN_FLIGHT = 1;
+const DEFAULT_UPLOAD_IDLE_MS = 60_000;
 const DEFAULT_BATCH_WAIT_MS = 10;
 /** Requests per batch at most. */
 const MAX_BATCH = 256;
@@ -202,36 +211,82 @@ export class BullMqDispatcher implements Dispatcher {
     );
   }
 
+  /**
+   * The body is received here first, into a staging file (upload-staging.ts), and the job goes to
+   * a worker only once it ended: a client that sends slowly or stops holds no worker job and no
+   * session meanwhile, and is cut after `uploadIdleMs`. The worker then gets the bytes at disk
+   * speed, and a body that ended short reaches it cleanly as far as it came (also when its client
+   * is gone), so the repository keeps every byte received.
+   */
   put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
+    if (request.dataPresent) {
+      return this.putNow(target, request, signal);
+    }
+    return this.uploads.run(uploadKey(target, request.key), async () => {
+      const staged = await stageBody(
+        this.options.stagingDir ?? path.join(tmpdir(), 'annex-p2phttp-uploads'),
+        cutWhenIdle(request.body, this.options.uploadIdleMs ?? DEFAULT_UPLOAD_IDLE_MS),
+        request.length,
+      );
+      try {
+        if (staged.long) {
+          return { kind: 'long-body' };
+        }
+        if (staged.received === 0 && request.length > 0) {
+          return { kind: 'short-body', received: 0 };
+        }
+        const complete = staged.received === request.length && !staged.broken;
+        return await this.sendPut(
+          target,
+          { ...request, body: staged.read() },
+          complete ? signal : undefined,
+        );
+      } finally {
+        await staged.discard();
+      }
+    });
+  }
+
+  private putNow(
+    target: SessionTarget,
+    request: PutRequest,
+    signal?: AbortSignal,
+  ): Promise<PutOutcome> {
     return this.uploads.run(
       uploadKey(target, request.key),
-      async () => {
-        const answer = await this.submit(
-          target.repoPath,
-          {
-            op: 'put',
-            target: jobTarget(target),
-            key: request.key,
-            associatedFile: request.associatedFile,
-            offset: request.offset,
-            length: request.length,
-            dataPresent: request.dataPresent,
-          },
-          signal,
-        );
-        if (answer.kind === 'result') {
-          return expectOp(answer.result, 'put').outcome;
-        }
-        const stream = { destroy: () => abandonStream(answer.offer.stream, this.agent) };
-        this.streams.add(stream);
-        try {
-          return await sendPutStream(answer.offer.stream, request.body, this.agent, signal);
-        } finally {
-          this.streams.delete(stream);
-        }
+      () => this.sendPut(target, request, signal),
+      signal,
+    );
+  }
+
+  private async sendPut(
+    target: SessionTarget,
+    request: PutRequest,
+    signal?: AbortSignal,
+  ): Promise<PutOutcome> {
+    const answer = await this.submit(
+      target.repoPath,
+      {
+        op: 'put',
+        target: jobTarget(target),
+        key: request.key,
+        associatedFile: request.associatedFile,
+        offset: request.offset,
+        length: request.length,
+        dataPresent: request.dataPresent,
       },
       signal,
     );
+    if (answer.kind === 'result') {
+      return expectOp(answer.result, 'put').outcome;
+    }
+    const stream = { destroy: () => abandonStream(answer.offer.stream, this.agent) };
+    this.streams.add(stream);
+    try {
+      return await sendPutStream(answer.offer.stream, request.body, this.agent, signal);
+    } finally {
+      this.streams.delete(stream);
+    }
   }
 
   async get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome> {
