@@ -288,6 +288,28 @@ describe('proxied git-annex repository R and special remote D', () => {
     await annex(served, ['fsck', '-q', '--from', 'D', '--key', key]);
   });
 
+  it.each([0, 1, 2, 3, 4] as const)(
+    'a v%i put of wrong content for a checksum key to the special remote: stored:false, nothing stored',
+    async (version) => {
+      const right = Buffer.from(`the right content, v${version} ${Date.now()}\n`);
+      const wrong = Buffer.from(right.toString('utf8').toUpperCase());
+      const key = sha256Key(right);
+      const api = new P2PApi(server!.port, dUuid);
+      const answer = await api.put(key, wrong, { version });
+      expectJson(answer, 200, version >= 2 ? { stored: false, plusuuids: [] } : { stored: false });
+      expect(await specialRemoteFile(dDir, key), 'D must not hold the key').toBeUndefined();
+      expect((await annexStatus(served, ['checkpresentkey', key, 'D'])).code).toBe(1);
+      // The right content then goes through at the same version.
+      expectJson(
+        await api.put(key, right, { version }),
+        200,
+        version >= 2 ? { stored: true, plusuuids: [] } : { stored: true },
+      );
+      expect(await readFile((await specialRemoteFile(dDir, key))!)).toEqual(right);
+      await annex(served, ['fsck', '-q', '--from', 'D', '--key', key]);
+    },
+  );
+
   it('gettimestamp of D answers (v3, v4) from the clock its remove-before is judged by', async () => {
     const api = new P2PApi(server!.port, dUuid);
     const own = new P2PApi(server!.port, served.uuid);

@@ -16,6 +16,7 @@ import {
   removeBeforeJudgedHere,
   timestampSeconds,
   unlockContent,
+  contentDigestOf,
   cutWhenIdle,
   stageBody,
   JournalCommitter,
@@ -190,10 +191,19 @@ export class InProcessDispatcher implements Dispatcher {
       return this.pool.run(target, (c) => put(c, request), signal);
     }
     const gitDir = await this.objects.gitDir(target.repoPath);
+    // A whole body for a key that names its content's digest is checked here, for every target:
+    // git-annex-shell proxying a special remote stores what it is sent without checking it.
+    const named = request.offset === 0 ? contentDigestOf(request.key) : undefined;
+    const verify = named !== undefined && named.size === request.length ? named : undefined;
     this.stagingUploads += 1;
     let staged;
     try {
-      staged = await stageBody(path.join(gitDir, 'annex', 'tmp'), request.body, request.length);
+      staged = await stageBody(
+        path.join(gitDir, 'annex', 'tmp'),
+        request.body,
+        request.length,
+        verify?.algorithm,
+      );
     } finally {
       this.stagingUploads -= 1;
     }
@@ -205,6 +215,10 @@ export class InProcessDispatcher implements Dispatcher {
         return { kind: 'short-body', received: 0 };
       }
       const complete = staged.received === request.length;
+      if (complete && verify !== undefined && staged.digest !== verify.digest) {
+        // Content that is not the key's never reaches the repository, at any version.
+        return { kind: 'done', stored: false, plusUuids: [] };
+      }
       // A client still waiting may give up while queued for a session; bytes of a body that
       // ended short are handed over whatever the client does.
       return await this.pool.run(
