@@ -1,5 +1,5 @@
 /**
- * Upload bodies are received before a session is taken (DESIGN.md "Uploads"): the bytes go to a
+ * Upload bodies are received before a session is taken: the bytes go to a
  * staging file in the served repository's `annex/tmp` as they arrive, and only once the body
  * ended (complete, short, or cut) is a git-annex-shell session taken and the bytes handed over
  * at the speed of the disk. A client that sends slowly, or stops sending, holds no session and
