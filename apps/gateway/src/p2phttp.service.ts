@@ -113,6 +113,8 @@ export interface ApiContext {
   readonly dispatcher: Dispatcher;
   readonly locks: RetentionLocks;
   readonly access: AccessControl;
+  /** An anonymous client's address is the last one in X-Forwarded-For (see requesterOf). */
+  readonly trustForwardedFor?: boolean;
 }
 
 interface Resolved {
@@ -123,6 +125,8 @@ interface Resolved {
   readonly direct: boolean;
   /** The uuid is a special remote the repository proxies (known in embedded mode only). */
   readonly specialRemote: boolean;
+  /** Who asks, for sharing the sessions fairly (see requesterOf). */
+  readonly requester: string;
 }
 
 export interface ServiceStats {
@@ -174,6 +178,7 @@ export class P2pHttpService {
       mode: resolved.mode,
       direct: resolved.direct,
       specialRemote: resolved.specialRemote,
+      requester: resolved.requester,
     });
     const { dispatcher, locks } = this.context;
     switch (operation) {
@@ -265,6 +270,7 @@ export class P2pHttpService {
       mode: resolved.mode,
       direct: resolved.direct,
       specialRemote: resolved.specialRemote,
+      requester: resolved.requester,
     };
     const base = version === null ? 0 : offsetParam(query);
     const tag = entityTag(key, base);
@@ -492,8 +498,33 @@ export class P2pHttpService {
       mode: grant.mode,
       direct: repository.kind === 'repository',
       specialRemote: repository.specialRemote === true,
+      requester: requesterOf(request, grant.user, this.context.trustForwardedFor === true),
     };
   }
+}
+
+/**
+ * Who asks, for sharing the sessions fairly: the user when logged in, else the client's address.
+ * Behind a reverse proxy (`trustForwardedFor`) that is the last address of X-Forwarded-For, the
+ * one the proxy itself added (earlier ones are whatever the client sent).
+ */
+export function requesterOf(
+  request: { readonly headers: FastifyRequest['headers']; readonly ip: string },
+  user: string | null,
+  trustForwardedFor: boolean,
+): string {
+  if (user !== null) {
+    return `user:${user}`;
+  }
+  const forwarded = request.headers['x-forwarded-for'];
+  if (trustForwardedFor && forwarded !== undefined) {
+    const list = (Array.isArray(forwarded) ? forwarded.join(',') : forwarded).split(',');
+    const last = list[list.length - 1]?.trim() ?? '';
+    if (last !== '') {
+      return `address:${last}`;
+    }
+  }
+  return `address:${request.ip}`;
 }
 
 /** The headers every answer with a key's content, or about it, carries. */

@@ -267,6 +267,7 @@ export async function startGateway(
       policy: policy && (() => policy.current),
       hook,
     }),
+    trustForwardedFor: options.trustForwardedFor,
   });
 
   const { metrics } = backend;

@@ -53,6 +53,8 @@ export interface JobProcessorOptions {
 const MAX_BATCH_ITEMS = 1024;
 
 const MODES = new Set(['full', 'readonly', 'appendonly']);
+/** The longest requester (a user name or an address) a job may carry. */
+const MAX_REQUESTER = 1024;
 const UUID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
 
 export class JobProcessor {
@@ -192,7 +194,9 @@ export class JobProcessor {
       Number.isInteger(target.version) &&
       target.version >= 0 &&
       target.version <= 4 &&
-      MODES.has(target.mode);
+      MODES.has(target.mode) &&
+      (target.requester === undefined ||
+        (typeof target.requester === 'string' && target.requester.length <= MAX_REQUESTER));
     if (!valid) {
       throw new DispatchError('DISPATCH_JOB_FAILED', 'malformed job target');
     }

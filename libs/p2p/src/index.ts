@@ -14,3 +14,4 @@ export * from './boot-clock';
 export * from './journal-committer';
 export * from './lock-input';
 export * from './upload-staging';
+export * from './fair-queue';

@@ -23,6 +23,11 @@ export interface SessionTarget {
    * one and judges the other. Not part of the pool key.
    */
   readonly specialRemote?: boolean;
+  /**
+   * Who asks: `user:<name>`, or `address:<ip>` for an anonymous client. Session slots are shared
+   * fairly between requesters (FairQueue). Not part of the pool key.
+   */
+  readonly requester?: string;
 }
 
 export function poolKey(target: SessionTarget): string {

@@ -3,7 +3,9 @@
  * of its key or opens one, and gives it back when its operation finished cleanly.
  *
  * - `maxActive` (`--jobs`) bounds the connections in use at once, opening ones included. Requests
- *   past it wait in one FIFO queue, so no request is overtaken by a later one.
+ *   past it wait in one queue that is fair between clients (FairQueue): a freed slot goes to the
+ *   waiting client that holds the fewest, and within a client no request is overtaken by a later
+ *   one.
  * - `maxIdle` (`--proxyconnections`) bounds the idle connections across all keys; past it the
  *   least recently used idle connection is closed (O(1), see IdleSet).
  * - An idle connection unused for `idleTimeoutMs` is closed.
@@ -11,6 +13,7 @@
  *   nor take a job slot, so locks can never starve requests or the other way round.
  */
 import { AbortError, P2PError } from './errors';
+import { FairQueue } from './fair-queue';
 import { IdleSet } from './idle-set';
 
 export interface Poolable {
@@ -42,6 +45,8 @@ export interface AcquireOptions {
   readonly signal?: AbortSignal;
   /** False for leases that hold a retention lock: they take no job slot. Default true. */
   readonly counted?: boolean;
+  /** Who asks (a user, or an anonymous client's address): slots are shared fairly by it. */
+  readonly client?: string;
 }
 
 export interface PoolStats {
@@ -65,7 +70,9 @@ const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60_000;
 
 export class ConnectionPool<C extends Poolable> {
   private readonly idle = new IdleSet<string, C>();
-  private readonly waiters = new Set<Waiter>();
+  private readonly waiters = new FairQueue<Waiter>();
+  /** Counted slots in use per client. */
+  private readonly inUse = new Map<string, number>();
   private readonly live = new Set<C>();
   private active = 0;
   private uncounted = 0;
@@ -88,10 +95,11 @@ export class ConnectionPool<C extends Poolable> {
 
   async acquire(key: string, options: AcquireOptions = {}): Promise<Lease<C>> {
     const counted = options.counted ?? true;
+    const client = options.client ?? '';
     this.assertOpen();
     options.signal?.throwIfAborted();
     if (counted) {
-      await this.takeSlot(options.signal);
+      await this.takeSlot(client, options.signal);
     } else {
       this.uncounted += 1;
     }
@@ -101,7 +109,7 @@ export class ConnectionPool<C extends Poolable> {
       this.assertOpen();
       ({ connection, reused } = await this.obtain(key));
     } catch (error) {
-      this.freeSlot(counted);
+      this.freeSlot(counted, client);
       throw error;
     }
     let released = false;
@@ -115,7 +123,7 @@ export class ConnectionPool<C extends Poolable> {
         }
         released = true;
         this.giveBack(key, connection, reusable);
-        this.freeSlot(counted);
+        this.freeSlot(counted, client);
       },
     };
   }
@@ -142,10 +150,9 @@ export class ConnectionPool<C extends Poolable> {
   close(force = false): Promise<void> {
     if (!this.closing) {
       const error = new P2PError('P2P_POOL_CLOSED', 'server is shutting down');
-      for (const waiter of this.waiters) {
+      for (const waiter of this.waiters.drain()) {
         waiter.reject(error);
       }
-      this.waiters.clear();
       this.clearIdleTimer();
       for (const connection of this.idle.drain()) {
         connection.close(error);
@@ -178,14 +185,14 @@ export class ConnectionPool<C extends Poolable> {
     }
   }
 
-  private takeSlot(signal: AbortSignal | undefined): Promise<void> {
+  private takeSlot(client: string, signal: AbortSignal | undefined): Promise<void> {
     if (this.active < this.options.maxActive && this.waiters.size === 0) {
-      this.active += 1;
+      this.use(client);
       return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
-        this.waiters.delete(waiter);
+        this.waiters.remove(client, waiter);
         reject(new AbortError('request aborted while waiting for a connection'));
       };
       const waiter: Waiter = {
@@ -198,25 +205,35 @@ export class ConnectionPool<C extends Poolable> {
           reject(error);
         },
       };
-      this.waiters.add(waiter);
+      this.waiters.push(client, waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
-  private freeSlot(counted: boolean): void {
+  private use(client: string): void {
+    this.active += 1;
+    this.inUse.set(client, (this.inUse.get(client) ?? 0) + 1);
+  }
+
+  private freeSlot(counted: boolean, client: string): void {
     if (!counted) {
       this.uncounted -= 1;
       return;
     }
     this.active -= 1;
+    const left = (this.inUse.get(client) ?? 1) - 1;
+    if (left > 0) {
+      this.inUse.set(client, left);
+    } else {
+      this.inUse.delete(client);
+    }
     while (this.active < this.options.maxActive && this.waiters.size > 0) {
-      const [waiter] = this.waiters;
-      if (!waiter) {
+      const next = this.waiters.shift((c) => this.inUse.get(c) ?? 0);
+      if (!next) {
         break;
       }
-      this.waiters.delete(waiter);
-      this.active += 1;
-      waiter.grant();
+      this.use(next.client);
+      next.item.grant();
     }
   }
 

@@ -35,7 +35,10 @@ export class SessionPool {
     target: SessionTarget,
     options: { signal?: AbortSignal; counted?: boolean } = {},
   ): Promise<Lease<P2PConnection>> {
-    const lease = await this.pool.acquire(poolKey(target), options);
+    const lease = await this.pool.acquire(poolKey(target), {
+      ...options,
+      ...(target.requester === undefined ? {} : { client: target.requester }),
+    });
     lease.connection.begin();
     return lease;
   }

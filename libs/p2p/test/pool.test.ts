@@ -73,6 +73,31 @@ describe('ConnectionPool', () => {
     expect(pool.stats()).toMatchObject({ active: 0, waiting: 0 });
   });
 
+  it('gives a freed slot to the waiting client that holds the fewest', async () => {
+    const { pool } = makePool({ maxActive: 2, maxIdle: 2 });
+    const held = [
+      await pool.acquire('k', { client: 'greedy' }),
+      await pool.acquire('k', { client: 'greedy' }),
+    ];
+    const order: string[] = [];
+    const wait = (client: string) =>
+      pool.acquire('k', { client }).then((lease) => {
+        order.push(client);
+        return lease;
+      });
+    const greedyMore = wait('greedy');
+    const other = wait('other');
+    await Promise.resolve();
+    expect(pool.stats()).toMatchObject({ active: 2, waiting: 2 });
+    held[0]?.release(true);
+    (await other).release(true);
+    expect(order).toEqual(['other']);
+    (await greedyMore).release(true);
+    held[1]?.release(true);
+    expect(order).toEqual(['other', 'greedy']);
+    expect(pool.stats()).toMatchObject({ active: 0, waiting: 0 });
+  });
+
   it('does not let a newcomer overtake a waiter', async () => {
     const { pool } = makePool({ maxActive: 1, maxIdle: 1 });
     const holder = await pool.acquire('a');

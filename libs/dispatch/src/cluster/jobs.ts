@@ -24,6 +24,8 @@ export interface JobTarget {
   readonly bypass: readonly string[];
   readonly version: number;
   readonly mode: ServerMode;
+  /** Who asks (SessionTarget `requester`), for sharing the worker's sessions fairly. */
+  readonly requester?: string;
 }
 
 /** What goes through the query lane (query-lane.ts), alone or batched. */
@@ -135,6 +137,7 @@ export function jobTarget(target: SessionTarget): JobTarget {
     bypass: [...target.bypass],
     version: target.version,
     mode: target.mode,
+    ...(target.requester === undefined ? {} : { requester: target.requester }),
   };
 }
 
