@@ -1,8 +1,8 @@
 /**
- * The four stress waves (see stress.ts). Each returns its counts and checks; the health checks
+ * The stress waves (see stress.ts). Each returns its counts and checks; the health checks
  * that follow every wave are in stress-checks.ts.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as path from 'node:path';
@@ -456,6 +456,124 @@ export async function restartWithLocks(ctx: Context): Promise<WaveBody> {
         '{"unlock":true} through the restarted server releases the lock',
         unlocked === '200 {"locked":false}' && locksAfterUnlock === 1,
         `${unlocked}; ${locksAfterUnlock} locks left`,
+      ),
+    ],
+  };
+}
+
+/**
+ * 2 × --jobs uploads that announce 1 MiB, send 10 bytes and then nothing, held open while other
+ * clients check for an absent key, get a file and put a small one: every one of those must be
+ * answered within the request bound. The silent uploads then go away; what they sent stays as
+ * partial content (putoffset 10).
+ */
+export async function silentUploads(ctx: Context): Promise<WaveBody> {
+  const { profile, served, server } = ctx;
+  const count = 2 * profile.serverJobs;
+  const base = `/git-annex/${served.uuid}/v4`;
+  const announced = 1024 * 1024;
+  const keys = Array.from(
+    { length: count },
+    (_, i) =>
+      `SHA256E-s${announced}--${randomUUID().replace(/-/g, '')}${String(i).padStart(32, '0')}`,
+  );
+  const silent = keys.map((key) => {
+    const req = http.request({
+      host: '127.0.0.1',
+      port: server.port,
+      method: 'POST',
+      path: `${base}/put?key=${encodeURIComponent(key)}&associatedfile=&offset=0&clientuuid=${randomUUID()}`,
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-length': String(announced),
+        'x-git-annex-data-length': String(announced),
+      },
+      agent: false,
+    });
+    req.once('error', () => {});
+    req.write(Buffer.alloc(10, 1));
+    return req;
+  });
+  const counts = { silent: count, answered: 0, failed: 0, longestMs: 0 };
+  const failures: string[] = [];
+  const timed = async (what: string, run: () => Promise<boolean>): Promise<void> => {
+    const started = Date.now();
+    try {
+      if (await run()) {
+        counts.answered += 1;
+      } else {
+        counts.failed += 1;
+        failures.push(`${what}: wrong answer`);
+      }
+    } catch (error) {
+      counts.failed += 1;
+      failures.push(`${what}: ${errorMessage(error)}`);
+    }
+    counts.longestMs = Math.max(counts.longestMs, Date.now() - started);
+  };
+  try {
+    await delay(500);
+    const bound = { timeoutMs: profile.requestBoundMs };
+    const clientuuid = randomUUID();
+    for (let round = 0; round < 3; round += 1) {
+      const absent = `SHA256E-s5--${randomUUID().replace(/-/g, '')}${'0'.repeat(32)}`;
+      await timed('checkpresent', async () => {
+        const answer = await requestJson<{ present: boolean }>(
+          server.port,
+          `${base}/checkpresent?key=${absent}&clientuuid=${clientuuid}`,
+          bound,
+        );
+        return answer.present === false;
+      });
+      await timed('get', async () => {
+        const key = encodeURIComponent(keyOf(served, LOCK_FILE));
+        const result = await request(server.port, `${base}/key/${key}?clientuuid=${clientuuid}`, {
+          method: 'GET',
+          ...bound,
+        });
+        return result.status === 200;
+      });
+      const content = `a small put during silent uploads ${round} ${randomUUID()}\n`;
+      const key = `SHA256E-s${Buffer.byteLength(content)}--${createHash('sha256').update(content).digest('hex')}`;
+      await timed('put', async () => {
+        const answer = await requestJson<{ stored: boolean }>(
+          server.port,
+          `${base}/put?key=${key}&associatedfile=&offset=0&clientuuid=${clientuuid}`,
+          {
+            ...bound,
+            headers: {
+              'content-type': 'application/octet-stream',
+              'x-git-annex-data-length': String(Buffer.byteLength(content)),
+            },
+            body: content,
+          },
+        );
+        return answer.stored;
+      });
+    }
+  } finally {
+    for (const req of silent) {
+      req.destroy();
+    }
+  }
+  // What the silent uploads sent is kept for a resume.
+  const offset = await requestJson<{ offset?: number }>(
+    server.port,
+    `${base}/putoffset?key=${encodeURIComponent(keys[0] ?? '')}&clientuuid=${randomUUID()}`,
+    { timeoutMs: profile.requestBoundMs },
+  ).catch((error: unknown) => ({ error: errorMessage(error) }));
+  return {
+    counts,
+    checks: [
+      check(
+        `checkpresent, get and put answered within ${profile.requestBoundMs / 1000} s each while ${count} uploads were silent`,
+        counts.failed === 0,
+        failures.slice(0, 3).join('; '),
+      ),
+      check(
+        'a silent upload cut by its client keeps its 10 bytes (putoffset 10)',
+        'offset' in offset && offset.offset === 10,
+        JSON.stringify(offset),
       ),
     ],
   };

@@ -5,8 +5,10 @@
  *   1. several clients looping `git annex get --from origin -J4` / `git annex drop`
  *   2. `git annex get` of a big file SIGKILLed at random moments (partial downloads kept or not)
  *   3. concurrent HTTP GETs of a big key, half of them not reading, destroyed at random moments
- *   4. a keeplocked client that vanishes: the lock must still be held (remove → removed:false)
- *   5. restart with locks: the server SIGKILLed with a lock kept open and the one of wave 4; the
+ *   4. 2 × --jobs uploads that send 10 bytes and then nothing, held open while other clients'
+ *      checkpresent, get and put must be answered; their bytes are kept (putoffset)
+ *   5. a keeplocked client that vanishes: the lock must still be held (remove → removed:false)
+ *   6. restart with locks: the server SIGKILLed with a lock kept open and the one of wave 4; the
  *      restarted server and git-annex itself must still refuse removal, and unlock must work
  *
  * Pass means: no command or request waits longer than its bound; after each wave the server
@@ -42,6 +44,7 @@ import {
   dropGetLoops,
   killedGets,
   restartWithLocks,
+  silentUploads,
   vanishedKeeplocked,
 } from './stress-waves';
 import { delay, formatBytes, KiB, Random } from './util';
@@ -137,6 +140,13 @@ export async function runStress(options: StressOptions): Promise<StressResult> {
       ),
       await runWave(
         c,
+        'silent-uploads',
+        `${2 * profile.serverJobs} uploads silent after 10 bytes of 1 MiB, while others check, get and put`,
+        0,
+        () => silentUploads(c),
+      ),
+      await runWave(
+        c,
         'vanished-keeplocked',
         'lockcontent, keeplocked {"unlock":false}, socket destroyed; then remove',
         1,
@@ -195,7 +205,7 @@ export async function runStress(options: StressOptions): Promise<StressResult> {
   result.elapsedMs = Date.now() - started;
   result.ok =
     result.error === undefined &&
-    result.waves.length === 5 &&
+    result.waves.length === 6 &&
     result.waves.every((w) => w.ok) &&
     result.shutdown.every((c) => c.ok);
   return result;

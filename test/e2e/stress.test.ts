@@ -17,7 +17,7 @@ function wave(waves: readonly WaveResult[], id: string): WaveResult {
 }
 
 describe('stress (short)', () => {
-  it('drop/get loops, killed gets, destroyed GETs, a vanished keeplocked and a restart with locks leave nothing behind', async () => {
+  it('drop/get loops, killed gets, destroyed GETs, silent uploads, a vanished keeplocked and a restart with locks leave nothing behind', async () => {
     const result = await runStress({ profile: STRESS_SHORT });
     const report = renderStress(result);
     if (!result.ok) {
@@ -28,6 +28,7 @@ describe('stress (short)', () => {
       'drop-get-loops',
       'killed-gets',
       'destroyed-http-gets',
+      'silent-uploads',
       'vanished-keeplocked',
       'restart-with-locks',
     ]);
@@ -61,6 +62,10 @@ describe('stress (short)', () => {
         (gets.counts.destroyedStreaming ?? 0) +
         (gets.counts.completed ?? 0),
     ).toBe(STRESS_SHORT.httpGets);
+
+    const uploads = wave(result.waves, 'silent-uploads');
+    expect(uploads.counts.failed).toBe(0);
+    expect(uploads.counts.answered).toBe(9);
 
     // after every wave: nothing running, waiting or streaming; sessions only idle or locking
     for (const w of result.waves) {
