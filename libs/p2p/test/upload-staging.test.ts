@@ -1,0 +1,130 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BodyTap, cutWhenIdle, stageBody } from '@annex-p2phttp/p2p';
+
+let dir: string;
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'upload-staging-'));
+});
+
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) {
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function* chunks(...parts: string[]): AsyncGenerator<Buffer> {
+  for (const part of parts) {
+    yield Buffer.from(part);
+  }
+}
+
+async function* breaksAfter(...parts: string[]): AsyncGenerator<Buffer> {
+  yield* chunks(...parts);
+  throw new Error('client gone');
+}
+
+describe('stageBody', () => {
+  it('stages a whole body, hashes it, and removes the file on discard', async () => {
+    const staged = await stageBody(dir, chunks('hello ', 'world'), 11, 'sha256');
+    expect(staged).toMatchObject({ received: 11, long: false, broken: false });
+    expect(staged.digest).toBe(createHash('sha256').update('hello world').digest('hex'));
+    expect((await readAll(staged.read())).toString()).toBe('hello world');
+    await staged.discard();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('keeps every byte of a body that breaks, and marks it broken', async () => {
+    const staged = await stageBody(dir, breaksAfter('abc', 'def'), 100);
+    expect(staged).toMatchObject({ received: 6, long: false, broken: true });
+    expect((await readAll(staged.read())).toString()).toBe('abcdef');
+    await staged.discard();
+  });
+
+  it('stops at the announced length and marks a longer body, staging none of the excess', async () => {
+    const staged = await stageBody(dir, chunks('abcd', 'efgh'), 6);
+    expect(staged).toMatchObject({ received: 6, long: true });
+    expect((await readAll(staged.read())).toString()).toBe('abcdef');
+    await staged.discard();
+  });
+});
+
+describe('cutWhenIdle', () => {
+  it('ends a body that brings nothing for the idle time, and destroys its stream', async () => {
+    const source = new PassThrough();
+    source.write('first');
+    const received: string[] = [];
+    const done = (async () => {
+      for await (const chunk of cutWhenIdle(source, 50)) {
+        received.push(chunk.toString());
+      }
+    })();
+    await done;
+    expect(received).toEqual(['first']);
+    expect(source.destroyed).toBe(true);
+  });
+
+  it('passes a body that keeps coming', async () => {
+    const source = new PassThrough();
+    const writer = (async () => {
+      for (const part of ['a', 'b', 'c']) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        source.write(part);
+      }
+      source.end();
+    })();
+    const received: string[] = [];
+    for await (const chunk of cutWhenIdle(source, 200)) {
+      received.push(chunk.toString());
+    }
+    await writer;
+    expect(received.join('')).toBe('abc');
+    expect(source.readableEnded).toBe(true);
+  });
+});
+
+describe('BodyTap', () => {
+  it('keeps the chunks that arrived before its source was destroyed', async () => {
+    const source = new PassThrough();
+    const tap = new BodyTap(source);
+    source.write('kept ');
+    source.write('bytes');
+    await new Promise((resolve) => setImmediate(resolve));
+    source.destroy(new Error('aborted'));
+    const received: string[] = [];
+    await expect(
+      (async () => {
+        for await (const chunk of tap) {
+          received.push(chunk.toString());
+        }
+      })(),
+    ).rejects.toThrow('aborted');
+    expect(received.join('')).toBe('kept bytes');
+    expect(tap.complete).toBe(false);
+  });
+
+  it('ends with its source, complete, and pauses the source past its high-water mark', async () => {
+    const source = new PassThrough();
+    const tap = new BodyTap(source, 4);
+    source.write('12345');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(source.isPaused()).toBe(true);
+    source.end('678');
+    const staged = await stageBody(dir, tap, 8);
+    expect(staged).toMatchObject({ received: 8, broken: false });
+    expect(tap.complete).toBe(true);
+    expect(await readFile(path.join(dir, (await readdir(dir))[0] ?? ''), 'utf8')).toBe('12345678');
+    await staged.discard();
+  });
+});
