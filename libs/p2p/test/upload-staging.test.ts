@@ -24,10 +24,8 @@ async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function* chunks(...parts: string[]): AsyncGenerator<Buffer> {
-  for (const part of parts) {
-    yield Buffer.from(part);
-  }
+function chunks(...parts: string[]): AsyncIterable<Buffer> {
+  return Readable.from(parts.map((part) => Buffer.from(part)));
 }
 
 async function* breaksAfter(...parts: string[]): AsyncGenerator<Buffer> {
