@@ -4,8 +4,9 @@
  * session that other clients need, and are cut after --upload-idle. Runs against the server that
  * `E2E_SERVER` names (embedded or cluster; each with --jobs 4).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import * as http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectJson, P2PApi, type OpenPut } from './api';
 import {
@@ -111,6 +112,75 @@ describe('silent uploads', () => {
       stored: true,
       plusuuids: [],
     });
+  });
+});
+
+/** One request through `agent`; resolves with the status, or 0 when no answer came in 20 s. */
+function viaAgent(
+  agent: http.Agent,
+  rawPath: string,
+  headers: http.OutgoingHttpHeaders,
+  body: Buffer,
+): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.request({
+      host: '127.0.0.1',
+      port: api.port,
+      method: 'POST',
+      path: rawPath,
+      headers,
+      agent,
+    });
+    const timer = setTimeout(() => {
+      req.destroy();
+      resolve(0);
+    }, 20_000);
+    req.once('response', (res) => {
+      res.resume();
+      res.once('end', () => {
+        clearTimeout(timer);
+        resolve(res.statusCode ?? 0);
+      });
+    });
+    req.once('error', () => {
+      clearTimeout(timer);
+      resolve(0);
+    });
+    req.end(body);
+  });
+}
+
+describe('a put refused before its body is read', () => {
+  it('has its body read and dropped: the connection serves the next request', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const body = randomBytes(4 * MIB);
+      const refused = await viaAgent(
+        agent,
+        api.path(4, 'put', {
+          key: sha256Key(body),
+          associatedfile: '',
+          offset: 0,
+          clientuuid: randomUUID(),
+        }),
+        {
+          'content-type': 'application/octet-stream',
+          'content-length': String(body.length),
+          'x-git-annex-data-length': 'not a number',
+        },
+        body,
+      );
+      expect(refused).toBe(400);
+      const next = await viaAgent(
+        agent,
+        api.path(4, 'checkpresent', { key: sha256Key(randomBytes(8)), clientuuid: randomUUID() }),
+        { 'content-length': '0' },
+        Buffer.alloc(0),
+      );
+      expect(next).toBe(200);
+    } finally {
+      agent.destroy();
+    }
   });
 });
 

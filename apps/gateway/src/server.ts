@@ -323,6 +323,14 @@ export async function startGateway(
   fastify.addContentTypeParser('*', (request, payload, done) =>
     done(null, PUT_PATH.test(request.url) ? new BodyTap(payload) : undefined),
   );
+  // A put answered before its body was read (refused, or the content already there): the rest
+  // is read and dropped, as Node does for a body nobody reads, so the connection goes on.
+  fastify.addHook('onResponse', (request, _reply, done) => {
+    if (request.body instanceof BodyTap) {
+      request.body.discard();
+    }
+    done();
+  });
   instrumentHttp(fastify, metrics, log);
   await app.init();
 
