@@ -7,6 +7,7 @@
  * with the old primary and it has answered 503 already.
  */
 import type Redis from 'ioredis';
+import { connected } from './connections';
 
 /** The replication id of the primary `redis` is connected to, or '' if it does not say. */
 export async function primaryId(redis: Redis): Promise<string> {
@@ -85,6 +86,27 @@ export class PrimaryWatch {
   /** The id last learnt, without asking (undefined while disconnected and until asked). */
   get known(): string | undefined {
     return this.id;
+  }
+
+  /**
+   * Whether work stamped with `stamped` (a primary's id; absent when its sender did not know it)
+   * was queued on another primary than this connection's. Waits up to `waitMs` for the connection
+   * to come back when it is down; throws if it still cannot tell.
+   */
+  async isAnotherPrimary(stamped: string | undefined, waitMs = 5000): Promise<boolean> {
+    if (stamped === undefined || stamped === '') {
+      return false;
+    }
+    let current: string;
+    try {
+      current = await this.current();
+    } catch {
+      if (!(await connected(this.redis, waitMs))) {
+        throw new Error('Redis is not reachable: cannot tell which primary queued the job');
+      }
+      current = await this.current();
+    }
+    return current !== '' && current !== stamped;
   }
 
   stats(): PrimaryWatchStats {
