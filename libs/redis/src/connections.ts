@@ -153,7 +153,9 @@ export async function connected(redis: Redis, timeoutMs: number): Promise<boolea
 /**
  * A connection subscribed to `channel` for as long as it lives, calling `onMessage` with each
  * message. It subscribes again itself after every reconnect: ioredis' own resubscription leaves a
- * rejection nobody handles when the connection closes before it is confirmed. Resolves once the
+ * rejection nobody handles when the connection closes before it is confirmed. `onListening` hears
+ * when messages can arrive (true once a subscription is confirmed) and when they cannot (false
+ * when the connection is lost: whatever is published meanwhile never arrives). Resolves once the
  * first subscription is confirmed; rejects (and closes the connection) if it cannot be.
  */
 export async function subscription(
@@ -161,6 +163,7 @@ export async function subscription(
   channel: string,
   onMessage: (message: string) => void,
   name?: string,
+  onListening: (listening: boolean) => void = () => {},
 ): Promise<Redis> {
   const subscriber = new Redis({
     ...blockingOptions(url, name),
@@ -173,14 +176,19 @@ export async function subscription(
     }
   });
   let first = true;
+  subscriber.on('close', () => onListening(false));
   subscriber.on('ready', () => {
     if (!first) {
-      subscriber.subscribe(channel).catch(() => {}); // closed meanwhile: nothing to receive
+      subscriber.subscribe(channel).then(
+        () => onListening(true),
+        () => {}, // closed meanwhile: nothing to receive
+      );
     }
   });
   try {
     await subscriber.subscribe(channel);
     first = false;
+    onListening(true);
     return subscriber;
   } catch (error) {
     subscriber.disconnect();
