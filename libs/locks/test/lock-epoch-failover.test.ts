@@ -85,5 +85,5 @@ describe('the lock epoch behind Sentinel', () => {
     expect(await store.get('in-the-gap')).toBeUndefined();
     expect(await store.get('replicated')).toBeDefined();
     expect(after).not.toBe(before);
-  });
+  }, 60_000);
 });

@@ -77,16 +77,13 @@ export function redisOptions(url: string, role: RedisRole, name?: string): Redis
     options.enableOfflineQueue = false;
     options.maxRetriesPerRequest = 0;
     options.commandTimeout = 10_000;
-    // Also hear the sentinels announce a new master, for a master that is demoted but keeps
-    // its connections. Only here: each such connection subscribes to the sentinels.
-    if (target.kind === 'sentinel') {
-      options.failoverDetector = true;
-      options.sentinelMaxConnections = 3;
-    }
   } else {
     // BullMQ's blocking connections need this; the others wait for Redis as well.
     options.maxRetriesPerRequest = null;
   }
+  // No failoverDetector: ioredis' detector can end a connection for good when a failover is
+  // announced while it is reconnecting. A demoted master closes its clients itself once the
+  // sentinels reconfigure it, and a READONLY answer before that makes the connection reconnect.
   return options;
 }
 
