@@ -11,9 +11,17 @@ import { Queue, QueueEvents } from 'bullmq';
 import Redis from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterKeys, encodePayload, type JobPayload } from '@annex-p2phttp/dispatch';
+import {
+  LOCK_JOB_NAME,
+  LOCK_REQUEST_QUEUE,
+  LockKeys,
+  requestKeyOf,
+  type LockRequest,
+} from '@annex-p2phttp/locks';
 import { primaryId } from '@annex-p2phttp/redis';
 import { PrivateRedis } from '../support/redis';
 import {
+  annexStatus,
   contentLocation,
   freePort,
   keyOf,
@@ -29,18 +37,23 @@ import {
 
 const PREFIX = 'e2e-stale-jobs:';
 const FILE = 'content.bin';
+const OTHER = 'other.bin';
 
 let sandbox: Sandbox;
 let served: ServedRepo;
 let redis: PrivateRedis;
 let worker: RunningServer | undefined;
+let lockService: RunningServer | undefined;
 let inspect: Redis;
 let queue: Queue | undefined;
 let events: QueueEvents | undefined;
 
 beforeAll(async () => {
   sandbox = await Sandbox.create('cluster-stale-jobs');
-  served = await makeServedRepo(sandbox, sandbox.path('served'), [{ path: FILE, size: 3000 }]);
+  served = await makeServedRepo(sandbox, sandbox.path('served'), [
+    { path: FILE, size: 3000 },
+    { path: OTHER, size: 3000 },
+  ]);
   redis = await PrivateRedis.start();
   inspect = new Redis(redis.url);
 });
@@ -49,7 +62,7 @@ afterAll(async () => {
   try {
     await Promise.allSettled([queue?.close(), events?.close()]);
     inspect?.disconnect();
-    const { leftovers } = await stopAndCollectLeftovers([worker], [sandbox.root]);
+    const { leftovers } = await stopAndCollectLeftovers([worker, lockService], [sandbox.root]);
     expect(leftovers, 'git-annex-shell processes left running').toEqual([]);
   } finally {
     killAllTracked();
@@ -110,5 +123,56 @@ describe('a job queued on an earlier Redis primary', () => {
       ok: true,
     });
     expect(await contentLocation(served, key), 'the fresh job removed it').toBeUndefined();
+  });
+
+  it('a lock request queued on another primary is refused by the lock-service', async () => {
+    const port = await freePort();
+    const context = { sandbox, repo: served, redisUrl: redis.url, prefix: PREFIX };
+    lockService = spawnClusterApp(
+      context,
+      'lock-service',
+      ['--repo', served.dir, '--health-port', String(port)],
+      port,
+    );
+    await untilReady(lockService, 'lock-service');
+    const keys = new LockKeys(PREFIX);
+    const requests = new Queue(LOCK_REQUEST_QUEUE, {
+      connection: inspect,
+      prefix: keys.bullPrefix,
+    });
+    const replies = new QueueEvents(LOCK_REQUEST_QUEUE, {
+      connection: { host: '127.0.0.1', port: redis.port },
+      prefix: keys.bullPrefix,
+    });
+    try {
+      await replies.waitUntilReady();
+      const current = await primaryId(inspect);
+      const earlier = current.replace(/^./, (c) => (c === '0' ? '1' : '0'));
+      const lockid = randomUUID();
+      const request: LockRequest = {
+        lockid,
+        serverUuid: served.uuid,
+        key: requestKeyOf(keyOf(served, OTHER)),
+        clientUuid: randomUUID(),
+        bypass: [],
+        version: 4,
+        mode: 'full',
+        ttlMs: 60_000,
+        primary: earlier,
+      };
+      const job = await requests.add(LOCK_JOB_NAME, request, { jobId: lockid, attempts: 1 });
+      const outcome = await job.waitUntilFinished(replies, 30_000).then(
+        (reply: unknown) => `answered ${JSON.stringify(reply)}`,
+        (error: Error) => error.message,
+      );
+      expect(outcome).toMatch(/queued on an earlier Redis primary/);
+      const metrics = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
+      expect(metrics).toMatch(/^annex_p2phttp_queue_jobs_stale_total\{[^}]*\} 1$/m);
+      // git-annex holds no lock for it: the content can be dropped.
+      const drop = await annexStatus(served, ['drop', '--force', OTHER]);
+      expect(drop.code, drop.stderr).toBe(0);
+    } finally {
+      await Promise.allSettled([requests.close(), replies.close()]);
+    }
   });
 });
