@@ -311,8 +311,12 @@ describe('query lane', () => {
     // The same client gets answers again once its reply channel is subscribed anew.
     server(['back'], answerer);
     let answer: JobResult | undefined;
-    for (let attempt = 0; attempt < 10 && answer === undefined; attempt += 1) {
+    // Refused at once (503) until the reply channel is subscribed again.
+    for (let attempt = 0; attempt < 50 && answer === undefined; attempt += 1) {
       answer = await lane.call('back', checkpresent('yes')).catch(() => undefined);
+      if (answer === undefined) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
     }
     expect(answer).toEqual({ op: 'checkpresent', present: true });
   }, 60_000);
