@@ -115,14 +115,29 @@ async function startRedis(): Promise<string> {
 async function startSentinelSet(): Promise<string> {
   const dir = mkdtempSync(path.join(tmpdir(), 'annex-p2phttp-bench-sentinel-'));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  const sync = ['--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0'];
+  const sync = [
+    '--repl-diskless-sync',
+    'yes',
+    '--repl-diskless-sync-delay',
+    '0',
+    '--repl-diskless-load',
+    'swapdb',
+  ];
   const primary = await freePort();
   start('redis-server', ['--port', String(primary), ...REDIS_ARGS, ...sync], 'redis primary');
   await waitFor('redis primary', () => listening(primary));
   const replica = await freePort();
   start(
     'redis-server',
-    ['--port', String(replica), ...REDIS_ARGS, '--replicaof', '127.0.0.1', String(primary)],
+    [
+      '--port',
+      String(replica),
+      ...REDIS_ARGS,
+      ...sync,
+      '--replicaof',
+      '127.0.0.1',
+      String(primary),
+    ],
     'redis replica',
   );
   await waitFor('redis replica in sync', async () =>

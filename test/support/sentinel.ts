@@ -32,7 +32,15 @@ export interface SentinelSetOptions {
 }
 
 /** A replica that starts syncing at once, without waiting to batch several replicas. */
-const QUICK_SYNC = ['--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0'];
+const QUICK_SYNC = [
+  '--repl-diskless-sync',
+  'yes',
+  '--repl-diskless-sync-delay',
+  '0',
+  // A replica loads what it receives straight into memory: no dump.rdb in the working directory.
+  '--repl-diskless-load',
+  'swapdb',
+];
 
 class SentinelProcess {
   private child: ChildProcess | null = null;
