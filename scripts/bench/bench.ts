@@ -9,7 +9,10 @@
  *   --rounds N         rounds (default 3; 1 with --quick)
  *   --only ID,…        only these workloads (ids: see the JSON file or WORKLOADS; `pool` is the
  *                      pool put-back micro-benchmark, which needs no server or repository)
- *   --servers ID,…     only these columns (ref-J2, ref-J8, project, cluster, ceiling)
+ *   --servers ID,…     only these columns (ref-J2, ref-J8, project, cluster, ceiling,
+ *                      cluster-sentinel)
+ *   --sentinel         also the column cluster-sentinel: cluster mode behind a private Redis
+ *                      Sentinel set (primary, replica, three sentinels)
  *   --stall-seconds N  a run with no progress for N s is reported as STALL (default 60; 30 quick)
  *   --reference        also run the stress waves (stress.ts) against `git annex p2phttp -J2`
  *   --keep             keep the temp dir
@@ -73,6 +76,7 @@ interface Options {
   only: string[] | undefined;
   servers: string[] | undefined;
   reference: boolean;
+  sentinel: boolean;
   keep: boolean;
   report: string | undefined;
 }
@@ -84,6 +88,7 @@ function parseArgs(argv: readonly string[]): Options {
   let only: string[] | undefined;
   let servers: string[] | undefined;
   let reference = false;
+  let sentinel = false;
   let keep = false;
   let report: string | undefined;
   for (let i = 0; i < argv.length; i += 1) {
@@ -117,6 +122,9 @@ function parseArgs(argv: readonly string[]): Options {
       case '--keep':
         keep = true;
         break;
+      case '--sentinel':
+        sentinel = true;
+        break;
       case '--report':
         report = value();
         break;
@@ -138,6 +146,7 @@ function parseArgs(argv: readonly string[]): Options {
     only,
     servers,
     reference,
+    sentinel,
     keep,
     report,
   };
@@ -352,8 +361,10 @@ async function main(argv: readonly string[]): Promise<number> {
       referenceServer(2),
       referenceServer(8),
       projectServer(),
-      // cluster mode, when redis-server is installed
-      ...[clusterServer()].filter((s): s is ServerSpec => s !== undefined),
+      // cluster mode, when redis-server is installed (and behind Sentinel with --sentinel)
+      ...[clusterServer(), options.sentinel ? clusterServer(true) : undefined].filter(
+        (s): s is ServerSpec => s !== undefined,
+      ),
       ceilingServer(),
     ].filter((s) => options.servers === undefined || options.servers.includes(s.id));
     const records: RunRecord[] = [];

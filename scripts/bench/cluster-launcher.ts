@@ -4,10 +4,17 @@
  * its group kill cover every service), opens the gateway's port only once the worker is ready,
  * and stops them all on SIGTERM / SIGINT, or when one of them dies.
  *
- *   node cluster-launcher.js --port N --repo PATH [gateway/worker options...]
+ * With `--sentinel`, Redis is a Sentinel set instead (a primary, a replica and three sentinels,
+ * `redis-server --sentinel`, all private to this launcher) and the apps get its
+ * `redis+sentinel://` URL, as a deployment without a single point of failure would.
+ *
+ *   node cluster-launcher.js --port N --repo PATH [--sentinel] [gateway/worker options...]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { delay, freePort, projectRoot } from './util';
 
@@ -64,7 +71,112 @@ async function waitFor(what: string, probe: () => Promise<boolean>): Promise<voi
   }
 }
 
+/** Whether something listens on 127.0.0.1:`port`. */
+function listening(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.end();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Sends one inline command to 127.0.0.1:`port`; resolves the first reply line. */
+function ask(port: number, command: string): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(`${command}\r\n`));
+    let reply = '';
+    socket.on('data', (chunk: Buffer) => {
+      reply += chunk.toString('utf8');
+      if (reply.includes('\r\n')) {
+        socket.end();
+        resolve(reply);
+      }
+    });
+    socket.once('error', () => resolve(''));
+  });
+}
+
+const REDIS_ARGS = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+
+/** A private redis-server; resolves its redis:// URL once it accepts connections. */
+async function startRedis(): Promise<string> {
+  const port = await freePort();
+  start('redis-server', ['--port', String(port), ...REDIS_ARGS], 'redis-server');
+  await waitFor('redis-server', () => listening(port));
+  return `redis://127.0.0.1:${port}`;
+}
+
+/**
+ * A private Sentinel set: primary, replica (in sync), three sentinels that know both; resolves
+ * its redis+sentinel:// URL.
+ */
+async function startSentinelSet(): Promise<string> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'annex-p2phttp-bench-sentinel-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const sync = [
+    '--repl-diskless-sync',
+    'yes',
+    '--repl-diskless-sync-delay',
+    '0',
+    '--repl-diskless-load',
+    'swapdb',
+  ];
+  const primary = await freePort();
+  start('redis-server', ['--port', String(primary), ...REDIS_ARGS, ...sync], 'redis primary');
+  await waitFor('redis primary', () => listening(primary));
+  const replica = await freePort();
+  start(
+    'redis-server',
+    [
+      '--port',
+      String(replica),
+      ...REDIS_ARGS,
+      ...sync,
+      '--replicaof',
+      '127.0.0.1',
+      String(primary),
+    ],
+    'redis replica',
+  );
+  await waitFor('redis replica in sync', async () =>
+    (await ask(primary, 'INFO replication')).includes('state=online'),
+  );
+  const sentinels: number[] = [];
+  for (let i = 0; i < 3; i += 1) {
+    const port = await freePort();
+    const config = path.join(dir, `sentinel-${port}.conf`);
+    writeFileSync(
+      config,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        `sentinel monitor bench 127.0.0.1 ${primary} 2`,
+        'sentinel down-after-milliseconds bench 1000',
+        'sentinel failover-timeout bench 2000',
+        '',
+      ].join('\n'),
+    );
+    start('redis-server', [config, '--sentinel'], `sentinel ${port}`);
+    sentinels.push(port);
+  }
+  await waitFor('sentinels that know each other and the replica', async () => {
+    for (const port of sentinels) {
+      const info = await ask(port, 'INFO sentinel');
+      if (!/master0:.*status=ok,.*slaves=1,sentinels=3/.test(info)) {
+        return false;
+      }
+    }
+    return true;
+  });
+  return `redis+sentinel://${sentinels.map((p) => `127.0.0.1:${p}`).join(',')}/bench`;
+}
+
 async function main(argv: string[]): Promise<void> {
+  const sentinel = argv.includes('--sentinel');
+  argv = argv.filter((arg) => arg !== '--sentinel');
   const portIndex = argv.indexOf('--port');
   const port = argv[portIndex + 1];
   const repoIndex = argv.indexOf('--repo');
@@ -76,28 +188,11 @@ async function main(argv: string[]): Promise<void> {
     (_, i) => ![portIndex, portIndex + 1, repoIndex, repoIndex + 1].includes(i),
   );
   const bin = path.join(projectRoot(), 'bin', 'annex-p2phttp.js');
-  const redisPort = await freePort();
   const dataPort = await freePort();
-  const redisUrl = `redis://127.0.0.1:${redisPort}`;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => void stop(0));
   }
-  const redis = start(
-    'redis-server',
-    ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    'redis-server',
-  );
-  await waitFor('redis-server', async () => {
-    const net = await import('node:net');
-    return new Promise<boolean>((resolve) => {
-      const socket = net.connect(redisPort, '127.0.0.1', () => {
-        socket.end();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-  });
-  void redis;
+  const redisUrl = sentinel ? await startSentinelSet() : await startRedis();
   start(
     process.execPath,
     [

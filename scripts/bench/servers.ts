@@ -95,15 +95,16 @@ export function ceilingServer(): ServerSpec {
 /**
  * Cluster mode (DESIGN.md): a private redis-server, one proxy worker and one gateway, started by
  * cluster-launcher.js under one parent process (so the process tree, and with it RSS and CPU,
- * covers every service). Undefined, so no column, when redis-server is not installed.
+ * covers every service). Undefined, so no column, when redis-server is not installed. With
+ * `sentinel`, the column `cluster-sentinel`: the same behind a private Redis Sentinel set.
  */
-export function clusterServer(): ServerSpec | undefined {
+export function clusterServer(sentinel = false): ServerSpec | undefined {
   if (!hasRedisServer()) {
     return undefined;
   }
   return {
-    id: 'cluster',
-    label: 'annex-p2phttp cluster',
+    id: sentinel ? 'cluster-sentinel' : 'cluster',
+    label: sentinel ? 'annex-p2phttp cluster, Sentinel' : 'annex-p2phttp cluster',
     role: 'project',
     command: ({ port, repo }) => ({
       file: process.execPath,
@@ -114,6 +115,7 @@ export function clusterServer(): ServerSpec | undefined {
         '--repo',
         repo.dir,
         '--wideopen',
+        ...(sentinel ? ['--sentinel'] : []),
       ],
       cwd: repo.dir,
     }),

@@ -6,6 +6,7 @@
  * kubernetes-models (and prometheus-operator's for ServiceMonitor), plus what the apps need:
  * the commands, ports and probes of docs/cluster mode, non-root pods, and the shared claim.
  */
+import { parseRedisUrl } from '@annex-p2phttp/redis';
 import Ajv from 'ajv';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -389,10 +390,79 @@ describe('helm', () => {
     },
   );
 
+  it('points the apps at an external Sentinel set', { timeout: TIMEOUT }, async () => {
+    const objects = await render([
+      'redis.enabled=false',
+      'redis.sentinel.hosts[0]=sentinel-0.sentinel:26379',
+      'redis.sentinel.hosts[1]=sentinel-1.sentinel:26379',
+      'redis.sentinel.hosts[2]=[fd00::3]',
+      'redis.sentinel.masterName=my master',
+      'redis.sentinel.password=p@ss:w/rd',
+      'redis.sentinel.sentinelPassword=s&p',
+      'redis.sentinel.db=2',
+    ]);
+    validateAll(objects);
+    expect(
+      objects.some((o) => o.metadata.labels?.['app.kubernetes.io/component'] === 'redis'),
+    ).toBe(false);
+    const secret = objects.find((o) => o.kind === 'Secret')!;
+    const url = (secret.stringData as Record<string, string>)['redis-url']!;
+    // What the apps will read back from it.
+    expect(parseRedisUrl(url)).toEqual({
+      kind: 'sentinel',
+      sentinels: [
+        { host: 'sentinel-0.sentinel', port: 26379 },
+        { host: 'sentinel-1.sentinel', port: 26379 },
+        { host: 'fd00::3', port: 26379 },
+      ],
+      masterName: 'my master',
+      password: 'p@ss:w/rd',
+      sentinelPassword: 's&p',
+      db: 2,
+      tls: false,
+    });
+    const tls = await render([
+      'redis.enabled=false',
+      'redis.sentinel.hosts[0]=s1',
+      'redis.sentinel.masterName=m',
+      'redis.sentinel.tls=true',
+    ]);
+    const tlsSecret = tls.find((o) => o.kind === 'Secret')!;
+    expect((tlsSecret.stringData as Record<string, string>)['redis-url']).toBe(
+      'rediss+sentinel://s1/m',
+    );
+    const url2 = await render(['redis.enabled=false', 'redis.url=redis+sentinel://a\\,b/m']);
+    expect(
+      (url2.find((o) => o.kind === 'Secret')!.stringData as Record<string, string>)['redis-url'],
+    ).toBe('redis+sentinel://a,b/m');
+  });
+
   it('refuses values that do not fit together', { timeout: TIMEOUT }, async () => {
     const noRedis = await helm(['template', 'rel', CHART_DIR, '--set', 'redis.enabled=false']);
     expect(noRedis.code).not.toBe(0);
-    expect(noRedis.stderr).toMatch(/set redis.url or redis.existingSecret/);
+    expect(noRedis.stderr).toMatch(/set redis.url, redis.sentinel or redis.existingSecret/);
+    for (const [sets, message] of [
+      [['redis.sentinel.hosts[0]=s1', 'redis.sentinel.masterName=m'], /set redis.enabled=false/],
+      [['redis.enabled=false', 'redis.sentinel.hosts[0]=s1'], /masterName names the master/],
+      [
+        [
+          'redis.enabled=false',
+          'redis.sentinel.hosts[0]=s1',
+          'redis.sentinel.masterName=m',
+          'redis.url=redis://x',
+        ],
+        /set one of redis.url, redis.sentinel and redis.existingSecret/,
+      ],
+    ] as const) {
+      const refused = await helm([
+        'template',
+        'rel',
+        CHART_DIR,
+        ...sets.flatMap((v) => ['--set', v]),
+      ]);
+      expect(refused.code, sets.join(' ')).not.toBe(0);
+      expect(refused.stderr).toMatch(message);
+    }
     const loginOverHttp = await helm([
       'template',
       'rel',

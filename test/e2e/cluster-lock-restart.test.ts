@@ -5,6 +5,9 @@
  * through the gateway answers `{"removed":false}`, git-annex itself refuses `git annex drop
  * --force` in the repository, the new lock-service ends up holding the lock (the gateway recorded
  * it again), and `{"unlock":true}` then releases it.
+ *
+ * And a lock released with `{"unlock":true}` stays released through the next Redis restart: the
+ * keeplocked request that unlocked it must not write its record again.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateRedis } from '../support/redis';
@@ -27,6 +30,7 @@ import {
 
 const PREFIX = 'e2e-cluster-lock-restart:';
 const FILE = 'kept.bin';
+const OTHER = 'released.bin';
 
 let sandbox: Sandbox;
 let served: ServedRepo;
@@ -64,7 +68,10 @@ async function heldLocks(service: RunningServer): Promise<number> {
 
 beforeAll(async () => {
   sandbox = await Sandbox.create('cluster-lock-restart');
-  served = await makeServedRepo(sandbox, sandbox.path('served'), [{ path: FILE, size: 5000 }]);
+  served = await makeServedRepo(sandbox, sandbox.path('served'), [
+    { path: FILE, size: 5000 },
+    { path: OTHER, size: 5000 },
+  ]);
   redis = await PrivateRedis.start();
 });
 
@@ -140,4 +147,36 @@ describe('a lock kept through a cluster gateway', () => {
     expectJson(await api.remove(key), 200, { removed: true, plusuuids: [] });
     expect(await contentLocation(served, key)).toBeUndefined();
   }, 180_000);
+
+  it('a lock unlocked through keeplocked stays unlocked after an empty Redis restart', async () => {
+    const gatewayPort = await freePort();
+    const gateway = spawnApp(
+      'gateway',
+      ['--bind', '127.0.0.1', '--port', String(gatewayPort), '--wideopen', '--lock-ttl', '8'],
+      gatewayPort,
+    );
+    await untilReady(gateway, 'gateway');
+    const api = new P2PApi(gatewayPort, served.uuid);
+    const key = keyOf(served, OTHER);
+    const lockid = await pollUntil('a lock', async () => {
+      const result = await api.lockcontent(key);
+      return result.status === 200 ? expectLocked(result) : undefined;
+    });
+    const session = api.keeplocked(lockid);
+    await session.written();
+    expectJson(await session.unlock(), 200, { locked: false });
+
+    await redis.restart();
+    // The gateway heartbeats kept locks every 2 s; give a leftover keeper time to act.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    const removed = await pollUntil(
+      'a remove answered after the restart',
+      async () => {
+        const result = await api.remove(key);
+        return result.status === 200 ? result : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
+    expectJson(removed, 200, { removed: true, plusuuids: [] });
+  }, 120_000);
 });

@@ -22,11 +22,17 @@ export class PrivateRedis {
   private child: ChildProcess | null = null;
   private output = '';
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private args: readonly string[],
+  ) {}
 
-  /** Starts redis-server on a free port (or `port`) and waits until it answers PING. */
-  static async start(port?: number): Promise<PrivateRedis> {
-    const redis = new PrivateRedis(port ?? (await freePort()));
+  /**
+   * Starts redis-server on a free port (or `port`) and waits until it answers PING. `args` are
+   * further redis-server options (e.g. `--replicaof 127.0.0.1 6390`).
+   */
+  static async start(port?: number, args: readonly string[] = []): Promise<PrivateRedis> {
+    const redis = new PrivateRedis(port ?? (await freePort()), args);
     await redis.launch();
     return redis;
   }
@@ -64,9 +70,12 @@ export class PrivateRedis {
     this.child = null;
   }
 
-  /** Kills it and starts an empty one on the same port. */
-  async restart(): Promise<void> {
+  /** Kills it and starts an empty one on the same port (with other options if given). */
+  async restart(args?: readonly string[]): Promise<void> {
     await this.stop('SIGKILL');
+    if (args !== undefined) {
+      this.args = args;
+    }
     await this.launch();
   }
 
@@ -95,7 +104,17 @@ export class PrivateRedis {
   private async launch(): Promise<void> {
     const child = spawn(
       'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        ...this.args,
+      ],
       { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     running.add(child);

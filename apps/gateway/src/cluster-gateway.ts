@@ -19,8 +19,9 @@ import {
   redisUnreachable,
 } from '@annex-p2phttp/dispatch';
 import { ClusterRetentionLocks, type RetentionLocks } from '@annex-p2phttp/locks';
-import { logFunction, loggerFor, Metrics, type Logger } from '@annex-p2phttp/metrics';
+import { logFunction, loggerFor, Metrics, mirrorRedis, type Logger } from '@annex-p2phttp/metrics';
 import type Redis from 'ioredis';
+import { describeRedisTarget, parseRedisUrl } from '@annex-p2phttp/redis';
 import { startGateway, type RunningGateway } from './server';
 
 export interface ClusterGatewayOptions extends ServeOptions {
@@ -40,6 +41,11 @@ export type RetentionLocksFactory = (context: ClusterLocksContext) => RetentionL
 export interface RunningClusterGateway extends RunningGateway {
   readonly dispatcher: BullMqDispatcher;
   readonly directory: ClusterDirectory;
+}
+
+/** Where the URL points, without its passwords, for the log. */
+export function describeRedis(url: string): string {
+  return describeRedisTarget(parseRedisUrl(url));
 }
 
 export async function startClusterGateway(
@@ -63,7 +69,7 @@ export async function startClusterGateway(
     lastError = '';
   });
   if (!(await connected(redis, 10_000))) {
-    log(`redis: not reachable yet at ${options.redis}; answering 503 until it is`);
+    log(`redis: not reachable yet (${describeRedis(options.redis)}); answering 503 until it is`);
   }
   // While the cluster starts (directory.ts), a request for a uuid no worker has advertised yet
   // waits for the adverts as a job waits for a worker: at most --queue-wait, then 503.
@@ -93,6 +99,7 @@ export async function startClusterGateway(
     locks = clusterLocks;
   }
   const metrics = new Metrics('gateway');
+  mirrorRedis(metrics, () => dispatcher.primary.stats());
   metrics.onCollect(() => {
     const stats = dispatcher.stats();
     metrics.poolWaiters.set(stats.waiting);

@@ -466,6 +466,9 @@ export class P2pHttpService {
       this.openKeepLocked -= 1;
     }
     if (unlock) {
+      // Whether or not the unlock gets through (Redis may be failing over), this request keeps
+      // the lock no longer: at worst it expires a ttl later.
+      keeper.stop();
       await this.context.locks.unlock(lockid);
     } else {
       await keeper.end();

@@ -32,8 +32,9 @@ import {
   type LockReply,
   type LockRequest,
 } from '@annex-p2phttp/locks';
-import { logFunction, loggerFor, Metrics, type Logger } from '@annex-p2phttp/metrics';
+import { logFunction, loggerFor, Metrics, mirrorRedis, type Logger } from '@annex-p2phttp/metrics';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
+import { PrimaryWatch } from '@annex-p2phttp/redis';
 import { startHealthServer } from './health-server';
 import { ClusterLockHolder } from './lock-holder';
 
@@ -115,6 +116,8 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
   const dispatcher = new InProcessDispatcher(pool);
   const store = new RedisLockStore(redis, options.redisPrefix);
   const metrics = new Metrics('lock-service');
+  const primary = new PrimaryWatch(redis);
+  mirrorRedis(metrics, () => primary.stats());
   const locks = new ClusterLockHolder({
     store,
     dispatcher,
@@ -142,7 +145,16 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
     await locks.start();
     worker = new Worker<LockRequest, LockReply>(
       LOCK_REQUEST_QUEUE,
-      (job) => requests.run(() => locks.handle(job.data)),
+      (job) =>
+        requests.run(async () => {
+          // Queued on an earlier primary (it outlived a failover): its gateway answered 503
+          // when it lost that primary, and nobody would keep or release the lock.
+          if (await primary.isAnotherPrimary(job.data.primary)) {
+            metrics.queueJobsStale.inc();
+            throw new Error('queued on an earlier Redis primary (before a failover): not run');
+          }
+          return locks.handle(job.data);
+        }),
       {
         connection: workerRedis,
         prefix: store.keys.bullPrefix,

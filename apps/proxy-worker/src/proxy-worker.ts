@@ -45,6 +45,7 @@ import {
   STREAM_PATH,
   StreamTable,
   subscription,
+  unavailable,
   waitUntil,
   withdraw,
   type JobOperation,
@@ -58,8 +59,10 @@ import {
   logNodeRequest,
   Metrics,
   mirrorPool,
+  mirrorRedis,
   type Logger,
 } from '@annex-p2phttp/metrics';
+import { describeRedisTarget, parseRedisUrl, PrimaryWatch } from '@annex-p2phttp/redis';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { JobProcessor, type ClusterJob } from './job-processor';
 
@@ -113,6 +116,7 @@ export async function startProxyWorker(
   const startedAt = Date.now();
   const redis = commandConnection(options.redis, `annex-p2phttp:proxy-worker:${id}`);
   redis.on('error', () => {}); // reconnects by itself; readiness reports it
+  const primary = new PrimaryWatch(redis);
   // Until its repositories are read, the worker tells gateways that it is starting, so that they
   // answer 503 rather than 404 for the uuids it is about to serve (directory.ts).
   const announceStarting = () => {
@@ -157,9 +161,12 @@ export async function startProxyWorker(
   });
   const streams = new StreamTable(tuning.claimTimeoutMs);
   const metrics = new Metrics('proxy-worker');
+  mirrorRedis(metrics, () => primary.stats());
 
   if (!(await connected(redis, 10_000))) {
-    log(`redis: not reachable yet at ${options.redis}; advertising once it is`);
+    log(
+      `redis: not reachable yet (${describeRedisTarget(parseRedisUrl(options.redis))}); advertising once it is`,
+    );
   }
 
   const served = new Map<string, Served>();
@@ -298,6 +305,13 @@ export async function startProxyWorker(
         jobs.run(async () => {
           const started = performance.now();
           try {
+            // A job that outlived a failover while its completion did not: it ran already, or
+            // its requester gave up on it when it lost that primary. Either way, not again.
+            if (await primary.isAnotherPrimary(job.data.primary)) {
+              metrics.queueJobsStale.inc();
+              log(`queue ${queue}: a job queued on an earlier Redis primary is not run`);
+              throw unavailable('queued on an earlier Redis primary (before a failover): not run');
+            }
             return await processor.process(job, queue, signal ?? new AbortController().signal);
           } catch (error) {
             // The reason carries the error code to the gateway (see encodeFailure).

@@ -141,9 +141,32 @@ readinessProbe:
 {{- end }}
 {{- end }}
 
+{{/* The redis+sentinel:// URL of redis.sentinel (passwords percent-encoded). */}}
+{{- define "annex-p2phttp.sentinelUrl" -}}
+{{- $s := .Values.redis.sentinel -}}
+{{- $auth := "" -}}
+{{- if $s.password }}{{ $auth = printf ":%s@" (urlquery $s.password | replace "+" "%20") }}{{ end -}}
+{{- $query := list -}}
+{{- if $s.db }}{{ $query = append $query (printf "db=%d" (int $s.db)) }}{{ end -}}
+{{- if $s.sentinelPassword }}{{ $query = append $query (printf "sentinelPassword=%s" (urlquery $s.sentinelPassword | replace "+" "%20")) }}{{ end -}}
+{{- printf "%s://%s%s/%s" (ternary "rediss+sentinel" "redis+sentinel" (default false $s.tls)) $auth (join "," $s.hosts) (urlquery $s.masterName | replace "+" "%20") -}}
+{{- if $query }}?{{ join "&" $query }}{{ end -}}
+{{- end }}
+
 {{- define "annex-p2phttp.validate" -}}
-{{- if and (not .Values.redis.enabled) (not .Values.redis.url) (not .Values.redis.existingSecret) }}
-{{- fail "redis: set redis.url or redis.existingSecret, or enable the in-chart Redis (redis.enabled=true)" }}
+{{- if and (not .Values.redis.enabled) (not .Values.redis.url) (not .Values.redis.existingSecret) (not .Values.redis.sentinel.hosts) }}
+{{- fail "redis: set redis.url, redis.sentinel or redis.existingSecret, or enable the in-chart Redis (redis.enabled=true)" }}
+{{- end }}
+{{- if .Values.redis.sentinel.hosts }}
+{{- if .Values.redis.enabled }}
+{{- fail "redis: redis.sentinel names an external Sentinel set: set redis.enabled=false" }}
+{{- end }}
+{{- if or .Values.redis.url .Values.redis.existingSecret }}
+{{- fail "redis: set one of redis.url, redis.sentinel and redis.existingSecret" }}
+{{- end }}
+{{- if not .Values.redis.sentinel.masterName }}
+{{- fail "redis: redis.sentinel.masterName names the master set the sentinels monitor" }}
+{{- end }}
 {{- end }}
 {{- if and (not .Values.auth.overHttp) (not .Values.gateway.tls.secretName) (or .Values.auth.users .Values.auth.existingSecret) }}
 {{- fail "auth: users can log in only over HTTPS with auth.overHttp=false: set gateway.tls.secretName" }}

@@ -12,6 +12,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import { parseRedisUrl, redactRedisUrl, RedisUrlError } from '@annex-p2phttp/redis';
 import { Command, CommanderError, Option } from 'commander';
 import { type AuthPolicy } from './auth';
 import { ConfigError, HelpRequested } from './errors';
@@ -223,7 +224,7 @@ function buildCommand(): Command {
       'serve every git-annex repository below this directory; repeatable',
     ),
     flag('-d, --debug', 'show debug messages'),
-    valued('--redis <URL>', 'cluster mode: the shared Redis (default $REDIS_URL)'),
+    valued('--redis <URL>', 'cluster mode: the shared Redis or Sentinel set (default $REDIS_URL)'),
     valued('--redis-prefix <PREFIX>', `prefix of Redis keys (default ${DEFAULT_REDIS_PREFIX})`),
     valued(
       '--queue-wait <S>',
@@ -454,8 +455,16 @@ export function parseServeArgs(
   );
   const dataPort = parseCount('--data-port', raw.dataPort, DEFAULT_DATA_PORT, problems, 0, 65535);
   const redis = raw.redis ?? (env.REDIS_URL || undefined);
-  if (redis !== undefined && !/^rediss?:\/\/./.test(redis)) {
-    problems.push(`--redis ${JSON.stringify(redis)}: must be a redis:// or rediss:// URL`);
+  if (redis !== undefined) {
+    try {
+      parseRedisUrl(redis);
+    } catch (error) {
+      if (!(error instanceof RedisUrlError)) {
+        throw error;
+      }
+      // The URL may carry passwords: it is quoted without them.
+      problems.push(`--redis ${JSON.stringify(redactRedisUrl(redis))}: ${error.message}`);
+    }
   }
   const redisPrefix = raw.redisPrefix ?? env.ANNEX_P2PHTTP_REDIS_PREFIX ?? DEFAULT_REDIS_PREFIX;
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(redisPrefix)) {

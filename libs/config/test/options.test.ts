@@ -380,7 +380,7 @@ describe('parseServeArgs', () => {
       ]).message.split('\n'),
     ).toEqual([
       '--health-port "70000": must be an integer from 0 to 65535',
-      '--redis "http://x": must be a redis:// or rediss:// URL',
+      '--redis "http://x": must be a redis://, rediss://, redis+sentinel:// or rediss+sentinel:// URL',
       '--redis-prefix " ": must be 1 to 64 of A-Z a-z 0-9 _ . : -',
     ]);
   });

@@ -12,7 +12,6 @@ import {
   type QueryPayload,
   isStreamOffer,
   parseDirectoryReply,
-  redisOptionsFromUrl,
   settled,
 } from '../src/index';
 
@@ -117,28 +116,6 @@ describe('parseDirectoryReply', () => {
     expect(settled(parseDirectoryReply(['5999', serving, '']), 6000)).toBe(false);
     expect(settled(parseDirectoryReply(['6000', serving, '']), 6000)).toBe(true);
     expect(settled(parseDirectoryReply(['60000', '']), 6000)).toBe(false);
-  });
-});
-
-describe('redisOptionsFromUrl', () => {
-  it('reads host, port, credentials, database and TLS', () => {
-    expect(redisOptionsFromUrl('redis://127.0.0.1:6390')).toEqual({
-      host: '127.0.0.1',
-      port: 6390,
-    });
-    expect(redisOptionsFromUrl('rediss://u%40x:p%3Aw@[::1]/3')).toEqual({
-      host: '::1',
-      port: 6379,
-      username: 'u@x',
-      password: 'p:w',
-      db: 3,
-      tls: {},
-    });
-  });
-
-  it('refuses other schemes and a non-numeric database', () => {
-    expect(() => redisOptionsFromUrl('http://x')).toThrow(/redis:\/\//);
-    expect(() => redisOptionsFromUrl('redis://x/abc')).toThrow(/number/);
   });
 });
 

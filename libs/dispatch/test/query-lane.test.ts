@@ -302,7 +302,8 @@ describe('query lane', () => {
     await redis.stop('SIGKILL');
     const error = await failed;
     expect((error as DispatchError).code).toBe('DISPATCH_UNAVAILABLE');
-    expect(error.message).toMatch(/lost Redis/); // not the 10 s wait bound
+    // Not the 10 s wait bound: the command connection or the reply channel saw Redis go.
+    expect(error.message).toMatch(/lost Redis|lost the channel for answers/);
     const refused = await failure(lane.call('nobody', checkpresent('yes')));
     expect((refused as DispatchError).code).toBe('DISPATCH_UNAVAILABLE');
     await redis.restart();
@@ -310,8 +311,37 @@ describe('query lane', () => {
     // The same client gets answers again once its reply channel is subscribed anew.
     server(['back'], answerer);
     let answer: JobResult | undefined;
-    for (let attempt = 0; attempt < 10 && answer === undefined; attempt += 1) {
+    // Refused at once (503) until the reply channel is subscribed again.
+    for (let attempt = 0; attempt < 50 && answer === undefined; attempt += 1) {
       answer = await lane.call('back', checkpresent('yes')).catch(() => undefined);
+      if (answer === undefined) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    expect(answer).toEqual({ op: 'checkpresent', present: true });
+  }, 60_000);
+
+  it('fails waiting queries at once when only the reply channel is lost, then answers again', async () => {
+    const lane = client({ queueWaitMs: 10_000, jobTimeoutMs: 3000 });
+    // Subscribed: a first query is answered.
+    server(['answered'], answerer);
+    expect(await lane.call('answered', checkpresent('yes'))).toEqual({
+      op: 'checkpresent',
+      present: true,
+    });
+    const failed = failure(lane.call('nobody', checkpresent('yes')));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // As a demoted primary does to its subscribers: the command connection stays.
+    await connection.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    const error = await failed;
+    expect((error as DispatchError).code).toBe('DISPATCH_UNAVAILABLE');
+    expect(error.message).toMatch(/lost the channel for answers/); // not the 3 s timeout
+    let answer: JobResult | undefined;
+    for (let attempt = 0; attempt < 50 && answer === undefined; attempt += 1) {
+      answer = await lane.call('answered', checkpresent('yes')).catch(() => undefined);
+      if (answer === undefined) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
     }
     expect(answer).toEqual({ op: 'checkpresent', present: true });
   }, 60_000);

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import type Redis from 'ioredis';
+import { PrimaryWatch } from '@annex-p2phttp/redis';
 import { LOCK_JOB_NAME, requestKeyOf, type LockReply, type LockRequest } from './lock-requests';
 import { LOCK_REQUEST_QUEUE } from './redis-keys';
 import { closeRedis, LocksUnavailableError, openRedis, whenReady } from './redis-connection';
@@ -49,6 +50,10 @@ export class ClusterRetentionLocks implements RetentionLocks {
   private readonly requestTimeoutMs: number;
   private readonly now: () => number;
   private readonly keepers = new Set<HeartbeatKeeper>();
+  /** Lock requests waiting for their reply: they fail at once when Redis goes away. */
+  private readonly waiting = new Set<(error: Error) => void>();
+  /** Which Redis primary the command connection has; requests are stamped with it. */
+  readonly primary: PrimaryWatch;
   private closed = false;
 
   constructor(private readonly options: ClusterRetentionLocksOptions) {
@@ -59,6 +64,13 @@ export class ClusterRetentionLocks implements RetentionLocks {
     this.redis = openRedis(options.redisUrl, 'command', 'annex-p2phttp-gateway-locks');
     this.eventsRedis = openRedis(options.redisUrl, 'blocking', 'annex-p2phttp-gateway-lock-events');
     this.store = new RedisLockStore(this.redis, options.prefix);
+    this.primary = new PrimaryWatch(this.redis);
+    this.redis.on('close', () => {
+      const error = new LocksUnavailableError('lost the connection to Redis');
+      for (const fail of [...this.waiting]) {
+        fail(error);
+      }
+    });
     const prefix = this.store.keys.bullPrefix;
     this.queue = new Queue<LockRequest, LockReply>(LOCK_REQUEST_QUEUE, {
       connection: this.redis,
@@ -114,6 +126,7 @@ export class ClusterRetentionLocks implements RetentionLocks {
         version: target.version,
         mode: target.mode,
         ttlMs: this.ttlMs,
+        ...(await this.stamp()),
       });
     } catch (error) {
       // Whatever the lock-service did or will do, the lock must not outlive this failure.
@@ -209,8 +222,31 @@ export class ClusterRetentionLocks implements RetentionLocks {
     }
   }
 
-  /** Sends a lock request and waits for its reply, within requestTimeoutMs in all. */
+  /** The primary to stamp a request with, when known (one INFO per connection). */
+  private async stamp(): Promise<{ primary?: string }> {
+    const primary = this.primary.known ?? (await this.primary.current().catch(() => ''));
+    return primary === '' ? {} : { primary };
+  }
+
+  /**
+   * Sends a lock request and waits for its reply, within requestTimeoutMs in all; fails at once
+   * when the connection to Redis is lost meanwhile (a failover): no reply could reach us then.
+   */
   private async request(data: LockRequest): Promise<LockReply> {
+    let fail: (error: Error) => void = () => undefined;
+    const lost = new Promise<never>((_resolve, reject) => {
+      fail = reject;
+    });
+    lost.catch(() => undefined);
+    this.waiting.add(fail);
+    try {
+      return await Promise.race([this.send(data), lost]);
+    } finally {
+      this.waiting.delete(fail);
+    }
+  }
+
+  private async send(data: LockRequest): Promise<LockReply> {
     const deadline = this.now() + this.requestTimeoutMs;
     let job: Job<LockRequest, LockReply> | undefined;
     try {

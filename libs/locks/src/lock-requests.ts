@@ -15,6 +15,12 @@ export interface LockRequest extends LockSession {
   readonly key: string;
   /** expiresAt = time of locking + ttlMs. */
   readonly ttlMs: number;
+  /**
+   * The replication id of the Redis primary the request was queued on, when the gateway knew
+   * it: a lock-service does not take a lock for a request queued on an earlier primary (one that
+   * outlived a failover, whose gateway answered 503 when it lost that primary).
+   */
+  readonly primary?: string;
 }
 
 export interface LockReply {

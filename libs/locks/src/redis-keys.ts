@@ -8,6 +8,7 @@
  *   <prefix>locks:cover            hash: "<repository> <key>" -> number of records covering it
  *   <prefix>locks:holder:<holder>  a lock-service's liveness, with a TTL it keeps refreshing
  *   <prefix>locks:epoch            random value set once; its loss means Redis lost its data
+ *                                  (with the primary's replication id, the lock epoch)
  *   <prefix>locks:unlock           pub/sub channel: a lockid whose record was deleted
  *   <prefix>bull:lock-requests:…   the BullMQ queue of lock requests to the lock-services
  */

@@ -13,6 +13,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
+import { primaryId } from '@annex-p2phttp/redis';
 import { fromWireText, wireText } from '@annex-p2phttp/protocol';
 import { type LockRecord, type LockStore } from './lock-store';
 import { LockKeys } from './redis-keys';
@@ -248,17 +249,22 @@ export class RedisLockStore implements LockStore {
   }
 
   /**
-   * The epoch of the data in Redis: a random value created when absent. It changes only when Redis
-   * lost the key (a restart without persistence, a flush), which tells lost records from deleted
-   * ones.
+   * The epoch of the data in Redis, which tells lost records from deleted ones: a random value
+   * created when absent, and the replication id of the primary (primary.ts of
+   * @annex-p2phttp/redis). It changes when Redis lost the key (a restart without persistence, a
+   * flush) and when another primary took over (a Sentinel failover: what the old primary had not
+   * passed on to its replica yet is lost although the key is not), or Redis restarted.
    */
   async epoch(): Promise<string> {
-    await this.redis.set(this.keys.epoch, randomUUID(), 'NX');
+    const [, primary] = await Promise.all([
+      this.redis.set(this.keys.epoch, randomUUID(), 'NX'),
+      primaryId(this.redis),
+    ]);
     const epoch = await this.redis.get(this.keys.epoch);
     if (epoch === null) {
       throw new Error('the lock epoch vanished as it was read');
     }
-    return epoch;
+    return primary === '' ? epoch : `${epoch} ${primary}`;
   }
 
   /** Tells the lock-services that a lock was released (its record deleted). */

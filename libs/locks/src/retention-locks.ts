@@ -13,9 +13,14 @@ export interface LockTarget {
   readonly mode: 'full' | 'readonly' | 'appendonly';
 }
 
-/** Keeps a lock held while a keeplocked request is open; `end` when the request goes away. */
+/**
+ * Keeps a lock held while a keeplocked request is open; `end` when the request goes away, `stop`
+ * before unlocking (a keeper left running would keep the lock, or write it again after Redis
+ * lost it, once it was unlocked).
+ */
 export interface LockKeeper {
   end(): Promise<void>;
+  stop(): void;
 }
 
 /**

@@ -46,6 +46,11 @@ export class Metrics {
   readonly queueJobs: Gauge<'queue' | 'state'>;
   readonly queueJobsFailed: Counter<'queue' | 'operation'>;
   readonly queueJobDuration: Histogram<'queue' | 'operation'>;
+  readonly queueJobsStale: Counter;
+
+  readonly redisConnected: Gauge;
+  readonly redisReconnects: Counter;
+  readonly redisPrimaryChanges: Counter;
 
   private readonly collectors: (() => void | Promise<void>)[] = [];
 
@@ -145,6 +150,27 @@ export class Metrics {
       buckets: DURATION_BUCKETS,
       registers,
     });
+    this.queueJobsStale = counter(
+      registers,
+      'queue_jobs_stale_total',
+      'Jobs not run because they were queued on an earlier Redis primary (before a failover).',
+    );
+
+    this.redisConnected = new Gauge({
+      name: `${PREFIX}redis_connected`,
+      help: "1 while the app's command connection to Redis is ready, else 0.",
+      registers,
+    });
+    this.redisReconnects = counter(
+      registers,
+      'redis_reconnects_total',
+      "Times the app's command connection to Redis was lost and made again.",
+    );
+    this.redisPrimaryChanges = counter(
+      registers,
+      'redis_primary_changes_total',
+      'Times the Redis primary behind that connection changed (a failover, or a restart).',
+    );
   }
 
   /**
@@ -195,6 +221,25 @@ export class CounterMirror {
     }
     this.last = Math.max(this.last, total);
   }
+}
+
+/** What a Redis connection watch reports (PrimaryWatch of @annex-p2phttp/redis). */
+export interface RedisCounts {
+  readonly connected: boolean;
+  readonly reconnects: number;
+  readonly primaryChanges: number;
+}
+
+/** Copies a Redis connection's state into the redis metrics at each scrape. */
+export function mirrorRedis(metrics: Metrics, read: () => RedisCounts): () => void {
+  const reconnects = new CounterMirror(metrics.redisReconnects);
+  const changes = new CounterMirror(metrics.redisPrimaryChanges);
+  return metrics.onCollect(() => {
+    const counts = read();
+    metrics.redisConnected.set(counts.connected ? 1 : 0);
+    reconnects.update(counts.reconnects);
+    changes.update(counts.primaryChanges);
+  });
 }
 
 /** What a connection pool reports (DispatcherStats has this shape). */

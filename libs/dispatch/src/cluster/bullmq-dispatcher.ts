@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import type Redis from 'ioredis';
+import { PrimaryWatch } from '@annex-p2phttp/redis';
 import {
   AbortError,
   cutWhenIdle,
@@ -120,8 +121,11 @@ export class BullMqDispatcher implements Dispatcher {
   private readonly counters = { jobs: 0, failed: 0, rejected: 0 };
   private readonly batcher: Batcher<BatchableJob, JobResult>;
   private readonly queries: QueryClient;
+  /** Which Redis primary the command connection has; jobs are stamped with it (jobs.ts). */
+  readonly primary: PrimaryWatch;
 
   constructor(private readonly options: BullMqDispatcherOptions) {
+    this.primary = new PrimaryWatch(options.redis);
     this.queries = new QueryClient(options);
     this.batcher = new Batcher<BatchableJob, JobResult>({
       maxInFlight: options.batchInFlight ?? DEFAULT_BATCH_IN_FLIGHT,
@@ -442,6 +446,8 @@ export class BullMqDispatcher implements Dispatcher {
     }
     signal?.throwIfAborted();
     const { queue } = await this.queueFor(queueName);
+    // Known once per connection; asked only when the connection was just made again.
+    const primary = this.primary.known ?? (await this.primary.current().catch(() => ''));
     const jobId = randomUUID();
     const { queueWaitMs, jobTimeoutMs } = this.options;
     this.counters.jobs += 1;
@@ -526,7 +532,7 @@ export class BullMqDispatcher implements Dispatcher {
         }, jobTimeoutMs),
       );
       queue
-        .add(payload.op, encodePayload(payload), {
+        .add(payload.op, encodePayload(primary === '' ? payload : { ...payload, primary }), {
           jobId,
           attempts: 1,
           removeOnComplete: true,

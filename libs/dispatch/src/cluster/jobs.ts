@@ -37,35 +37,47 @@ export type BatchableJob =
 export type QueryPayload =
   BatchableJob | { readonly op: 'batch'; readonly items: readonly BatchableJob[] };
 
+/**
+ * What every job carries besides its operation: the replication id of the Redis primary it was
+ * queued on (PrimaryWatch of @annex-p2phttp/redis), when the gateway knew it. A worker does not
+ * run a job queued on another primary: it is a job that survived a failover while its completion
+ * did not, and its requester answered 503 when it lost that primary.
+ */
+export interface JobStamp {
+  readonly primary?: string;
+}
+
 /** What goes through BullMQ: the operations that change content or move its bytes. */
-export type JobPayload =
-  | {
-      readonly op: 'remove';
-      readonly target: JobTarget;
-      readonly key: string;
-      /** REMOVE-BEFORE's timestamp; absent for REMOVE. */
-      readonly before?: number;
-    }
-  | { readonly op: 'putoffset'; readonly target: JobTarget; readonly key: string }
-  | {
-      readonly op: 'put';
-      readonly target: JobTarget;
-      readonly key: string;
-      readonly associatedFile: string | null;
-      readonly offset: number;
-      readonly length: number;
-      readonly dataPresent: boolean;
-    }
-  | {
-      readonly op: 'get';
-      readonly target: JobTarget;
-      readonly key: string;
-      readonly associatedFile: string | null;
-      readonly offset: number;
-      readonly signalInvalid: boolean;
-      /** A byte range: at most this many bytes from `offset`. */
-      readonly limit?: number;
-    };
+export type JobPayload = JobStamp &
+  (
+    | {
+        readonly op: 'remove';
+        readonly target: JobTarget;
+        readonly key: string;
+        /** REMOVE-BEFORE's timestamp; absent for REMOVE. */
+        readonly before?: number;
+      }
+    | { readonly op: 'putoffset'; readonly target: JobTarget; readonly key: string }
+    | {
+        readonly op: 'put';
+        readonly target: JobTarget;
+        readonly key: string;
+        readonly associatedFile: string | null;
+        readonly offset: number;
+        readonly length: number;
+        readonly dataPresent: boolean;
+      }
+    | {
+        readonly op: 'get';
+        readonly target: JobTarget;
+        readonly key: string;
+        readonly associatedFile: string | null;
+        readonly offset: number;
+        readonly signalInvalid: boolean;
+        /** A byte range: at most this many bytes from `offset`. */
+        readonly limit?: number;
+      }
+  );
 
 export type JobOperation = JobPayload['op'];
 

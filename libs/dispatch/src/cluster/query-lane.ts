@@ -72,6 +72,8 @@ export class QueryClient {
   private readonly pending = new Map<string, PendingQuery>();
   private subscriber: Redis | null = null;
   private subscribed: Promise<void> | null = null;
+  /** Whether answers can reach us now (the reply channel is subscribed on a live connection). */
+  private listening = false;
   private closed = false;
 
   constructor(private readonly options: QueryClientOptions) {}
@@ -92,6 +94,10 @@ export class QueryClient {
     }
     signal?.throwIfAborted();
     await this.subscribe();
+    if (!this.listening) {
+      // Reconnecting (Redis restarting or failing over): an answer now would be lost.
+      throw unavailable('the channel for answers is reconnecting to Redis');
+    }
     const { redis, keys, queueWaitMs, jobTimeoutMs } = this.options;
     const id = randomUUID();
     const list = keys.query(queue);
@@ -197,8 +203,19 @@ export class QueryClient {
   }
 
   private subscribe(): Promise<void> {
-    this.subscribed ??= subscription(this.options.redisUrl, this.channel, (text) =>
-      this.answer(text),
+    this.subscribed ??= subscription(
+      this.options.redisUrl,
+      this.channel,
+      (text) => this.answer(text),
+      undefined,
+      (listening) => {
+        this.listening = listening;
+        if (!listening) {
+          // Answers published while the channel is down never arrive: fail now, not at the
+          // job timeout.
+          this.failWaiting(unavailable('lost the channel for answers (Redis went away)'));
+        }
+      },
     ).then(
       (subscriber) => {
         if (this.closed) {

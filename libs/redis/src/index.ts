@@ -1,0 +1,3 @@
+export * from './url';
+export * from './connections';
+export * from './primary';
