@@ -121,7 +121,7 @@ export function clusterServer(): ServerSpec | undefined {
   };
 }
 
-function hasRedisServer(): boolean {
+export function hasRedisServer(): boolean {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
