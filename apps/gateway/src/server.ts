@@ -103,7 +103,12 @@ export async function startEmbeddedServer(
     directories: options.directories,
     log: logFunction(log, 'warn'),
   });
-  await registry.init();
+  try {
+    await registry.init();
+  } catch (error) {
+    registry.close();
+    throw error;
+  }
   const writable = await checkWritable(registry, log);
   const pool = new SessionPool({
     connector: new LocalShellConnector({ debug: options.debug, clusterJobs: options.clusterJobs }),
@@ -142,6 +147,7 @@ export async function startEmbeddedServer(
         ];
       },
       close: async (graceMs) => {
+        registry.close();
         const grace = new Deadline(graceMs);
         await boundedStep('leave the locks to their retention files', () => locks.close(), {
           withinMs: grace.remaining,

@@ -130,6 +130,7 @@ export async function startProxyWorker(
   try {
     await registry.init();
   } catch (error) {
+    registry.close();
     await withdraw(redis, keys, id).catch(() => {});
     redis.disconnect();
     throw error;
@@ -376,6 +377,7 @@ export async function startProxyWorker(
     closing ??= (async () => {
       stopping = true;
       clearInterval(timer);
+      registry.close();
       const grace = new Deadline(graceMs);
       const cleanup = grace.extended(SHUTDOWN_CLEANUP_MS);
       await boundedStep('withdraw the advert', () => withdraw(redis, keys, id), {
