@@ -78,6 +78,11 @@ export interface RepositoryRegistryOptions {
   log?: (msg: string) => void;
   /** The git executable; default 'git'. */
   git?: string;
+  /**
+   * Runs before a repository is first served (e.g. to take over the locks a previous server
+   * left); a failure is logged and the repository served anyway.
+   */
+  prepare?: (repo: ServedRepository) => Promise<void>;
 }
 
 export const DEFAULT_RECONCILE_INTERVAL_MS = 60_000;
@@ -217,6 +222,7 @@ export class RepositoryRegistry {
   private readonly maxDepth: number;
   private readonly log: (msg: string) => void;
   private readonly git: string;
+  private readonly prepare: (repo: ServedRepository) => Promise<void>;
 
   /** From --repo, fixed after init(). */
   private readonly fixed = new Map<string, ServedRepository>();
@@ -262,6 +268,11 @@ export class RepositoryRegistry {
     this.maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
     this.log = options.log ?? (() => {});
     this.git = options.git ?? 'git';
+    const prepare = options.prepare ?? (() => Promise.resolve());
+    this.prepare = (repo) =>
+      prepare(repo).catch((err: unknown) => {
+        this.log(`repository ${repo.path}: preparing to serve it failed: ${String(err)}`);
+      });
     if (!(this.reconcileIntervalMs > 0)) {
       throw new ConfigError(`reconcileIntervalMs must be > 0, not ${options.reconcileIntervalMs}`);
     }
@@ -323,6 +334,9 @@ export class RepositoryRegistry {
     }
     this.fixed.clear();
     for (const { repo, gitDir, commonDir } of found as Found[]) {
+      if (!this.fixed.has(repo.uuid)) {
+        await this.prepare(repo);
+      }
       this.add(this.fixed, repo);
       this.fixedDirs.set(repo.path, { gitDir, commonDir });
     }
@@ -426,14 +440,19 @@ export class RepositoryRegistry {
   }
 
   /**
-   * Reconciles now when the last reconciliation ended reconcileIntervalMs ago or more (a walk
-   * that stats each repository's config, and a check of each gateway); otherwise does nothing.
+   * Reconciles now when the first walk is done and the last reconciliation ended
+   * reconcileIntervalMs ago or more (a walk that stats each repository's config, and a check of
+   * each gateway); otherwise does nothing.
    */
   async refresh(): Promise<void> {
     if (!this.initialised) {
       throw new Error('RepositoryRegistry.refresh() called before init()');
     }
-    if (performance.now() - this.lastReconcileEnd >= this.reconcileIntervalMs) {
+    // The first walk is a reconciliation of its own.
+    if (
+      this.firstScanFinished &&
+      performance.now() - this.lastReconcileEnd >= this.reconcileIntervalMs
+    ) {
       await this.reconcile();
     }
   }
@@ -691,6 +710,12 @@ export class RepositoryRegistry {
       );
       this.setUuid(node, '', false);
       return;
+    }
+    if (facts.uuid !== node.uuid && facts.uuid !== '' && !this.fixed.has(facts.uuid)) {
+      await this.prepare({ uuid: facts.uuid, path: node.path, kind: 'repository' });
+      if (node.forgotten) {
+        return;
+      }
     }
     this.setUuid(node, facts.uuid, facts.mayProxy);
   }

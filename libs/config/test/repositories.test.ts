@@ -270,6 +270,37 @@ describe('RepositoryRegistry with --directory', () => {
     }
   }, 30_000);
 
+  it('start() serves repositories as they are found, before the first walk is done', async () => {
+    const dir = join(base, 'start');
+    mkdirSync(dir);
+    const one = annexRepo(join(dir, 'one'));
+    const prepared: string[] = [];
+    const registry = new RepositoryRegistry({
+      repos: [],
+      directories: [dir],
+      prepare: (repo) => {
+        prepared.push(repo.uuid);
+        return Promise.resolve();
+      },
+    });
+    await registry.start();
+    try {
+      // The walk has begun, not ended: what it has not reached is not known yet.
+      expect(registry.firstScanFinished).toBe(false);
+      await registry.whenScanned();
+      expect(registry.firstScanFinished).toBe(true);
+      expect(await registry.lookup(one)).toEqual({
+        uuid: one,
+        path: join(dir, 'one'),
+        kind: 'repository',
+      });
+      // Each repository is prepared (its locks taken over) once, before it is served.
+      expect(prepared).toEqual([one]);
+    } finally {
+      registry.close();
+    }
+  });
+
   it('serves a duplicate uuid once, warning about the second repository', async () => {
     const dir = join(base, 'dups');
     mkdirSync(dir);
