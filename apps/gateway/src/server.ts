@@ -132,7 +132,11 @@ export async function startEmbeddedServer(
     throw error;
   }
   let writable: WritableCheck | undefined;
+  let stopped = false;
   const scanned = registry.whenScanned().then(async () => {
+    if (stopped) {
+      return;
+    }
     writable = await checkWritable(registry, log);
     const served = registry.list().filter((repo) => repo.kind === 'repository').length;
     log.info(`serving ${served} repositories`);
@@ -145,7 +149,7 @@ export async function startEmbeddedServer(
   mirrorPool(metrics, () => dispatcher.stats());
   const expirations = new CounterMirror(metrics.lockExpirations);
   metrics.onCollect(() => expirations.update(locks.expirations));
-  const gateway = await startGateway(
+  const started = startGateway(
     options,
     {
       directory: registryDirectory(registry, options.directories),
@@ -163,6 +167,7 @@ export async function startEmbeddedServer(
         ];
       },
       close: async (graceMs) => {
+        stopped = true;
         registry.close();
         const grace = new Deadline(graceMs);
         await boundedStep('leave the locks to their retention files', () => locks.close(), {
@@ -177,6 +182,14 @@ export async function startEmbeddedServer(
     env,
     log,
   );
+  let gateway: Awaited<typeof started>;
+  try {
+    gateway = await started;
+  } catch (error) {
+    stopped = true;
+    registry.close();
+    throw error;
+  }
   return { ...gateway, pool, locks };
 }
 
