@@ -17,6 +17,7 @@
  *   --reference        also run the stress waves (stress.ts) against `git annex p2phttp -J2`
  *   --keep             keep the temp dir
  *   --report FILE      only print the report of an earlier run's JSON file
+ *   --only repos ...   many repositories below one --directory instead (options: scale.ts)
  */
 import { readFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
@@ -53,6 +54,7 @@ import {
   type RunningServer,
   type ServerSpec,
 } from './servers';
+import { runScale } from './scale';
 import { renderStress, runStress, STRESS_FULL, STRESS_SHORT } from './stress';
 import { errorMessage, projectRoot } from './util';
 import { installExitHandlers } from './processes';
@@ -321,6 +323,10 @@ async function printSaved(file: string): Promise<number> {
 }
 
 async function main(argv: readonly string[]): Promise<number> {
+  const only = argv.indexOf('--only');
+  if (only >= 0 && argv[only + 1] === 'repos') {
+    return runScale(argv); // many repositories: its own options (scale.ts)
+  }
   const options = parseArgs(argv);
   if (options.report !== undefined) {
     return printSaved(options.report);

@@ -8,7 +8,9 @@
  * `redis-server --sentinel`, all private to this launcher) and the apps get its
  * `redis+sentinel://` URL, as a deployment without a single point of failure would.
  *
- *   node cluster-launcher.js --port N --repo PATH [--sentinel] [gateway/worker options...]
+ *   node cluster-launcher.js --port N (--repo PATH | --directory DIR) [--sentinel] [options...]
+ *
+ * CLUSTER_LAUNCHER_WAIT_MS (default 60000) bounds the wait for each service to be ready.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -62,7 +64,7 @@ function status(port: number, urlPath: string): Promise<number> {
 }
 
 async function waitFor(what: string, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + Number(process.env.CLUSTER_LAUNCHER_WAIT_MS ?? 60_000);
   while (!(await probe())) {
     if (stopping || Date.now() > deadline) {
       throw new Error(`cluster-launcher: ${what} not ready`);
@@ -179,10 +181,23 @@ async function main(argv: string[]): Promise<void> {
   argv = argv.filter((arg) => arg !== '--sentinel');
   const portIndex = argv.indexOf('--port');
   const port = argv[portIndex + 1];
-  const repoIndex = argv.indexOf('--repo');
+  // --repo PATH or --directory DIR: what the worker and the lock-service serve.
+  let repoIndex = argv.indexOf('--repo');
+  if (repoIndex < 0) {
+    repoIndex = argv.indexOf('--directory');
+  }
+  const served = argv[repoIndex];
   const repo = argv[repoIndex + 1];
-  if (portIndex < 0 || repoIndex < 0 || port === undefined || repo === undefined) {
-    throw new Error('usage: cluster-launcher --port N --repo PATH [options...]');
+  if (
+    portIndex < 0 ||
+    repoIndex < 0 ||
+    port === undefined ||
+    served === undefined ||
+    repo === undefined
+  ) {
+    throw new Error(
+      'usage: cluster-launcher --port N (--repo PATH | --directory DIR) [--sentinel] [options...]',
+    );
   }
   const rest = argv.filter(
     (_, i) => ![portIndex, portIndex + 1, repoIndex, repoIndex + 1].includes(i),
@@ -200,7 +215,7 @@ async function main(argv: string[]): Promise<void> {
       'proxy-worker',
       '--redis',
       redisUrl,
-      '--repo',
+      served,
       repo,
       '--bind',
       '127.0.0.1',
@@ -219,7 +234,7 @@ async function main(argv: string[]): Promise<void> {
       'lock-service',
       '--redis',
       redisUrl,
-      '--repo',
+      served,
       repo,
       '--bind',
       '127.0.0.1',

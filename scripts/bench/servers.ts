@@ -123,7 +123,7 @@ export function clusterServer(sentinel = false): ServerSpec | undefined {
   };
 }
 
-function hasRedisServer(): boolean {
+export function hasRedisServer(): boolean {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 

@@ -734,6 +734,8 @@ export interface ServerOptions {
   kind?: ServerKind;
   /** more options for this project's server (not the reference) */
   extraArgs?: readonly string[];
+  /** how long it may take to answer (default 20 s) */
+  startTimeoutMs?: number;
 }
 
 export interface StopResult {
@@ -911,7 +913,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     track(child);
     const server = new RunningServer(kind, port, options.repo, [file, ...args].join(' '), child);
     const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-    const deadline = Date.now() + 20_000;
+    const startTimeoutMs = options.startTimeoutMs ?? 20_000;
+    const deadline = Date.now() + startTimeoutMs;
     for (;;) {
       if (await answersHttp(port, options.repo.uuid)) {
         return server;
@@ -929,7 +932,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (portTaken && options.port === undefined && attempt < 3) {
       continue;
     }
-    throw new Error(`server did not answer within 20 s: ${server.describe()}`);
+    throw new Error(
+      `server did not answer within ${startTimeoutMs / 1000} s: ${server.describe()}`,
+    );
   }
 }
 

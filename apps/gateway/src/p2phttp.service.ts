@@ -22,6 +22,7 @@ import {
   type Operation,
 } from '@annex-p2phttp/protocol';
 import { DispatchError, type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
+import { UnknownBrake } from './unknown-brake';
 import { type RetentionLocks } from '@annex-p2phttp/locks';
 import { BodyTap, P2PError, type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
@@ -137,6 +138,9 @@ export interface ServiceStats {
 
 export class P2pHttpService {
   private openKeepLocked = 0;
+
+  /** Slows 404s for unknown uuids under a flood of them (unknown-brake.ts). */
+  private readonly unknown = new UnknownBrake();
 
   constructor(private readonly context: ApiContext) {}
 
@@ -484,6 +488,7 @@ export class P2pHttpService {
     const within = repositoryScope(request.raw);
     const repository = await this.context.registry.lookup(pathUuid(uuid), within);
     if (!repository) {
+      await this.unknown.pass();
       throw notFound('unknown repository uuid');
     }
     const grant = await this.context.access.check({

@@ -30,6 +30,7 @@ import {
   InProcessDispatcher,
   SHUTDOWN_CLEANUP_MS,
   SHUTDOWN_GRACE_MS,
+  unavailable,
   type Dispatcher,
 } from '@annex-p2phttp/dispatch';
 import { LockJournal, MemoryLockStore, type RetentionLocks } from '@annex-p2phttp/locks';
@@ -98,13 +99,6 @@ export async function startEmbeddedServer(
   env: NodeJS.ProcessEnv = process.env,
   log: Logger = loggerFor(options, 'embedded'),
 ): Promise<RunningServer> {
-  const registry = new RepositoryRegistry({
-    repos: options.repos,
-    directories: options.directories,
-    log: logFunction(log, 'warn'),
-  });
-  await registry.init();
-  const writable = await checkWritable(registry, log);
   const pool = new SessionPool({
     connector: new LocalShellConnector({ debug: options.debug, clusterJobs: options.clusterJobs }),
     maxActive: options.jobs,
@@ -121,16 +115,44 @@ export async function startEmbeddedServer(
     journal: new LockJournal((repoPath) => objects.gitDir(repoPath)),
     log: logFunction(log, 'warn'),
   });
-  // The locks a previous server left (stopped or crashed) are taken over before serving.
-  const restored = await locks.restore(registry.list().map((repo) => repo.path));
-  if (restored > 0) {
-    log.info(`took over ${restored} content lock(s) held before the restart`);
+  let restored = 0;
+  const registry = new RepositoryRegistry({
+    repos: options.repos,
+    directories: options.directories,
+    log: logFunction(log, 'warn'),
+    // The locks a previous server left (stopped or crashed) are taken over before a repository
+    // is served.
+    prepare: async (repo) => {
+      restored += await locks.restore([repo.path]);
+    },
+  });
+  try {
+    // Reads the --repo repositories; those below --directory are served as they are found.
+    await registry.start();
+  } catch (error) {
+    registry.close();
+    await dispatcher.close(0, logFunction(log, 'warn'));
+    throw error;
   }
+  let writable: WritableCheck | undefined;
+  let stopped = false;
+  const scanned = registry.whenScanned().then(async () => {
+    if (stopped) {
+      return;
+    }
+    writable = await checkWritable(registry, log);
+    const served = registry.list().filter((repo) => repo.kind === 'repository').length;
+    log.info(`serving ${served} repositories`);
+    if (restored > 0) {
+      log.info(`took over ${restored} content lock(s) held before the restart`);
+    }
+  });
+  scanned.catch((error: unknown) => log.error(`reading the repositories failed: ${String(error)}`));
   const metrics = new Metrics('embedded');
   mirrorPool(metrics, () => dispatcher.stats());
   const expirations = new CounterMirror(metrics.lockExpirations);
   metrics.onCollect(() => expirations.update(locks.expirations));
-  const gateway = await startGateway(
+  const started = startGateway(
     options,
     {
       directory: registryDirectory(registry, options.directories),
@@ -138,6 +160,9 @@ export async function startEmbeddedServer(
       locks,
       metrics,
       readiness: async () => {
+        if (!registry.firstScanFinished || writable === undefined) {
+          return [{ name: 'repositories', ok: false, detail: 'still reading the repositories' }];
+        }
         const served = registry.list().filter((repo) => repo.kind === 'repository').length;
         return [
           { name: 'repositories', ok: served > 0, detail: `${served} served` },
@@ -145,6 +170,8 @@ export async function startEmbeddedServer(
         ];
       },
       close: async (graceMs) => {
+        stopped = true;
+        registry.close();
         const grace = new Deadline(graceMs);
         await boundedStep('leave the locks to their retention files', () => locks.close(), {
           withinMs: grace.remaining,
@@ -158,6 +185,14 @@ export async function startEmbeddedServer(
     env,
     log,
   );
+  let gateway: Awaited<typeof started>;
+  try {
+    gateway = await started;
+  } catch (error) {
+    stopped = true;
+    registry.close();
+    throw error;
+  }
   return { ...gateway, pool, locks };
 }
 
@@ -174,22 +209,30 @@ export function registryDirectory(
     found === undefined
       ? undefined
       : { ...found, location: repositoryLocation(found.path, directories) };
+  const lookup = async (uuid: string, within: string | undefined) => {
+    if (within === undefined) {
+      return withLocation(await registry.lookup(uuid));
+    }
+    const candidates = [...directories.map((root) => join(root, within)), `/${within}`];
+    for (const candidate of candidates) {
+      if (repositoryLocation(candidate, directories).replace(/^\//, '') !== within) {
+        continue;
+      }
+      const found = await registry.lookupAt(candidate, uuid);
+      if (found !== undefined) {
+        return withLocation(found);
+      }
+    }
+    return undefined;
+  };
   return {
     lookup: async (uuid, within) => {
-      if (within === undefined) {
-        return withLocation(await registry.lookup(uuid));
+      const found = await lookup(uuid, within);
+      if (found === undefined && !registry.firstScanFinished) {
+        // Perhaps a repository not reached yet: never 404 before the first scan is done.
+        throw unavailable('the server is still reading its repositories', 2);
       }
-      const candidates = [...directories.map((root) => join(root, within)), `/${within}`];
-      for (const candidate of candidates) {
-        if (repositoryLocation(candidate, directories).replace(/^\//, '') !== within) {
-          continue;
-        }
-        const found = await registry.lookupAt(candidate, uuid);
-        if (found !== undefined) {
-          return withLocation(found);
-        }
-      }
-      return undefined;
+      return found;
     },
   };
 }

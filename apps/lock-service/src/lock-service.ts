@@ -84,7 +84,12 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
     directories: [...options.directories],
     log,
   });
-  await registry.init();
+  try {
+    await registry.init();
+  } catch (error) {
+    registry.close();
+    throw error;
+  }
   // Taking a lock writes in the repository (git-annex's lock and retention files).
   const writable = new WritableCheck(() =>
     registry
@@ -204,6 +209,7 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
+      registry.close();
       const grace = new Deadline(options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS);
       const cleanup = grace.extended(SHUTDOWN_CLEANUP_MS);
       // No new requests; those running finish (or give up by the deadline). BullMQ's close

@@ -132,8 +132,11 @@ export async function startProxyWorker(
     log,
   });
   try {
-    await registry.init();
+    // Reads the --repo repositories; those below --directory are served (and advertised, the
+    // advert saying `starting` until the first walk is done) as they are found.
+    await registry.start();
   } catch (error) {
+    registry.close();
     await withdraw(redis, keys, id).catch(() => {});
     redis.disconnect();
     throw error;
@@ -217,7 +220,9 @@ export async function startProxyWorker(
     } catch (error) {
       problems.push(`redis: ${error instanceof Error ? error.message : String(error)}`);
     }
-    if (served.size === 0) {
+    if (!registry.firstScanFinished) {
+      problems.push('still reading the repositories');
+    } else if (served.size === 0) {
       problems.push('no repository served');
     }
     const unwritable = await writable.unwritable();
@@ -368,7 +373,15 @@ export async function startProxyWorker(
         queues[queue] = entry.uuids;
         locations[queue] = entry.location;
       }
-      const advert: WorkerAdvert = { id, url, queues, locations, jobs: options.jobs, startedAt };
+      const advert: WorkerAdvert = {
+        id,
+        url,
+        queues,
+        locations,
+        jobs: options.jobs,
+        startedAt,
+        ...(registry.firstScanFinished ? {} : { starting: true as const }),
+      };
       await advertise(redis, keys, advert, heartbeatMs * 3);
     } catch (error) {
       log(`advert not refreshed: ${error instanceof Error ? error.message : String(error)}`);
@@ -382,6 +395,11 @@ export async function startProxyWorker(
   }
   const timer = setInterval(() => void heartbeat(), heartbeatMs);
   timer.unref();
+  // The first walk done: say so at once (gateways stop answering 503 for unknown uuids).
+  registry.whenScanned().then(
+    () => void heartbeat(),
+    (error: unknown) => log(`reading the repositories failed: ${String(error)}`),
+  );
 
   const subscriber = await subscription(options.redis, keys.cancel, (jobId) => {
     for (const entry of served.values()) {
@@ -393,6 +411,7 @@ export async function startProxyWorker(
     closing ??= (async () => {
       stopping = true;
       clearInterval(timer);
+      registry.close();
       const grace = new Deadline(graceMs);
       const cleanup = grace.extended(SHUTDOWN_CLEANUP_MS);
       await boundedStep('withdraw the advert', () => withdraw(redis, keys, id), {

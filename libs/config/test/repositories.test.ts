@@ -32,6 +32,23 @@ function annexRepo(path: string, options: { bare?: boolean } = {}): string {
   return run('git', ['config', '--get', 'annex.uuid'], path);
 }
 
+async function lookupUntil(
+  registry: RepositoryRegistry,
+  uuid: string,
+  done: (r: ServedRepository | undefined) => boolean,
+  ms = 4000,
+): Promise<{ result: ServedRepository | undefined; elapsed: number }> {
+  const start = Date.now();
+  for (;;) {
+    const result = await registry.lookup(uuid);
+    const elapsed = Date.now() - start;
+    if (done(result) || elapsed > ms) {
+      return { result, elapsed };
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 const byPath = (repos: ServedRepository[]): ServedRepository[] =>
   [...repos].sort((a, b) => a.path.localeCompare(b.path));
 
@@ -116,7 +133,7 @@ describe('RepositoryRegistry with --directory', () => {
     mkdirSync(root);
     uuids.top = annexRepo(join(root, 'top'));
     uuids.deep = annexRepo(join(root, 'group', 'team', 'deep'));
-    // A repository nested in another one's work tree is found too.
+    // A repository nested in another one's work tree is not: work trees are never walked.
     uuids.nested = annexRepo(join(root, 'top', 'vendor', 'nested'));
     uuids.bare = annexRepo(join(root, 'group', 'bare.git'), { bare: true });
     gitRepo(join(root, 'plain')); // git, not git-annex: not served
@@ -138,16 +155,13 @@ describe('RepositoryRegistry with --directory', () => {
           path: join(root, 'group', 'team', 'deep'),
           kind: 'repository',
         },
-        {
-          uuid: uuids.nested as string,
-          path: join(root, 'top', 'vendor', 'nested'),
-          kind: 'repository',
-        },
         { uuid: uuids.bare as string, path: join(root, 'group', 'bare.git'), kind: 'repository' },
       ]),
     );
     expect(await registry.lookup(uuids.outside as string)).toBeUndefined();
+    expect(await registry.lookup(uuids.nested as string)).toBeUndefined();
     expect(registry.list().some((r) => r.path.startsWith(outside))).toBe(false);
+    registry.close();
   });
 
   it('respects maxDepth', async () => {
@@ -157,61 +171,134 @@ describe('RepositoryRegistry with --directory', () => {
     expect(registry.list().map((r) => r.uuid)).toContain(uuids.bare);
   });
 
-  it('finds a repository added after init on lookup, and forgets a removed one', async () => {
+  it('notices a repository added after init within about a second, and forgets a removed one', async () => {
     const dir = join(base, 'later');
     mkdirSync(dir);
     const first = annexRepo(join(dir, 'first'));
-    const registry = new RepositoryRegistry({ repos: [], directories: [dir], rescanIntervalMs: 0 });
+    const registry = new RepositoryRegistry({ repos: [], directories: [dir] });
     await registry.init();
-    expect(registry.list().map((r) => r.uuid)).toEqual([first]);
+    try {
+      expect(registry.list().map((r) => r.uuid)).toEqual([first]);
 
-    const second = annexRepo(join(dir, 'sub', 'second'));
-    expect(await registry.lookup(second)).toEqual({
-      uuid: second,
-      path: join(dir, 'sub', 'second'),
-      kind: 'repository',
-    });
-    expect(registry.list().map((r) => r.uuid)).toEqual([first, second]);
+      // Deeper than any directory watched so far: the new directories are watched as they appear.
+      const second = annexRepo(join(dir, 'sub', 'deeper', 'second'));
+      const added = await lookupUntil(registry, second, (r) => r !== undefined);
+      expect(added.result).toEqual({
+        uuid: second,
+        path: join(dir, 'sub', 'deeper', 'second'),
+        kind: 'repository',
+      });
+      expect(added.elapsed).toBeLessThan(2500);
 
-    // A plain git repository that becomes a git-annex one later is noticed too.
-    const third = join(dir, 'third');
-    gitRepo(third);
-    expect(await registry.lookup('11111111-2222-3333-4444-555555555555')).toBeUndefined();
-    run('git', ['annex', 'init', '-q', 'third'], third);
-    const thirdUuid = run('git', ['config', '--get', 'annex.uuid'], third);
-    expect(await registry.lookup(thirdUuid)).toEqual({
-      uuid: thirdUuid,
-      path: third,
-      kind: 'repository',
-    });
+      // A plain git repository that becomes a git-annex one later is noticed too.
+      const third = join(dir, 'third');
+      gitRepo(third);
+      await new Promise((r) => setTimeout(r, 300));
+      run('git', ['annex', 'init', '-q', 'third'], third);
+      const thirdUuid = run('git', ['config', '--get', 'annex.uuid'], third);
+      const late = await lookupUntil(registry, thirdUuid, (r) => r !== undefined);
+      expect(late.result).toEqual({ uuid: thirdUuid, path: third, kind: 'repository' });
 
-    rmSync(join(dir, 'first'), { recursive: true, force: true });
-    expect(await registry.lookup(first)).toBeUndefined();
-    expect(registry.list().map((r) => r.uuid)).not.toContain(first);
+      // A bare repository made in place.
+      const bare = annexRepo(join(dir, 'sub', 'bare.git'), { bare: true });
+      expect((await lookupUntil(registry, bare, (r) => r !== undefined)).result?.path).toBe(
+        join(dir, 'sub', 'bare.git'),
+      );
+
+      rmSync(join(dir, 'first'), { recursive: true, force: true });
+      expect(await registry.lookup(first)).toBeUndefined();
+      expect(registry.list().map((r) => r.uuid)).not.toContain(first);
+      // A whole directory of repositories removed: its repositories go, without a lookup.
+      rmSync(join(dir, 'sub'), { recursive: true, force: true });
+      const gone = Date.now();
+      while (registry.list().some((r) => r.uuid === second) && Date.now() - gone < 2500) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(registry.list().map((r) => r.uuid)).toEqual([thirdUuid]);
+      // All of it by watching: the first walk was the only one.
+      expect(registry.scans).toBe(1);
+    } finally {
+      registry.close();
+    }
+  }, 60_000);
+
+  it('an unknown uuid never makes it scan or read anything', async () => {
+    const dir = join(base, 'unknown');
+    mkdirSync(dir);
+    annexRepo(join(dir, 'one'));
+    const registry = new RepositoryRegistry({ repos: [], directories: [dir] });
+    await registry.init();
+    try {
+      expect(registry.scans).toBe(1);
+      const reads = registry.proxyLogReads;
+      const unknown = async () => {
+        for (let i = 0; i < 100; i += 1) {
+          const uuid = `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`;
+          expect(await registry.lookup(uuid)).toBeUndefined();
+        }
+      };
+      await unknown();
+      // Also long after the first walk (a scan on demand was rate-limited to one per 2 s).
+      await new Promise((r) => setTimeout(r, 2100));
+      await unknown();
+      expect(registry.scans).toBe(1);
+      expect(registry.proxyLogReads).toBe(reads);
+    } finally {
+      registry.close();
+    }
   });
 
-  it('rescans at most once per interval, one scan shared by concurrent lookups', async () => {
-    const dir = join(base, 'ratelimit');
+  it('without watching, the periodic reconciliation finds new repositories', async () => {
+    const dir = join(base, 'reconcile');
     mkdirSync(dir);
     annexRepo(join(dir, 'one'));
     const registry = new RepositoryRegistry({
       repos: [],
       directories: [dir],
-      rescanIntervalMs: 60_000,
+      watch: false,
+      reconcileIntervalMs: 200,
     });
     await registry.init();
-    expect(registry.scans).toBe(1);
-    // Within the interval: no rescan, even for a repository that now exists.
-    const two = annexRepo(join(dir, 'two'));
-    expect(await registry.lookup(two)).toBeUndefined();
-    expect(registry.scans).toBe(1);
+    try {
+      const two = annexRepo(join(dir, 'two'));
+      // Lookups alone never find it; the reconciliation does.
+      const found = await lookupUntil(registry, two, (r) => r !== undefined, 10_000);
+      expect(found.result?.path).toBe(join(dir, 'two'));
+      expect(registry.scans).toBeGreaterThan(1);
+    } finally {
+      registry.close();
+    }
+  }, 30_000);
 
-    const shared = new RepositoryRegistry({ repos: [], directories: [dir], rescanIntervalMs: 0 });
-    await shared.init();
-    const three = annexRepo(join(dir, 'three'));
-    const results = await Promise.all(Array.from({ length: 5 }, () => shared.lookup(three)));
-    expect(results.every((r) => r?.uuid === three)).toBe(true);
-    expect(shared.scans).toBe(2);
+  it('start() serves repositories as they are found, before the first walk is done', async () => {
+    const dir = join(base, 'start');
+    mkdirSync(dir);
+    const one = annexRepo(join(dir, 'one'));
+    const prepared: string[] = [];
+    const registry = new RepositoryRegistry({
+      repos: [],
+      directories: [dir],
+      prepare: (repo) => {
+        prepared.push(repo.uuid);
+        return Promise.resolve();
+      },
+    });
+    await registry.start();
+    try {
+      // The walk has begun, not ended: what it has not reached is not known yet.
+      expect(registry.firstScanFinished).toBe(false);
+      await registry.whenScanned();
+      expect(registry.firstScanFinished).toBe(true);
+      expect(await registry.lookup(one)).toEqual({
+        uuid: one,
+        path: join(dir, 'one'),
+        kind: 'repository',
+      });
+      // Each repository is prepared (its locks taken over) once, before it is served.
+      expect(prepared).toEqual([one]);
+    } finally {
+      registry.close();
+    }
   });
 
   it('serves a duplicate uuid once, warning about the second repository', async () => {

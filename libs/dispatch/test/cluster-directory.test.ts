@@ -156,6 +156,17 @@ describe('ClusterDirectory while the cluster starts', () => {
     expect(await quick.lookup('nothing')).toBeUndefined();
   });
 
+  it('serves what a starting worker has read already, and nothing is unknown until it is done', async () => {
+    const keys = new ClusterKeys('unit-directory-partial:');
+    const quick = new ClusterDirectory({ redis: connection, keys, cacheMs: 0, settleMs: 0 });
+    await advertise(connection, keys, { ...advert('p1', { c1: ['c1'] }), starting: true }, 60_000);
+    expect(await quick.lookup('c1')).toEqual({ uuid: 'c1', path: 'c1' });
+    expect(await unavailable(quick, 'c2')).toMatch(/have not all advertised yet/);
+    await advertise(connection, keys, advert('p1', { c1: ['c1'], c2: ['c2'] }), 60_000);
+    expect(await quick.lookup('c2')).toEqual({ uuid: 'c2', path: 'c2' });
+    expect(await quick.lookup('nothing')).toBeUndefined();
+  });
+
   it('lets a lookup wait for the adverts up to startupWaitMs', async () => {
     const waiting = new ClusterKeys('unit-directory-wait:');
     const directory = new ClusterDirectory({

@@ -12,7 +12,8 @@
  * Settled: the adverts in Redis describe every worker that is up. The `epoch` key holds the time
  * of the first advert written or seen since Redis's state began (it is lost with that state, so a
  * Redis restarted empty starts a new epoch). A worker advertises within one heartbeat of reaching
- * Redis, and says it is `starting` until it has read its repositories. So the cluster is settled
+ * Redis, and says it is `starting` until it has read all its repositories (it serves, and
+ * advertises, each one as soon as it has read it). So the cluster is settled
  * when at least one worker serves, none says it is starting, and the epoch is at least `settleMs`
  * old (one advert lifetime, three heartbeats): workers started together with the first one have
  * advertised by then. A gateway that starts into a settled cluster is settled at its first read;
@@ -148,7 +149,7 @@ export interface Snapshot {
   readonly known: Map<string, string>;
   /** Live workers serving their repositories. */
   readonly workers: number;
-  /** Live workers still reading their repositories. */
+  /** Live workers still reading their repositories (serving those read so far). */
   readonly starting: number;
   /** How long ago the epoch began (ms, Redis time); undefined when there is none yet. */
   readonly epochAgeMs: number | undefined;
@@ -175,11 +176,12 @@ export function parseDirectoryReply(reply: readonly string[]): Snapshot {
     if (typeof advert !== 'object' || advert === null || typeof advert.queues !== 'object') {
       continue;
     }
+    // A worker still reading its repositories serves those it has found already.
     if (advert.starting === true) {
       starting += 1;
-      continue;
+    } else {
+      workers += 1;
     }
-    workers += 1;
     for (const [queue, uuids] of Object.entries(advert.queues)) {
       if (Array.isArray(uuids)) {
         for (const uuid of uuids) {

@@ -76,6 +76,6 @@ export interface WorkerAdvert {
   /** Job slots (--jobs). */
   readonly jobs: number;
   readonly startedAt: number;
-  /** The worker is still reading its repositories: it serves nothing yet, more is coming. */
+  /** The worker is still reading its repositories: it serves those in `queues`, more are coming. */
   readonly starting?: true;
 }
