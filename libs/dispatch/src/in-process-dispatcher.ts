@@ -16,8 +16,10 @@ import {
   removeBeforeJudgedHere,
   timestampSeconds,
   unlockContent,
+  answerWithoutSession,
   contentDigestOf,
   cutWhenIdle,
+  DEFAULT_UPLOAD_IDLE_MS,
   stageBody,
   JournalCommitter,
   ObjectFiles,
@@ -39,9 +41,6 @@ import { boundedStep, Deadline, SHUTDOWN_CLEANUP_MS } from './shutdown-steps';
 
 /** How long an unlock waits for the answer that shows git-annex has unlocked. */
 const UNLOCK_ANSWER_MS = 10_000;
-
-/** Default of `uploadIdleMs` (the --upload-idle option). */
-export const DEFAULT_UPLOAD_IDLE_MS = 60_000;
 
 /** Operations that change nothing when repeated after a session died unanswered. */
 const RETRY = { retryOnStale: true };
@@ -208,11 +207,9 @@ export class InProcessDispatcher implements Dispatcher {
       this.stagingUploads -= 1;
     }
     try {
-      if (staged.long) {
-        return { kind: 'long-body' };
-      }
-      if (staged.received === 0 && request.length > 0) {
-        return { kind: 'short-body', received: 0 };
+      const early = answerWithoutSession(staged, request.length);
+      if (early !== undefined) {
+        return early;
       }
       const complete = staged.received === request.length;
       if (complete && verify !== undefined && staged.digest !== verify.digest) {

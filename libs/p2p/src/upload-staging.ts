@@ -11,7 +11,11 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { type PutOutcome } from './operations';
 import { removeStaleStaging, STAGING_PREFIX } from './verified-put';
+
+/** How long an upload body may bring no bytes before it is cut (the --upload-idle default). */
+export const DEFAULT_UPLOAD_IDLE_MS = 60_000;
 
 /** A staging file untouched this long is left from a server that died mid-upload. */
 const STALE_STAGING_MS = 60 * 60 * 1000;
@@ -238,4 +242,18 @@ export async function stageBody(
     read: () => createReadStream(file, { highWaterMark: 256 * 1024 }),
     discard,
   };
+}
+
+/**
+ * The answer a staged body of `length` announced bytes gets without any session: longer than
+ * announced, or nothing arrived; undefined when it is to be handed over.
+ */
+export function answerWithoutSession(staged: StagedBody, length: number): PutOutcome | undefined {
+  if (staged.long) {
+    return { kind: 'long-body' };
+  }
+  if (staged.received === 0 && length > 0) {
+    return { kind: 'short-body', received: 0 };
+  }
+  return undefined;
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BodyTap, cutWhenIdle, stageBody } from '@annex-p2phttp/p2p';
+import { answerWithoutSession, BodyTap, cutWhenIdle, stageBody } from '@annex-p2phttp/p2p';
 
 let dir: string;
 
@@ -55,6 +55,22 @@ describe('stageBody', () => {
     expect(staged).toMatchObject({ received: 6, long: true });
     expect((await readAll(staged.read())).toString()).toBe('abcdef');
     await staged.discard();
+  });
+});
+
+describe('answerWithoutSession', () => {
+  it('answers a longer body and an empty one itself, and hands any other over', async () => {
+    const long = await stageBody(dir, chunks('abcdef'), 4);
+    expect(answerWithoutSession(long, 4)).toEqual({ kind: 'long-body' });
+    const none = await stageBody(dir, chunks(), 4);
+    expect(answerWithoutSession(none, 4)).toEqual({ kind: 'short-body', received: 0 });
+    const empty = await stageBody(dir, chunks(), 0);
+    expect(answerWithoutSession(empty, 0)).toBeUndefined();
+    const short = await stageBody(dir, chunks('ab'), 4);
+    expect(answerWithoutSession(short, 4)).toBeUndefined();
+    for (const staged of [long, none, empty, short]) {
+      await staged.discard();
+    }
   });
 });
 

@@ -23,7 +23,9 @@ import type Redis from 'ioredis';
 import { PrimaryWatch } from '@annex-p2phttp/redis';
 import {
   AbortError,
+  answerWithoutSession,
   cutWhenIdle,
+  DEFAULT_UPLOAD_IDLE_MS,
   P2PError,
   stageBody,
   type GetOutcome,
@@ -85,7 +87,6 @@ export interface BullMqDispatcherOptions {
 }
 
 const DEFAULT_BATCH_IN_FLIGHT = 1;
-const DEFAULT_UPLOAD_IDLE_MS = 60_000;
 const DEFAULT_BATCH_WAIT_MS = 10;
 /** Requests per batch at most. */
 const MAX_BATCH = 256;
@@ -233,11 +234,9 @@ export class BullMqDispatcher implements Dispatcher {
         request.length,
       );
       try {
-        if (staged.long) {
-          return { kind: 'long-body' };
-        }
-        if (staged.received === 0 && request.length > 0) {
-          return { kind: 'short-body', received: 0 };
+        const early = answerWithoutSession(staged, request.length);
+        if (early !== undefined) {
+          return early;
         }
         const complete = staged.received === request.length && !staged.broken;
         return await this.sendPut(
