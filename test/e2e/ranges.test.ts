@@ -95,10 +95,7 @@ beforeAll(async () => {
   await git(served, ['commit', '-q', '-m', 'worm and big']);
   wormKey = (await annex(served, ['lookupkey', '--', 'worm.bin'])).stdout.trim();
   bigKey = (await annex(served, ['lookupkey', '--', 'big.bin'])).stdout.trim();
-  bytes.set(
-    'worm.bin',
-    Buffer.from(await (await open(path.join(served.dir, 'worm.bin'))).readFile()),
-  );
+  bytes.set('worm.bin', await readFile(path.join(served.dir, 'worm.bin')));
 
   await addRemote('R', true);
   for (const node of ['n1', 'n2']) {

@@ -57,6 +57,13 @@ export class BodyTap implements AsyncIterable<Buffer> {
       this.broken ??= error;
       this.notify();
     });
+    // An HTTP request whose connection ends mid-body is destroyed, and a destroyed stream drops
+    // what it buffered while paused; 'aborted' comes first, with that buffer still readable.
+    source.once('aborted', () => {
+      while (source.readableLength > 0 && source.read() !== null) {
+        // read() hands each buffered chunk to the 'data' listener above.
+      }
+    });
     source.once('close', () => {
       if (!this.ended) {
         this.broken ??= new Error('the request body ended before it was complete');

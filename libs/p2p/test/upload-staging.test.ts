@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -140,5 +142,58 @@ describe('BodyTap', () => {
     expect(tap.complete).toBe(true);
     expect(await readFile(path.join(dir, (await readdir(dir))[0] ?? ''), 'utf8')).toBe('12345678');
     await staged.discard();
+  });
+});
+
+describe('BodyTap on a real HTTP request', () => {
+  it('keeps every byte a client sent before it went away, also while it held the body paused', async () => {
+    const size = 768 * 1024;
+    const cut = 512 * 1024 + 3;
+    const received: number[] = [];
+    const server = http.createServer((request, response) => {
+      const tap = new BodyTap(request, 16 * 1024);
+      void (async () => {
+        let got = 0;
+        try {
+          for await (const chunk of tap) {
+            got += chunk.length;
+            // A slow disk: the tap pauses the request meanwhile.
+            await new Promise((resolve) => setTimeout(resolve, Math.random() * 4));
+          }
+        } catch {
+          // The client went away: what arrived counts.
+        }
+        received.push(got);
+        response.destroy();
+      })();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      for (let round = 0; round < 12; round += 1) {
+        const before = received.length;
+        await new Promise<void>((resolve) => {
+          const request = http.request({
+            host: '127.0.0.1',
+            port,
+            method: 'POST',
+            headers: { 'content-length': String(size) },
+            agent: false,
+          });
+          request.on('error', () => undefined);
+          request.write(Buffer.alloc(cut), () => {
+            request.destroy();
+            resolve();
+          });
+        });
+        const deadline = Date.now() + 10_000;
+        while (received.length === before && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      }
+    } finally {
+      server.close();
+    }
+    expect(received).toEqual(Array.from({ length: 12 }, () => cut));
   });
 });
