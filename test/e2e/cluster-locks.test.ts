@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import {
   closeRedis,
@@ -183,6 +183,12 @@ afterAll(async () => {
   }
 });
 
+// A test that failed leaves nothing running for the next one.
+afterEach(async () => {
+  await Promise.all(services.splice(0).map((service) => service.close()));
+  killPids(children.splice(0).flatMap((c) => (c.exitCode === null && c.pid ? [c.pid] : [])));
+});
+
 describe('cluster retention locks', () => {
   it('locks in the repository through one gateway and unlocks through another', async () => {
     const service = await lockService();
@@ -317,9 +323,12 @@ describe('cluster retention locks', () => {
       async () => ((await a.store.get(lockid))?.holder === successor.holder ? true : undefined),
       { timeoutMs: 60_000 },
     );
-    await pollUntil('locked in the repository again', async () =>
-      (await removalBlocked(key('killed'))) ? true : undefined,
+    // The record names its new holder before that holder's session has the lock; meanwhile the
+    // dead session's retention file keeps the content.
+    await pollUntil('the new lock-service holds the lock in the repository', () =>
+      successor.locks.lockids().includes(lockid) ? true : undefined,
     );
+    expect(await removalBlocked(key('killed'))).toBe(true);
     expect(successor.locks.lockids()).toEqual([lockid]);
     await a.unlock(lockid);
     await pollUntil('unlocked', async () =>
