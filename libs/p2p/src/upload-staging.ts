@@ -174,7 +174,7 @@ export interface StagedBody {
   readonly digest?: string;
   /** The staged bytes from the start. */
   read(): Readable;
-  /** Removes the staging file. Idempotent. */
+  /** Removes the staging file and ends every stream `read` gave that is still open. Idempotent. */
   discard(): Promise<void>;
 }
 
@@ -203,9 +203,16 @@ export async function stageBody(
   let long = false;
   let broken = false;
   let discarded = false;
+  // A reader nobody consumed to its end (the repository already had the content, the job
+  // failed) would hold its file descriptor until garbage collection.
+  const readers = new Set<Readable>();
   const discard = async () => {
     if (!discarded) {
       discarded = true;
+      for (const reader of readers) {
+        reader.destroy();
+      }
+      readers.clear();
       await unlink(file).catch(() => undefined);
     }
   };
@@ -246,7 +253,12 @@ export async function stageBody(
     long,
     broken,
     ...(hash === undefined ? {} : { digest: hash.digest('hex') }),
-    read: () => createReadStream(file, { highWaterMark: 256 * 1024 }),
+    read: () => {
+      const reader = createReadStream(file, { highWaterMark: 256 * 1024 });
+      readers.add(reader);
+      reader.once('close', () => readers.delete(reader));
+      return reader;
+    },
     discard,
   };
 }

@@ -45,6 +45,18 @@ describe('stageBody', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('closes on discard a reader nobody consumed (the repository already had the content)', async () => {
+    const staged = await stageBody(dir, chunks('unread'), 6);
+    const reader = staged.read();
+    await new Promise((resolve) => reader.once('open', resolve));
+    await staged.discard();
+    expect(reader.destroyed).toBe(true);
+    await new Promise((resolve) =>
+      reader.closed ? resolve(undefined) : reader.once('close', resolve),
+    );
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   it('keeps every byte of a body that breaks, and marks it broken', async () => {
     const staged = await stageBody(dir, breaksAfter('abc', 'def'), 100);
     expect(staged).toMatchObject({ received: 6, long: false, broken: true });
