@@ -130,6 +130,8 @@ describe('Dockerfile', () => {
     for (const pattern of ['**/node_modules', '**/dist', '.git', 'test']) {
       expect(ignore).toContain(pattern);
     }
+    // `npm run build` compiles scripts/bench, which uses test/support.
+    expect(ignore.indexOf('!test/support')).toBeGreaterThan(ignore.indexOf('test'));
     for (const needed of [
       'package.json',
       'package-lock.json',

@@ -26,14 +26,18 @@ import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { beforeEach } from 'vitest';
-import { freePort } from '../../scripts/bench/util';
+import { freePort } from '../support/util';
 
 export { freePort };
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 export const PROJECT_BIN = path.join(PROJECT_ROOT, 'bin', 'annex-p2phttp.js');
 /** Starts the apps of cluster mode under one process (built by `npm run build`). */
-const CLUSTER_LAUNCHER = path.join(PROJECT_ROOT, 'scripts', 'bench', 'dist', 'cluster-launcher.js');
+// scripts/bench compiles with test/support, so its output mirrors the tree from the root.
+const CLUSTER_LAUNCHER = path.join(
+  PROJECT_ROOT,
+  'scripts/bench/dist/scripts/bench/cluster-launcher.js',
+);
 
 // ---------------------------------------------------------------------------------------------
 // Which server, polling, small utilities
