@@ -15,11 +15,18 @@ import { lstat, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promis
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { beforeEach } from 'vitest';
-import { killAllTracked, signalGroup, spawnTracked } from '../support/processes';
+import {
+  CommandError,
+  killAllTracked,
+  runCommand,
+  signalGroup,
+  spawnTracked,
+  type CommandResult,
+} from '../support/processes';
 import { Sandbox } from '../support/repos';
-import { delay, freePort } from '../support/util';
+import { delay, freePort, tail } from '../support/util';
 
-export { delay, freePort, killAllTracked, Sandbox };
+export { CommandError, delay, freePort, killAllTracked, Sandbox, type CommandResult };
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 export const PROJECT_BIN = path.join(PROJECT_ROOT, 'bin', 'annex-p2phttp.js');
@@ -81,10 +88,6 @@ export async function pollUntil<T>(
   }
 }
 
-function tail(text: string, max = 4000): string {
-  return text.length <= max ? text : `…${text.slice(text.length - max)}`;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Process tracking (test/support/processes.ts: every child in its own process group, killed at exit)
 // ---------------------------------------------------------------------------------------------
@@ -112,68 +115,36 @@ export function killPids(pids: readonly number[]): void {
 // Running commands (no shell; stdout and stderr captured; per-command timeout)
 // ---------------------------------------------------------------------------------------------
 
-export interface CommandResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 export interface RunOptions {
   cwd: string;
   env: NodeJS.ProcessEnv;
   timeoutMs?: number;
 }
 
-export class CommandError extends Error {
-  constructor(
-    readonly command: string,
-    readonly result: CommandResult,
-  ) {
-    super(
-      `command failed (${result.signal ?? `exit ${String(result.code)}`}): ${command}\n` +
-        `--- stdout ---\n${tail(result.stdout)}\n--- stderr ---\n${tail(result.stderr)}`,
-    );
-    this.name = 'CommandError';
-  }
-}
-
-function describeCommand(file: string, args: readonly string[], cwd: string): string {
-  return `(cd ${cwd} && ${[file, ...args].map((a) => JSON.stringify(a)).join(' ')})`;
-}
-
-/** Runs a command and resolves with its exit status whatever it is. */
-export function runStatus(
+/**
+ * Runs a command (test/support/processes.ts: tracked, in its own process group, killed at its
+ * timeout) and resolves with its exit status whatever it is, with all it wrote.
+ */
+export async function runStatus(
   file: string,
   args: readonly string[],
   { cwd, env, timeoutMs = 120_000 }: RunOptions,
 ): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawnTracked(file, args, { cwd, env });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout?.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr?.on('data', (chunk: Buffer) => err.push(chunk));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      signalGroup(child, 'SIGKILL');
-    }, timeoutMs);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      const stderr = Buffer.concat(err).toString('utf8');
-      resolve({
-        code,
-        signal,
-        stdout: Buffer.concat(out).toString('utf8'),
-        stderr: timedOut ? `${stderr}\n[harness: killed after ${timeoutMs} ms]` : stderr,
-      });
-    });
+  const result = await runCommand(file, args, {
+    cwd,
+    env,
+    timeoutMs,
+    keepStdout: Infinity,
+    keepStderr: Infinity,
+    sweepGroup: false,
   });
+  return result.timedOut
+    ? { ...result, stderr: `${result.stderr}\n[harness: killed after ${timeoutMs} ms]` }
+    : result;
+}
+
+function describeCommand(file: string, args: readonly string[], cwd: string): string {
+  return `(cd ${cwd} && ${[file, ...args].map((a) => JSON.stringify(a)).join(' ')})`;
 }
 
 /** Runs a command; throws a CommandError carrying stdout and stderr unless it exits 0. */
@@ -691,7 +662,7 @@ export class RunningServer {
   }
 
   describe(): string {
-    return `${this.kind} server pid ${this.pid} on port ${this.port}: ${this.commandLine}\n--- server output ---\n${tail(this.outputText)}`;
+    return `${this.kind} server pid ${this.pid} on port ${this.port}: ${this.commandLine}\n--- server output ---\n${tail(this.outputText, 4000)}`;
   }
 
   waitExit(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
