@@ -9,7 +9,7 @@
  * it (and anything it left behind) even when a test fails or the worker exits.
  */
 import { type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
@@ -23,10 +23,20 @@ import {
   spawnTracked,
   type CommandResult,
 } from '../support/processes';
-import { Sandbox } from '../support/repos';
+import { annexUrlFor, keyOf, Sandbox, writeRandomFile } from '../support/repos';
 import { delay, freePort, tail } from '../support/util';
 
-export { CommandError, delay, freePort, killAllTracked, Sandbox, type CommandResult };
+export {
+  annexUrlFor,
+  CommandError,
+  delay,
+  freePort,
+  keyOf,
+  killAllTracked,
+  Sandbox,
+  writeRandomFile,
+  type CommandResult,
+};
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 export const PROJECT_BIN = path.join(PROJECT_ROOT, 'bin', 'annex-p2phttp.js');
@@ -185,25 +195,6 @@ export function annexStatus(repo: RepoContext, args: readonly string[], timeoutM
 
 export type FileSpec = { path: string; size: number } | { path: string; content: Buffer | string };
 
-/** Random bytes; above 8 MiB a fast generator (one random MiB, a counter per block). */
-export async function writeRandomFile(file: string, size: number): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  if (size <= 8 << 20) {
-    await writeFile(file, randomBytes(size));
-    return;
-  }
-  const block = randomBytes(1 << 20);
-  const handle = await open(file, 'w');
-  try {
-    for (let offset = 0, index = 0; offset < size; offset += block.length, index += 1) {
-      block.writeUInt32LE(index, 0);
-      await handle.write(block, 0, Math.min(block.length, size - offset));
-    }
-  } finally {
-    await handle.close();
-  }
-}
-
 export async function writeFiles(dir: string, files: readonly FileSpec[]): Promise<void> {
   for (const spec of files) {
     const file = path.join(dir, spec.path);
@@ -284,14 +275,6 @@ export async function annexedKeys(repo: RepoContext): Promise<Map<string, string
     }
   }
   return keys;
-}
-
-export function keyOf(repo: ServedRepo, file: string): string {
-  const key = repo.keys.get(file);
-  if (key === undefined) {
-    throw new Error(`no annexed file ${file} in ${repo.dir}`);
-  }
-  return key;
 }
 
 export async function lookupKey(repo: RepoContext, file: string): Promise<string> {
@@ -383,10 +366,6 @@ export async function whereisFromBranch(
 
 export async function setAnnexUrl(repo: RepoContext, annexUrl: string): Promise<void> {
   await git(repo, ['config', 'remote.origin.annexUrl', annexUrl]);
-}
-
-export function annexUrlFor(port: number): string {
-  return `annex+http://127.0.0.1:${port}/git-annex/`;
 }
 
 /** Names of the object files under `.git/annex/objects` (one per key whose content is there). */
