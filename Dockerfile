@@ -13,14 +13,15 @@ FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY . .
 RUN npm ci && npm run build
-# What the runtime needs: package manifests, compiled output, the command; nothing else.
+# What the runtime needs: package manifests, compiled output and the files it reads beside it
+# (libs/locks/lua: its Redis scripts), the command; nothing else.
 RUN set -eu; mkdir -p /out; \
     cp package.json package-lock.json /out/; \
     cp -r bin /out/bin; \
     for d in libs/* apps/*; do \
       if [ -f "$d/package.json" ]; then \
         mkdir -p "/out/$d"; cp "$d/package.json" "/out/$d/"; \
-        if [ -d "$d/dist" ]; then cp -r "$d/dist" "/out/$d/dist"; fi; \
+        for f in dist lua; do if [ -d "$d/$f" ]; then cp -r "$d/$f" "/out/$d/$f"; fi; done; \
       fi; \
     done; \
     find /out -name '*.tsbuildinfo' -delete

@@ -2,8 +2,8 @@
 'use strict';
 // The annex-p2phttp command: see `annex-p2phttp serve --help`.
 // --cpus sizes libuv's thread pool, which must happen before loading the server uses the pool.
-require('../apps/gateway/dist/cpus.js').applyCpus(process.argv.slice(2), process.env);
-const { main } = require('../apps/gateway/dist/cli.js');
+require('../apps/serve/dist/cpus.js').applyCpus(process.argv.slice(2), process.env);
+const { main } = require('../apps/serve/dist/cli.js');
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -22,8 +22,12 @@
 import { readFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import * as path from 'node:path';
-import { runChecked } from './processes';
-import { annexShellsMentioning, processesInside, TreeSampler } from './process-tree';
+import { runChecked } from '../../test/support/processes';
+import {
+  annexShellsMentioning,
+  processesInside,
+  TreeSampler,
+} from '../../test/support/process-tree';
 import {
   addFiles,
   copyRepo,
@@ -35,7 +39,7 @@ import {
   removeTree,
   Sandbox,
   type ServedRepo,
-} from './repos';
+} from '../../test/support/repos';
 import {
   POOL_MICRO_FULL,
   POOL_MICRO_ID,
@@ -56,8 +60,8 @@ import {
 } from './servers';
 import { runScale } from './scale';
 import { renderStress, runStress, STRESS_FULL, STRESS_SHORT } from './stress';
-import { errorMessage, projectRoot } from './util';
-import { installExitHandlers } from './processes';
+import { errorMessage, projectRoot } from '../../test/support/util';
+import { installExitHandlers } from '../../test/support/processes';
 import { StallError, StatusLine, watch, type Progress } from './watchdog';
 import {
   BIG_FILE,

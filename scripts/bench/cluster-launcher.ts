@@ -18,7 +18,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { delay, freePort, projectRoot } from './util';
+import { delay, freePort, projectRoot } from '../../test/support/util';
 
 const children: ChildProcess[] = [];
 let stopping = false;

@@ -16,7 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ConnectionPool, poolKey, type Lease, type Poolable } from '@annex-p2phttp/p2p';
-import { median } from './util';
+import { median } from '../../test/support/util';
 
 export const POOL_MICRO_ID = 'pool';
 

@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Role } from './servers';
-import { formatNumber, median, MiB } from './util';
+import { formatNumber, median, MiB } from '../../test/support/util';
 import type { Profile, Workload } from './workloads';
 
 export interface Column {

@@ -26,12 +26,23 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { request } from './http';
-import { processTree } from './process-tree';
-import { runChecked, spawnTracked, stopProcess, installExitHandlers } from './processes';
-import { keyOf, makeServedRepo, removeTree, Sandbox, type ServedRepo } from './repos';
+import { request } from '../../test/support/http';
+import { processTree } from '../../test/support/process-tree';
+import {
+  runChecked,
+  spawnTracked,
+  stopProcess,
+  installExitHandlers,
+} from '../../test/support/processes';
+import {
+  keyOf,
+  makeServedRepo,
+  removeTree,
+  Sandbox,
+  type ServedRepo,
+} from '../../test/support/repos';
 import { hasRedisServer } from './servers';
-import { delay, formatBytes, freePort, projectRoot } from './util';
+import { delay, formatBytes, freePort, projectRoot } from '../../test/support/util';
 
 interface ScaleOptions {
   counts: number[];

@@ -6,10 +6,10 @@
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
-import { answersHttp, requestJson } from './http';
-import { hasExited, spawnTracked, stopProcess } from './processes';
-import type { Sandbox, ServedRepo } from './repos';
-import { delay, freePort, projectRoot, tail } from './util';
+import { answersHttp, requestJson } from '../../test/support/http';
+import { hasExited, spawnTracked, stopProcess } from '../../test/support/processes';
+import type { Sandbox, ServedRepo } from '../../test/support/repos';
+import { delay, freePort, projectRoot, tail } from '../../test/support/util';
 
 export type Role = 'reference' | 'project' | 'ceiling';
 

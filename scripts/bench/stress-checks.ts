@@ -4,12 +4,12 @@
  * /proc), and the wave runner that applies them.
  */
 import { randomUUID } from 'node:crypto';
-import { request } from './http';
-import { annexShellsMentioning } from './process-tree';
-import { pointAt } from './repos';
+import { request } from '../../test/support/http';
+import { annexShellsMentioning } from '../../test/support/process-tree';
+import { pointAt } from '../../test/support/repos';
 import { startServer, type ServerStats } from './servers';
 import { check, type Check, type Context, type WaveBody, type WaveResult } from './stress-shared';
-import { delay, errorMessage } from './util';
+import { delay, errorMessage } from '../../test/support/util';
 
 async function gettimestampCheck(ctx: Context): Promise<Check> {
   const target = `/git-annex/${ctx.served.uuid}/v4/gettimestamp?clientuuid=${randomUUID()}`;

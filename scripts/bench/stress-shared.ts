@@ -2,9 +2,9 @@
  * What the stress waves share: their sizes and bounds, the shape of their results, and the
  * context a wave runs in. See stress.ts.
  */
-import type { Repo, Sandbox, ServedRepo } from './repos';
+import type { Repo, Sandbox, ServedRepo } from '../../test/support/repos';
 import type { RunningServer, ServerSpec, ServerStats } from './servers';
-import { KiB, MiB, type Random } from './util';
+import { KiB, MiB, type Random } from '../../test/support/util';
 
 export interface StressProfile {
   name: 'full' | 'short';

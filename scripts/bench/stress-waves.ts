@@ -6,9 +6,9 @@ import { createHash, randomUUID } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { download, request, requestJson } from './http';
-import { runCommand } from './processes';
-import { annex, keyOf, pointAt, type Repo } from './repos';
+import { download, request, requestJson } from '../../test/support/http';
+import { runCommand } from '../../test/support/processes';
+import { annex, keyOf, pointAt, type Repo } from '../../test/support/repos';
 import { startServer } from './servers';
 import {
   check,
@@ -20,7 +20,7 @@ import {
   type Context,
   type WaveBody,
 } from './stress-shared';
-import { delay, errorMessage } from './util';
+import { delay, errorMessage } from '../../test/support/util';
 
 export async function dropGetLoops(ctx: Context, clients: readonly Repo[]): Promise<WaveBody> {
   const { profile } = ctx;

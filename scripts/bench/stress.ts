@@ -21,9 +21,15 @@
  *   --jobs N           the server's --jobs (default 2, where queues are longest)
  *   --keep             keep the temp dir
  */
-import { installExitHandlers } from './processes';
-import { annexShellsMentioning, processesInside } from './process-tree';
-import { makeClientClone, makeServedRepo, manyFiles, removeTree, Sandbox } from './repos';
+import { installExitHandlers } from '../../test/support/processes';
+import { annexShellsMentioning, processesInside } from '../../test/support/process-tree';
+import {
+  makeClientClone,
+  makeServedRepo,
+  manyFiles,
+  removeTree,
+  Sandbox,
+} from '../../test/support/repos';
 import { projectServer, startServer, type RunningServer, type ServerSpec } from './servers';
 import { runWave } from './stress-checks';
 import {
@@ -47,7 +53,7 @@ import {
   silentUploads,
   vanishedKeeplocked,
 } from './stress-waves';
-import { delay, formatBytes, KiB, Random } from './util';
+import { delay, formatBytes, KiB, Random } from '../../test/support/util';
 
 export { STRESS_FULL, STRESS_SHORT };
 export type { Check, StressProfile, StressResult, WaveResult } from './stress-shared';

@@ -7,11 +7,17 @@ import autocannon from 'autocannon';
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import * as path from 'node:path';
-import { download, requestJson } from './http';
-import { runCommand } from './processes';
-import { copyRepo, pointAt, type Repo, type Sandbox, type ServedRepo } from './repos';
+import { download, requestJson } from '../../test/support/http';
+import { runCommand } from '../../test/support/processes';
+import {
+  copyRepo,
+  pointAt,
+  type Repo,
+  type Sandbox,
+  type ServedRepo,
+} from '../../test/support/repos';
 import type { Role, RunningServer } from './servers';
-import { formatBytes, formatNumber, GiB, KiB, MiB } from './util';
+import { formatBytes, formatNumber, GiB, KiB, MiB } from '../../test/support/util';
 import type { Progress } from './watchdog';
 
 /** Sizes and durations of one benchmark run. */

@@ -7,7 +7,7 @@
  * repository script makes a real git-annex repository once.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -102,6 +102,27 @@ describe('Dockerfile', () => {
     expect(last('EXPOSE')).toBe('9417 9418 9419');
   });
 
+  it('copies into the runtime every folder a workspace ships (package.json "files")', async () => {
+    const text = await readFile(path.join(ROOT, 'Dockerfile'), 'utf8');
+    const [build] = parseDockerfile(text);
+    const copy = build!.body.find((i) => i.op === 'RUN' && i.args.includes('/out'))!.args;
+    const copied = /for f in ([^;]+); do/.exec(copy)?.[1]?.split(' ') ?? [];
+    const shipped = new Set<string>();
+    for (const group of ['libs', 'apps']) {
+      for (const name of await readdir(path.join(ROOT, group))) {
+        const manifest = JSON.parse(
+          await readFile(path.join(ROOT, group, name, 'package.json'), 'utf8'),
+        ) as { files?: string[] };
+        for (const entry of manifest.files ?? ['dist']) {
+          shipped.add(entry);
+        }
+      }
+    }
+    // libs/locks reads its Redis scripts from lua/ beside dist/.
+    expect(shipped).toContain('lua');
+    expect(copied.sort()).toEqual([...shipped].sort());
+  });
+
   it('.dockerignore leaves out what the build does not need, but not what it does', async () => {
     const ignore = (await readFile(path.join(ROOT, '.dockerignore'), 'utf8'))
       .split('\n')
@@ -109,6 +130,8 @@ describe('Dockerfile', () => {
     for (const pattern of ['**/node_modules', '**/dist', '.git', 'test']) {
       expect(ignore).toContain(pattern);
     }
+    // `npm run build` compiles scripts/bench, which uses test/support.
+    expect(ignore.indexOf('!test/support')).toBeGreaterThan(ignore.indexOf('test'));
     for (const needed of [
       'package.json',
       'package-lock.json',

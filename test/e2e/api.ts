@@ -5,58 +5,19 @@
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import { expect } from 'vitest';
+import { request, type HttpResult as Answer, type RequestOptions } from '../support/http';
 
-export interface HttpResult {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
+export type { RequestOptions };
+/** A complete answer: what test/support/http.ts's request and the streaming requests below give. */
+export type HttpResult = Omit<Answer, 'elapsedMs'>;
 
-export interface RequestOptions {
-  method?: string;
-  headers?: http.OutgoingHttpHeaders;
-  body?: Buffer | string;
-  timeoutMs?: number;
-}
-
-/** One request on a fresh connection; rejects on a network error or after `timeoutMs`. */
+/** One request on a fresh connection (test/support/http.ts), with 30 s to answer by default. */
 export function httpRequest(
   port: number,
   rawPath: string,
-  { method = 'POST', headers = {}, body, timeoutMs = 30_000 }: RequestOptions = {},
+  options: RequestOptions = {},
 ): Promise<HttpResult> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? Buffer.alloc(0) : Buffer.from(body);
-    const hasLength = Object.keys(headers).some((h) => h.toLowerCase() === 'content-length');
-    const req = http.request({
-      host: '127.0.0.1',
-      port,
-      method,
-      path: rawPath,
-      headers: hasLength ? headers : { 'content-length': String(payload.length), ...headers },
-      agent: false,
-    });
-    const timer = setTimeout(() => {
-      req.destroy(new Error(`${method} ${rawPath}: no complete answer within ${timeoutMs} ms`));
-    }, timeoutMs);
-    req.once('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.once('end', () => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
-      });
-      res.once('error', (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-    });
-    req.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    req.end(payload);
-  });
+  return request(port, rawPath, { timeoutMs: 30_000, ...options });
 }
 
 export type QueryValue = string | number | readonly string[] | undefined;

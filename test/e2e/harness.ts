@@ -8,32 +8,46 @@
  * Every process is spawned without a shell in its own process group and tracked, so cleanup can end
  * it (and anything it left behind) even when a test fails or the worker exits.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { type ChildProcess } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import {
-  chmod,
-  lstat,
-  mkdir,
-  mkdtemp,
-  open,
-  readdir,
-  readFile,
-  rm,
-  writeFile,
-} from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { beforeEach } from 'vitest';
-import { freePort } from '../../scripts/bench/util';
+import {
+  CommandError,
+  killAllTracked,
+  runCommand,
+  signalGroup,
+  spawnTracked,
+  type CommandResult,
+} from '../support/processes';
+import { annexUrlFor, keyOf, Sandbox, writeRandomFile } from '../support/repos';
+import { delay, freePort, tail } from '../support/util';
 
-export { freePort };
+export {
+  annexUrlFor,
+  CommandError,
+  delay,
+  freePort,
+  keyOf,
+  killAllTracked,
+  Sandbox,
+  writeRandomFile,
+  type CommandResult,
+};
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 export const PROJECT_BIN = path.join(PROJECT_ROOT, 'bin', 'annex-p2phttp.js');
-/** Starts the apps of cluster mode under one process (built by `npm run build`). */
-const CLUSTER_LAUNCHER = path.join(PROJECT_ROOT, 'scripts', 'bench', 'dist', 'cluster-launcher.js');
+/**
+ * Starts the apps of cluster mode under one process (built by `npm run build`; scripts/bench
+ * compiles with test/support, so its output mirrors the tree from the project root).
+ */
+const CLUSTER_LAUNCHER = path.join(
+  PROJECT_ROOT,
+  'scripts/bench/dist/scripts/bench/cluster-launcher.js',
+);
 
 // ---------------------------------------------------------------------------------------------
 // Which server, polling, small utilities
@@ -84,37 +98,10 @@ export async function pollUntil<T>(
   }
 }
 
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function tail(text: string, max = 4000): string {
-  return text.length <= max ? text : `…${text.slice(text.length - max)}`;
-}
-
 // ---------------------------------------------------------------------------------------------
-// Process tracking: every child lives in its own process group; kill leftovers at exit
+// Process tracking (test/support/processes.ts: every child in its own process group, killed at exit)
 // ---------------------------------------------------------------------------------------------
 
-const liveChildren = new Set<ChildProcess>();
-
-function track(child: ChildProcess): void {
-  liveChildren.add(child);
-  child.once('exit', () => liveChildren.delete(child));
-}
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) {
-    return;
-  }
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // group already gone
-  }
-}
-
-process.once('exit', () => killAllTracked());
 // A worker ended by a signal (vitest interrupted, CI timeout) still takes its children along.
 for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
   process.once(signal, () => {
@@ -135,86 +122,8 @@ export function killPids(pids: readonly number[]): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sandbox: one temp root per test file, with an isolated HOME for git
-// ---------------------------------------------------------------------------------------------
-
-export class Sandbox {
-  private constructor(
-    readonly root: string,
-    readonly home: string,
-  ) {}
-
-  /** Creates `$TMPDIR/annex-p2phttp-e2e-<name>-XXXXXX` with an isolated HOME and gitconfig. */
-  static async create(name: string): Promise<Sandbox> {
-    const root = await mkdtemp(path.join(tmpdir(), `annex-p2phttp-e2e-${name}-`));
-    const home = path.join(root, 'home');
-    await mkdir(home);
-    await writeFile(
-      path.join(home, '.gitconfig'),
-      '[user]\n\tname = e2e\n\temail = e2e@example.invalid\n[init]\n\tdefaultBranch = main\n',
-    );
-    return new Sandbox(root, home);
-  }
-
-  path(...parts: string[]): string {
-    return path.join(this.root, ...parts);
-  }
-
-  /** Environment for every git, git-annex and server process: no inherited GIT_* settings. */
-  env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [name, value] of Object.entries(process.env)) {
-      if (!/^(GIT_|VITEST|NODE_ENV$|SSH_ASKPASS$|TEST$)/.test(name)) {
-        env[name] = value;
-      }
-    }
-    return {
-      ...env,
-      HOME: this.home,
-      XDG_CONFIG_HOME: path.join(this.home, '.config'),
-      GIT_CONFIG_NOSYSTEM: '1',
-      GIT_TERMINAL_PROMPT: '0',
-      GIT_AUTHOR_NAME: 'e2e',
-      GIT_AUTHOR_EMAIL: 'e2e@example.invalid',
-      GIT_COMMITTER_NAME: 'e2e',
-      GIT_COMMITTER_EMAIL: 'e2e@example.invalid',
-      LC_ALL: 'C.UTF-8',
-      ...extra,
-    };
-  }
-
-  /** Removes the whole tree (git-annex makes object dirs read-only, so make them writable first). */
-  async remove(): Promise<void> {
-    await makeTreeWritable(this.root);
-    await rm(this.root, { recursive: true, force: true });
-  }
-}
-
-async function makeTreeWritable(dir: string): Promise<void> {
-  let entries;
-  try {
-    await chmod(dir, 0o755);
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch {
-    return;
-  }
-  for (const entry of entries) {
-    if (entry.isDirectory()) {
-      await makeTreeWritable(path.join(dir, entry.name));
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Running commands (no shell; stdout and stderr captured; per-command timeout)
 // ---------------------------------------------------------------------------------------------
-
-export interface CommandResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
 
 export interface RunOptions {
   cwd: string;
@@ -222,61 +131,30 @@ export interface RunOptions {
   timeoutMs?: number;
 }
 
-export class CommandError extends Error {
-  constructor(
-    readonly command: string,
-    readonly result: CommandResult,
-  ) {
-    super(
-      `command failed (${result.signal ?? `exit ${String(result.code)}`}): ${command}\n` +
-        `--- stdout ---\n${tail(result.stdout)}\n--- stderr ---\n${tail(result.stderr)}`,
-    );
-    this.name = 'CommandError';
-  }
-}
-
-function describeCommand(file: string, args: readonly string[], cwd: string): string {
-  return `(cd ${cwd} && ${[file, ...args].map((a) => JSON.stringify(a)).join(' ')})`;
-}
-
-/** Runs a command and resolves with its exit status whatever it is. */
-export function runStatus(
+/**
+ * Runs a command (test/support/processes.ts: tracked, in its own process group, killed at its
+ * timeout) and resolves with its exit status whatever it is, with all it wrote.
+ */
+export async function runStatus(
   file: string,
   args: readonly string[],
   { cwd, env, timeoutMs = 120_000 }: RunOptions,
 ): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, {
-      cwd,
-      env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    track(child);
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup(child, 'SIGKILL');
-    }, timeoutMs);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      const stderr = Buffer.concat(err).toString('utf8');
-      resolve({
-        code,
-        signal,
-        stdout: Buffer.concat(out).toString('utf8'),
-        stderr: timedOut ? `${stderr}\n[harness: killed after ${timeoutMs} ms]` : stderr,
-      });
-    });
+  const result = await runCommand(file, args, {
+    cwd,
+    env,
+    timeoutMs,
+    keepStdout: Infinity,
+    keepStderr: Infinity,
+    sweepGroup: false,
   });
+  return result.timedOut
+    ? { ...result, stderr: `${result.stderr}\n[harness: killed after ${timeoutMs} ms]` }
+    : result;
+}
+
+function describeCommand(file: string, args: readonly string[], cwd: string): string {
+  return `(cd ${cwd} && ${[file, ...args].map((a) => JSON.stringify(a)).join(' ')})`;
 }
 
 /** Runs a command; throws a CommandError carrying stdout and stderr unless it exits 0. */
@@ -316,25 +194,6 @@ export function annexStatus(repo: RepoContext, args: readonly string[], timeoutM
 // ---------------------------------------------------------------------------------------------
 
 export type FileSpec = { path: string; size: number } | { path: string; content: Buffer | string };
-
-/** Random bytes; above 8 MiB a fast generator (one random MiB, a counter per block). */
-export async function writeRandomFile(file: string, size: number): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  if (size <= 8 << 20) {
-    await writeFile(file, randomBytes(size));
-    return;
-  }
-  const block = randomBytes(1 << 20);
-  const handle = await open(file, 'w');
-  try {
-    for (let offset = 0, index = 0; offset < size; offset += block.length, index += 1) {
-      block.writeUInt32LE(index, 0);
-      await handle.write(block, 0, Math.min(block.length, size - offset));
-    }
-  } finally {
-    await handle.close();
-  }
-}
 
 export async function writeFiles(dir: string, files: readonly FileSpec[]): Promise<void> {
   for (const spec of files) {
@@ -416,14 +275,6 @@ export async function annexedKeys(repo: RepoContext): Promise<Map<string, string
     }
   }
   return keys;
-}
-
-export function keyOf(repo: ServedRepo, file: string): string {
-  const key = repo.keys.get(file);
-  if (key === undefined) {
-    throw new Error(`no annexed file ${file} in ${repo.dir}`);
-  }
-  return key;
 }
 
 export async function lookupKey(repo: RepoContext, file: string): Promise<string> {
@@ -515,10 +366,6 @@ export async function whereisFromBranch(
 
 export async function setAnnexUrl(repo: RepoContext, annexUrl: string): Promise<void> {
   await git(repo, ['config', 'remote.origin.annexUrl', annexUrl]);
-}
-
-export function annexUrlFor(port: number): string {
-  return `annex+http://127.0.0.1:${port}/git-annex/`;
 }
 
 /** Names of the object files under `.git/annex/objects` (one per key whose content is there). */
@@ -794,7 +641,7 @@ export class RunningServer {
   }
 
   describe(): string {
-    return `${this.kind} server pid ${this.pid} on port ${this.port}: ${this.commandLine}\n--- server output ---\n${tail(this.outputText)}`;
+    return `${this.kind} server pid ${this.pid} on port ${this.port}: ${this.commandLine}\n--- server output ---\n${tail(this.outputText, 4000)}`;
   }
 
   waitExit(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
@@ -811,7 +658,7 @@ export class RunningServer {
       if (graceful !== undefined) {
         return { ...graceful, forced: false };
       }
-      killGroup(this.child, 'SIGKILL');
+      signalGroup(this.child, 'SIGKILL');
       return { ...(await this.exitPromise), forced: true };
     })();
     return this.stopPromise;
@@ -819,7 +666,7 @@ export class RunningServer {
 
   /** Last-resort cleanup: SIGKILL the server's whole process group. */
   killGroup(): void {
-    killGroup(this.child, 'SIGKILL');
+    signalGroup(this.child, 'SIGKILL');
   }
 }
 
@@ -904,13 +751,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   for (let attempt = 1; ; attempt += 1) {
     const port = options.port ?? (await freePort());
     const [file, args] = serverCommand(options, kind, port);
-    const child = spawn(file, args, {
+    const child = spawnTracked(file, args, {
       cwd: options.repo.dir,
       env: options.sandbox.env(userEnv(options.users)),
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    track(child);
     const server = new RunningServer(kind, port, options.repo, [file, ...args].join(' '), child);
     const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
     const startTimeoutMs = options.startTimeoutMs ?? 20_000;
@@ -959,13 +803,10 @@ export function spawnClusterApp(
   port: number,
 ): RunningServer {
   const all = [command, '--redis', context.redisUrl, '--redis-prefix', context.prefix, ...args];
-  const child = spawn(process.execPath, [PROJECT_BIN, ...all], {
+  const child = spawnTracked(process.execPath, [PROJECT_BIN, ...all], {
     cwd: context.repo.dir,
     env: context.sandbox.env(),
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  track(child);
   return new RunningServer('project', port, context.repo, all.join(' '), child);
 }
 
@@ -1036,11 +877,4 @@ export function reportServerOutputOnFailure(
       }
     });
   });
-}
-
-/** Kills every process the harness started that is still alive (used by afterAll). */
-export function killAllTracked(): void {
-  for (const child of liveChildren) {
-    killGroup(child, 'SIGKILL');
-  }
 }

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
-import { freePort } from '../../scripts/bench/util';
+import { freePort } from './util';
 
 const running = new Set<ChildProcess>();
 process.once('exit', () => {

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
-import { freePort } from '../../scripts/bench/util';
+import { freePort } from './util';
 import { PrivateRedis } from './redis';
 
 const running = new Set<ChildProcess>();

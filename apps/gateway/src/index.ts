@@ -1,3 +1,2 @@
 export * from './server';
 export * from './cluster-gateway';
-export * from './cli';

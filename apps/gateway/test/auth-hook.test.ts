@@ -11,7 +11,7 @@ import {
 import { type AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AuthHook, AuthHookUnavailable, type HookQuestion } from '../src/auth-hook';
-import { freePort } from '../../../scripts/bench/util';
+import { freePort } from '../../../test/support/util';
 
 type Mode = 'allow' | 'deny' | '401' | 'slow' | 'failing';
 

@@ -1,5 +1,5 @@
 /**
- * The cluster-wide LockStore in Redis (ioredis). Every change is one atomic Lua script, so
+ * The cluster-wide LockStore in Redis (ioredis). Every change is one atomic Lua script (lua/), so
  * gateways and lock-services on many machines can create, extend, claim and delete records at
  * once without losing the `--lockedfiles` bound or a key's cover count. Key layout: redis-keys.ts.
  *
@@ -11,11 +11,12 @@
  * A key is a byte string (@annex-p2phttp/protocol, byte-text): it is stored as its `wireText`
  * (itself, or `[base64url]` when it is not UTF-8), because ioredis sends strings as UTF-8.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { primaryId } from '@annex-p2phttp/redis';
 import { fromWireText, wireText } from '@annex-p2phttp/protocol';
 import { type LockRecord, type LockStore } from './lock-store';
+import { LOCK_SCRIPTS, type LuaScript } from './lua-scripts';
 import { LockKeys } from './redis-keys';
 
 /** How the holder opens its session to re-take a lock (the request's P2P session parameters). */
@@ -35,81 +36,8 @@ export const RESERVED = '';
 
 const FIELDS = ['lockid', 'repository', 'key', 'holder', 'lockedAt', 'expiresAt', 'session'];
 
-/** KEYS: record, expiry, cover. ARGV: limit, then the FIELDS in order. */
-const CREATE = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'lockid', ARGV[2], 'repository', ARGV[3], 'key', ARGV[4],
-  'holder', ARGV[5], 'lockedAt', ARGV[6], 'expiresAt', ARGV[7], 'session', ARGV[8])
-redis.call('ZADD', KEYS[2], ARGV[7], ARGV[2])
-redis.call('HINCRBY', KEYS[3], ARGV[3] .. ' ' .. ARGV[4], 1)
-return 1
-`;
-
-/** KEYS: record, expiry. ARGV: lockid, expiresAt. */
-const EXTEND = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'expiresAt', ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return 1
-`;
-
-/**
- * KEYS: record, expiry, cover. ARGV: lockid, mode, value. mode "any" deletes; "expired" only when
- * expiresAt <= value; "holder" only when the holder is value. Returns the record's fields or nil.
- */
-const DELETE = `
-local fields = redis.call('HGETALL', KEYS[1])
-if #fields == 0 then return nil end
-local record = {}
-for i = 1, #fields, 2 do record[fields[i]] = fields[i + 1] end
-if ARGV[2] == 'expired' and tonumber(record.expiresAt) > tonumber(ARGV[3]) then return nil end
-if ARGV[2] == 'holder' and record.holder ~= ARGV[3] then return nil end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-local cover = record.repository .. ' ' .. record.key
-if redis.call('HINCRBY', KEYS[3], cover, -1) <= 0 then redis.call('HDEL', KEYS[3], cover) end
-return fields
-`;
-
-/** KEYS: record, expiry. ARGV: lockid, holder, lockedAt, expiresAt, session. */
-const CLAIM_PENDING = `
-if redis.call('HGET', KEYS[1], 'holder') ~= '' then return 0 end
-redis.call('HSET', KEYS[1], 'holder', ARGV[2], 'lockedAt', ARGV[3], 'expiresAt', ARGV[4],
-  'session', ARGV[5])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-return 1
-`;
-
-/**
- * KEYS: expiry. ARGV: record key prefix, holder key prefix, new holder, max, then the served
- * repositories (none: any). Moves records whose holder has no liveness key to the new holder.
- */
-const ADOPT = `
-local served = nil
-if #ARGV > 4 then
-  served = {}
-  for i = 5, #ARGV do served[ARGV[i]] = true end
-end
-local adopted = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local record = ARGV[1] .. id
-  local found = redis.call('HMGET', record, 'holder', 'repository')
-  local holder, repository = found[1], found[2]
-  if holder and holder ~= '' and holder ~= ARGV[3]
-    and (served == nil or served[repository])
-    and redis.call('EXISTS', ARGV[2] .. holder) == 0 then
-    redis.call('HSET', record, 'holder', ARGV[3])
-    table.insert(adopted, id)
-    if #adopted >= tonumber(ARGV[4]) then break end
-  end
-end
-return adopted
-`;
-
 export class RedisLockStore implements LockStore {
   readonly keys: LockKeys;
-  private readonly shas = new Map<string, string>();
 
   constructor(
     private readonly redis: Redis,
@@ -120,7 +48,7 @@ export class RedisLockStore implements LockStore {
 
   async create(record: ClusterLockRecord, limit: number): Promise<boolean> {
     const created = await this.script(
-      CREATE,
+      LOCK_SCRIPTS.create,
       [this.keys.record(record.lockid), this.keys.expiry, this.keys.cover],
       [String(limit), ...fieldValues(record)],
     );
@@ -133,7 +61,7 @@ export class RedisLockStore implements LockStore {
 
   async extend(lockid: string, expiresAt: number): Promise<boolean> {
     const extended = await this.script(
-      EXTEND,
+      LOCK_SCRIPTS.extend,
       [this.keys.record(lockid), this.keys.expiry],
       [lockid, String(expiresAt)],
     );
@@ -186,7 +114,7 @@ export class RedisLockStore implements LockStore {
     session: LockSession,
   ): Promise<boolean> {
     const claimed = await this.script(
-      CLAIM_PENDING,
+      LOCK_SCRIPTS.claimPending,
       [this.keys.record(lockid), this.keys.expiry],
       [lockid, holder, String(lockedAt), String(expiresAt), JSON.stringify(session)],
     );
@@ -199,7 +127,7 @@ export class RedisLockStore implements LockStore {
    */
   async adoptOrphans(holder: string, max: number, served?: readonly string[]): Promise<string[]> {
     const adopted = await this.script(
-      ADOPT,
+      LOCK_SCRIPTS.adopt,
       [this.keys.expiry],
       [this.keys.recordPrefix, this.keys.holderPrefix, holder, String(max), ...(served ?? [])],
     );
@@ -278,7 +206,7 @@ export class RedisLockStore implements LockStore {
     value: string,
   ): Promise<ClusterLockRecord | undefined> {
     const fields = (await this.script(
-      DELETE,
+      LOCK_SCRIPTS.delete,
       [this.keys.record(lockid), this.keys.expiry, this.keys.cover],
       [lockid, mode, value],
     )) as string[] | null;
@@ -293,17 +221,12 @@ export class RedisLockStore implements LockStore {
   }
 
   /** EVALSHA, falling back to EVAL when Redis does not know the script (e.g. after a restart). */
-  private async script(source: string, keys: string[], args: string[]): Promise<unknown> {
-    let sha = this.shas.get(source);
-    if (!sha) {
-      sha = createHash('sha1').update(source).digest('hex');
-      this.shas.set(source, sha);
-    }
+  private async script(script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
     try {
-      return await this.redis.evalsha(sha, keys.length, ...keys, ...args);
+      return await this.redis.evalsha(script.sha, keys.length, ...keys, ...args);
     } catch (error) {
       if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
-        return this.redis.eval(source, keys.length, ...keys, ...args);
+        return this.redis.eval(script.source, keys.length, ...keys, ...args);
       }
       throw error;
     }

@@ -1,8 +1,9 @@
 /**
- * Repositories in a temp dir: a sandbox with its own HOME and git identity, served repositories
- * built from one template (copies share every byte and the uuid; annexed objects are hard links,
- * everything git or git-annex may rewrite in place is a real copy), and client clones that reach
- * the served repository over HTTP only (PROTOCOL.md §0, §5).
+ * Repositories in a temp dir, for test/e2e and scripts/bench: a sandbox with its own HOME and git
+ * identity (one per test file or benchmark run), served repositories built from one template
+ * (copies share every byte and the uuid; annexed objects are hard links, everything git or
+ * git-annex may rewrite in place is a real copy), and client clones that reach the served
+ * repository over HTTP only (PROTOCOL.md §0, §5).
  */
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -13,10 +14,10 @@ import { runChecked, runCommand } from './processes';
 import { MiB } from './util';
 
 const IDENTITY = {
-  GIT_AUTHOR_NAME: 'annex-p2phttp bench',
-  GIT_AUTHOR_EMAIL: 'bench@example.invalid',
-  GIT_COMMITTER_NAME: 'annex-p2phttp bench',
-  GIT_COMMITTER_EMAIL: 'bench@example.invalid',
+  GIT_AUTHOR_NAME: 'annex-p2phttp test',
+  GIT_AUTHOR_EMAIL: 'test@example.invalid',
+  GIT_COMMITTER_NAME: 'annex-p2phttp test',
+  GIT_COMMITTER_EMAIL: 'test@example.invalid',
 };
 
 export class Sandbox {
@@ -46,7 +47,7 @@ export class Sandbox {
   env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {};
     for (const [name, value] of Object.entries(process.env)) {
-      if (!/^(GIT_|VITEST|NODE_ENV$|NODE_OPTIONS$|TEST$)/.test(name)) {
+      if (!/^(GIT_|VITEST|NODE_ENV$|NODE_OPTIONS$|SSH_ASKPASS$|TEST$)/.test(name)) {
         env[name] = value;
       }
     }

@@ -142,8 +142,15 @@ export interface CommandOptions extends SpawnOptions {
   signal?: AbortSignal;
   /** called with every complete stdout line as it arrives */
   onLine?: (line: string) => void;
-  /** keep at most this many characters of stdout (default 1 MiB) */
+  /** keep at most this many characters of stdout (default 1 MiB; Infinity: all) */
   keepStdout?: number;
+  /** keep at most this many characters of stderr (default 64 KiB; Infinity: all) */
+  keepStderr?: number;
+  /**
+   * Once the leader exited, SIGKILL what is left of its process group (default true: a helper
+   * process must not outlive the command). False leaves it to the tracker.
+   */
+  sweepGroup?: boolean;
 }
 
 /** Runs a command to completion (or until its timeout or abort, which SIGKILL its group). */
@@ -152,15 +159,24 @@ export function runCommand(
   args: readonly string[],
   options: CommandOptions,
 ): Promise<CommandResult> {
-  const { timeoutMs = 600_000, signal, onLine, keepStdout = 1 << 20 } = options;
+  const {
+    timeoutMs = 600_000,
+    signal,
+    onLine,
+    keepStdout = 1 << 20,
+    keepStderr = 64 * 1024,
+    sweepGroup = true,
+  } = options;
   return new Promise((resolve, reject) => {
     const started = Date.now();
     const child = spawnTracked(file, args, options);
     let stdout = '';
     let stderr = '';
     let partial = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      const text = chunk.toString('utf8');
+    // Decoded as a stream: a character split between two chunks stays whole.
+    child.stdout?.setEncoding('utf8');
+    child.stderr?.setEncoding('utf8');
+    child.stdout?.on('data', (text: string) => {
       stdout = tail(stdout + text, keepStdout);
       if (onLine !== undefined) {
         const lines = (partial + text).split('\n');
@@ -168,8 +184,8 @@ export function runCommand(
         lines.forEach(onLine);
       }
     });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr = tail(stderr + chunk.toString('utf8'), 64 * 1024);
+    child.stderr?.on('data', (text: string) => {
+      stderr = tail(stderr + text, keepStderr);
     });
     let timedOut = false;
     let aborted = false;
@@ -194,7 +210,9 @@ export function runCommand(
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       // members of the group may outlive the leader (e.g. a helper git process)
-      signalGroup(child, 'SIGKILL');
+      if (sweepGroup) {
+        signalGroup(child, 'SIGKILL');
+      }
       if (onLine !== undefined && partial !== '') {
         onLine(partial);
       }
@@ -221,7 +239,10 @@ export class CommandError extends Error {
       : result.aborted
         ? 'aborted'
         : (result.signal ?? `exit ${String(result.code)}`);
-    super(`${command}: ${how}\n${tail(result.stderr.trim() || result.stdout.trim(), 1500)}`);
+    super(
+      `${command}: ${how}\n--- stdout ---\n${tail(result.stdout.trim(), 4000)}\n` +
+        `--- stderr ---\n${tail(result.stderr.trim(), 4000)}`,
+    );
     this.name = 'CommandError';
   }
 }

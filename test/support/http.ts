@@ -14,24 +14,30 @@ export interface HttpResult {
 export interface RequestOptions {
   method?: string;
   headers?: http.OutgoingHttpHeaders;
-  body?: string;
+  body?: Buffer | string;
   timeoutMs?: number;
 }
 
-/** One request; rejects on a network error or when no complete answer came within `timeoutMs`. */
+/**
+ * One request, its path, query and headers sent exactly as written (fetch would normalise `..`
+ * and refuse odd headers); content-length from the body unless `headers` give one. Rejects on a
+ * network error or when no complete answer came within `timeoutMs`.
+ */
 export function request(
   port: number,
   pathAndQuery: string,
-  { method = 'POST', headers = {}, body = '', timeoutMs = 10_000 }: RequestOptions = {},
+  { method = 'POST', headers = {}, body, timeoutMs = 10_000 }: RequestOptions = {},
 ): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     const started = Date.now();
+    const payload = body === undefined ? Buffer.alloc(0) : Buffer.from(body);
+    const hasLength = Object.keys(headers).some((h) => h.toLowerCase() === 'content-length');
     const req = http.request({
       host: '127.0.0.1',
       port,
       method,
       path: pathAndQuery,
-      headers: { 'content-length': String(Buffer.byteLength(body)), ...headers },
+      headers: hasLength ? headers : { 'content-length': String(payload.length), ...headers },
       agent: false,
     });
     const timer = setTimeout(() => {
@@ -60,7 +66,7 @@ export function request(
       clearTimeout(timer);
       reject(error);
     });
-    req.end(body);
+    req.end(payload);
   });
 }
 

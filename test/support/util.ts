@@ -1,6 +1,7 @@
 /**
- * Small shared helpers of the benchmark and stress tools: the project root, sleeping, a seeded
- * random generator (so a stress run can be replayed), number formatting and medians.
+ * Small shared helpers of the tests and the benchmark and stress tools: the project root, a free
+ * port, sleeping, a seeded random generator (so a stress run can be replayed), number formatting
+ * and medians.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as net from 'node:net';
