@@ -93,6 +93,8 @@ const DEFAULT_BATCH_IN_FLIGHT = 1;
 /** Pauses before a job refused as not served is sent again (elsewhere), doubling up to the max. */
 const NOT_SERVED_FIRST_PAUSE_MS = 50;
 const NOT_SERVED_MAX_PAUSE_MS = 400;
+/** How long at most (and --queue-wait at most): a worker notices a new repository within ~1 s. */
+const NOT_SERVED_RETRY_MS = 3000;
 const DEFAULT_BATCH_WAIT_MS = 10;
 /** Requests per batch at most. */
 const MAX_BATCH = 256;
@@ -460,10 +462,11 @@ export class BullMqDispatcher implements Dispatcher {
   /**
    * Runs `attempt` again while a worker of the queue's group answers that it does not serve the
    * uuid (DISPATCH_NOT_SERVED: it has not found that repository yet, while another one of its
-   * group has, and nothing was done), after a short pause, within `queueWaitMs`; then 503.
+   * group has, and nothing was done), after a short pause, for 3 s at most (and `queueWaitMs`);
+   * then 503.
    */
   private async elsewhere<T>(attempt: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    const deadline = performance.now() + this.options.queueWaitMs;
+    const deadline = performance.now() + Math.min(this.options.queueWaitMs, NOT_SERVED_RETRY_MS);
     for (
       let pause = NOT_SERVED_FIRST_PAUSE_MS;
       ;
