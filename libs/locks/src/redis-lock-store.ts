@@ -107,6 +107,25 @@ end
 return adopted
 `;
 
+/**
+ * KEYS[1] expiry zset. ARGV[1] record prefix, ARGV[2] holder prefix, ARGV[3] the asking holder.
+ * The repositories of records held by a dead holder (each once), changing nothing.
+ */
+const ORPHANED = `
+local out = {}
+local seen = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local found = redis.call('HMGET', ARGV[1] .. id, 'holder', 'repository')
+  local holder, repository = found[1], found[2]
+  if holder and holder ~= '' and holder ~= ARGV[3] and repository and not seen[repository]
+    and redis.call('EXISTS', ARGV[2] .. holder) == 0 then
+    seen[repository] = true
+    table.insert(out, repository)
+  end
+end
+return out
+`;
+
 export class RedisLockStore implements LockStore {
   readonly keys: LockKeys;
   private readonly shas = new Map<string, string>();
@@ -204,6 +223,18 @@ export class RedisLockStore implements LockStore {
       [this.keys.recordPrefix, this.keys.holderPrefix, holder, String(max), ...(served ?? [])],
     );
     return adopted as string[];
+  }
+
+  /**
+   * The repositories that have records whose holder is dead (what `adoptOrphans` would move), so
+   * that a holder names only those it serves, not every repository, when it adopts.
+   */
+  async orphanedRepositories(holder: string): Promise<string[]> {
+    return (await this.script(
+      ORPHANED,
+      [this.keys.expiry],
+      [this.keys.recordPrefix, this.keys.holderPrefix, holder],
+    )) as string[];
   }
 
   /** Records again a lock its holder still holds, whatever the bound (after Redis lost data). */
