@@ -85,13 +85,13 @@ function context() {
   return { sandbox, repo: served, redisUrl: redis.url, prefix: PREFIX };
 }
 
-async function startWorker(directory: string): Promise<RunningServer> {
+async function startWorker(directory: string, flag = '--directory'): Promise<RunningServer> {
   const port = await freePort();
   const worker = spawnClusterApp(
     context(),
     'proxy-worker',
     [
-      '--directory',
+      flag,
       directory,
       '--bind',
       '127.0.0.1',
@@ -246,5 +246,35 @@ describe('cluster mode with shard queues', () => {
     expect((await fileDigest(location as string)).sha256).toBe(
       (await fileDigest(`${client.dir}/new.bin`)).sha256,
     );
+  });
+
+  it('answers for a repository that another worker of its group does not serve', async () => {
+    // A second worker in the group serves one repository of its own only: it takes jobs and
+    // queries of the shared queues for repositories it does not serve, and refuses them
+    // unrun; the gateway sends them again until the worker that serves them takes them.
+    const alone = sandbox.path('alone');
+    const uuid = randomUUID();
+    await copyWithUuid(alone, uuid);
+    const other = await startWorker(alone, '--repo');
+    const api = new P2PApi(gateway.port, uuid);
+    await pollUntil("the other worker's repository served", async () =>
+      (await api.checkpresent(key)).status === 200 ? true : undefined,
+    );
+    const statuses = new Map<number, number>();
+    for (let round = 0; round < 10; round += 1) {
+      for (const target of [served.uuid, many[round]!]) {
+        const asked = new P2PApi(gateway.port, target);
+        for (const result of await Promise.all([
+          asked.checkpresent(keyOf(served, 'one.bin')),
+          asked.putoffset(key),
+          asked.gettimestamp(),
+        ])) {
+          statuses.set(result.status, (statuses.get(result.status) ?? 0) + 1);
+        }
+      }
+    }
+    expect(Object.fromEntries(statuses)).toEqual({ 200: 60 });
+    expect((await api.putoffset(key)).status).toBe(200);
+    await other.stop();
   });
 });
