@@ -208,6 +208,8 @@ async function main(argv: string[]): Promise<void> {
     process.once(signal, () => void stop(0));
   }
   const redisUrl = sentinel ? await startSentinelSet() : await startRedis();
+  // The bench counts Redis clients with it (scale.ts).
+  process.stderr.write(`cluster-launcher: redis ${redisUrl}\n`);
   start(
     process.execPath,
     [

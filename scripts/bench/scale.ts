@@ -22,6 +22,7 @@
  *   --keep               keep the temp dir
  */
 import autocannon from 'autocannon';
+import Redis from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -198,6 +199,8 @@ interface Launched {
   startedAt: number;
   child: ReturnType<typeof spawnTracked>;
   output: () => string;
+  /** Cluster mode: the launcher's Redis (it says where). */
+  redisUrl: () => string | undefined;
 }
 
 async function launch(kind: Kind, root: string, sandbox: Sandbox): Promise<Launched> {
@@ -234,12 +237,33 @@ async function launch(kind: Kind, root: string, sandbox: Sandbox): Promise<Launc
     env: sandbox.env({ CLUSTER_LAUNCHER_WAIT_MS: '3600000' }),
   });
   let out = '';
+  let redisUrl: string | undefined;
   const collect = (chunk: Buffer): void => {
     out = (out + chunk.toString('utf8')).slice(-20_000);
+    redisUrl ??= /cluster-launcher: redis (redis:\/\/\S+)/.exec(out)?.[1];
   };
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
-  return { kind, port, startedAt, child, output: () => out };
+  return { kind, port, startedAt, child, output: () => out, redisUrl: () => redisUrl };
+}
+
+/** The clients connected to the cluster's Redis (CLIENT LIST, without this one). */
+async function redisClients(server: Launched): Promise<number | undefined> {
+  const url = server.redisUrl();
+  if (url === undefined) {
+    return undefined;
+  }
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  redis.on('error', () => {});
+  try {
+    await redis.connect();
+    const list = (await redis.client('LIST')) as string;
+    return list.split('\n').filter((line) => line.startsWith('id=')).length - 1;
+  } catch {
+    return undefined;
+  } finally {
+    redis.disconnect();
+  }
 }
 
 function checkpresentPath(uuid: string, key: string): string {
@@ -352,6 +376,7 @@ interface Row {
   rss?: number;
   fds?: number;
   processes?: number;
+  redisClients?: number;
   rps?: number;
   p99?: number;
   rps10?: number;
@@ -405,6 +430,7 @@ async function measure(
     row.rss = used.rssBytes;
     row.fds = used.fds;
     row.processes = used.processes;
+    row.redisClients = await redisClients(server);
 
     const random = (s: RepoSet) => () =>
       checkpresentPath(s.uuids[Math.floor(Math.random() * s.uuids.length)] as string, key);
@@ -473,14 +499,14 @@ function cell(value: number | undefined, digits = 0): string {
 
 export function renderScale(rows: readonly Row[]): string {
   const lines = [
-    '| N | server | first answer s | all answered s | RSS | fds | procs | checkpresent req/s at N (p99 ms) | at N=10 (p99 ms) | new repo ms | known req/s alone → with unknown flood (flood req/s) |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| N | server | first answer s | all answered s | RSS | fds | procs | Redis clients | checkpresent req/s at N (p99 ms) | at N=10 (p99 ms) | new repo ms | known req/s alone → with unknown flood (flood req/s) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     lines.push(
       `| ${r.n} | ${r.kind} | ${cell(r.firstAnswerS, 1)} | ${cell(r.allAnsweredS, 1)}${
         r.unanswered ? ` (${r.unanswered} never)` : ''
-      } | ${r.rss === undefined ? '—' : formatBytes(r.rss)} | ${cell(r.fds)} | ${cell(r.processes)} | ${cell(
+      } | ${r.rss === undefined ? '—' : formatBytes(r.rss)} | ${cell(r.fds)} | ${cell(r.processes)} | ${cell(r.redisClients)} | ${cell(
         r.rps,
       )} (${cell(r.p99)}) | ${cell(r.rps10)} (${cell(r.p9910)}) | ${
         r.newRepoMs?.map((ms) => cell(ms)).join(', ') ?? '—'

@@ -10,7 +10,8 @@ import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';
 import Redis from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClusterKeys, encodePayload, type JobPayload } from '@annex-p2phttp/dispatch';
+import { DEFAULT_SHARDS } from '@annex-p2phttp/config';
+import { ClusterKeys, encodePayload, queueOf, type JobPayload } from '@annex-p2phttp/dispatch';
 import {
   LOCK_JOB_NAME,
   LOCK_REQUEST_QUEUE,
@@ -78,13 +79,23 @@ describe('a job queued on an earlier Redis primary', () => {
     worker = spawnClusterApp(
       context,
       'proxy-worker',
-      ['--repo', served.dir, '--bind', '127.0.0.1', '--data-port', String(port)],
+      [
+        '--repo',
+        served.dir,
+        '--bind',
+        '127.0.0.1',
+        '--data-port',
+        String(port),
+        '--worker-group',
+        'stale',
+      ],
       port,
     );
     await untilReady(worker, 'proxy worker');
     const keys = new ClusterKeys(PREFIX);
-    queue = new Queue(served.uuid, { connection: inspect, prefix: keys.bullPrefix });
-    events = new QueueEvents(served.uuid, {
+    const name = queueOf('stale', DEFAULT_SHARDS, served.uuid);
+    queue = new Queue(name, { connection: inspect, prefix: keys.bullPrefix });
+    events = new QueueEvents(name, {
       connection: { host: '127.0.0.1', port: redis.port },
       prefix: keys.bullPrefix,
     });

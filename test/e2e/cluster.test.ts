@@ -10,6 +10,8 @@ import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import Redis from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_SHARDS } from '@annex-p2phttp/config';
+import { queueOf } from '@annex-p2phttp/dispatch';
 import { PrivateRedis } from '../support/redis';
 import { expectJson, expectLocked, httpRequest, P2PApi, type HttpResult } from './api';
 import {
@@ -40,6 +42,9 @@ import {
 const MiB = 1 << 20;
 const BIG = 64 * MiB;
 const PREFIX = 'e2e-cluster:';
+const GROUP = 'e2e';
+/** The BullMQ queue of the served repository: its shard's in the workers' group. */
+const queueName = () => queueOf(GROUP, DEFAULT_SHARDS, served.uuid);
 
 let sandbox: Sandbox;
 let served: ServedRepo;
@@ -82,6 +87,8 @@ async function startWorker(): Promise<RunningServer> {
       '2',
       '--stall-check',
       '5',
+      '--worker-group',
+      GROUP,
     ],
     port,
   );
@@ -201,7 +208,7 @@ function pausedGet(port: number, path: string) {
 
 /** Jobs of the served repository's queue in one state (BullMQ keys under the prefix). */
 async function jobsIn(state: 'wait' | 'active' | 'failed'): Promise<string[]> {
-  const key = `${PREFIX}bull:${served.uuid}:${state}`;
+  const key = `${PREFIX}bull:${queueName()}:${state}`;
   return state === 'failed' ? inspect.zrange(key, 0, -1) : inspect.lrange(key, 0, -1);
 }
 
@@ -581,7 +588,7 @@ describe('cluster mode', () => {
       },
       { timeoutMs: 90_000, intervalMs: 500 },
     );
-    const job = await inspect.hgetall(`${PREFIX}bull:${served.uuid}:${failed[0]}`);
+    const job = await inspect.hgetall(`${PREFIX}bull:${queueName()}:${failed[0]}`);
     expect(job.name).toBe('get');
     expect(job.failedReason).toMatch(/stalled/i);
     expect(await jobsIn('wait')).toEqual([]);
@@ -633,7 +640,7 @@ describe('cluster mode', () => {
       },
       { timeoutMs: 90_000, intervalMs: 500 },
     );
-    const job = await inspect.hgetall(`${PREFIX}bull:${served.uuid}:${failed[0]}`);
+    const job = await inspect.hgetall(`${PREFIX}bull:${queueName()}:${failed[0]}`);
     expect(job.name).toBe('put');
     expect(await jobsIn('wait')).toEqual([]);
     workers.splice(workers.indexOf(victim), 1);

@@ -96,7 +96,7 @@ describe.each(MODES)('a --directory of 1,000 repositories (%s)', (kind) => {
       kind,
       auth: ['--wideopen'],
       extraArgs: ['--directory', root],
-      // Cluster mode still starts one job queue per repository.
+      // Copying and reading 1,000 repositories on a loaded machine can take a while.
       startTimeoutMs: 180_000,
     });
     const port = server.port;

@@ -59,6 +59,7 @@ export class HttpExceptionFilter implements ExceptionFilter {
     if (exception instanceof DispatchError) {
       switch (exception.code) {
         case 'DISPATCH_UNAVAILABLE':
+        case 'DISPATCH_NOT_SERVED':
           return {
             status: 503,
             message: exception.message,

@@ -243,9 +243,18 @@ export class ClusterLockHolder {
     if (this.closing) {
       return;
     }
-    const served = this.options.registry.list().map((repository) => repository.uuid);
-    for (const lockid of await store.adoptOrphans(this.holder, ADOPT_BATCH, served)) {
-      this.retakes.add(lockid);
+    // Every sweep asks which repositories have orphaned records; the served ones among them (the
+    // registry is consulted only then) are named when adopting: no list of every repository.
+    const orphaned = await store.orphanedRepositories(this.holder);
+    if (orphaned.length > 0) {
+      const { registry } = this.options;
+      const served = new Set(registry.list().map((repository) => repository.uuid));
+      const mine = orphaned.filter((uuid) => served.has(uuid));
+      if (mine.length > 0) {
+        for (const lockid of await store.adoptOrphans(this.holder, ADOPT_BATCH, mine)) {
+          this.retakes.add(lockid);
+        }
+      }
     }
     for (const lockid of [...this.retakes]) {
       await this.retake(lockid);

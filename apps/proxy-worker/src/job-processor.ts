@@ -1,6 +1,6 @@
 /**
  * Runs one cluster job on this worker's sessions: resolves the job's uuid to a repository this
- * worker serves through the job's queue, then runs the operation with the InProcessDispatcher
+ * worker serves through the job's queue (the shard queue of that repository in its group), then runs the operation with the InProcessDispatcher
  * (the same code as embedded mode). For get and put it opens the P2P exchange first, then offers
  * a stream on the data port (reported as job progress) and moves the bytes once the gateway
  * claims it; the job stays active until the bytes went. An unclaimed or abandoned stream closes
@@ -47,6 +47,8 @@ export interface JobProcessorOptions {
   readonly baseUrl: string;
   /** How long a job may wait for a session slot before it fails as unavailable. */
   readonly sessionWaitMs: number;
+  /** The queue through which this worker serves the repository with that uuid (its shard's). */
+  readonly queueOf: (repository: string) => string;
 }
 
 /** Items per batch at most (the gateway sends far fewer). */
@@ -182,7 +184,11 @@ export class JobProcessor {
     }
   }
 
-  /** The session target of a job, checked against what this worker serves on that queue. */
+  /**
+   * The session target of a job, checked against what this worker serves on that queue. A uuid
+   * it does not serve (yet: another worker of its group may have found a new repository first)
+   * fails as DISPATCH_NOT_SERVED, before anything is done, and the gateway sends it again.
+   */
   private async resolve(target: JobTarget, queue: string): Promise<SessionTarget> {
     const valid =
       typeof target === 'object' &&
@@ -202,10 +208,11 @@ export class JobProcessor {
     }
     const served = await this.options.registry.lookup(target.serverUuid);
     const through = served?.kind === 'repository' ? served.uuid : served?.gateway;
-    if (!served || through !== queue) {
+    if (!served || through === undefined || this.options.queueOf(through) !== queue) {
       throw new DispatchError(
-        'DISPATCH_UNAVAILABLE',
+        'DISPATCH_NOT_SERVED',
         'this proxy worker does not serve that uuid through this queue',
+        1,
       );
     }
     const bypass = (target.bypass as readonly unknown[]).map((uuid) => String(uuid));

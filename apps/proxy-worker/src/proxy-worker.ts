@@ -1,9 +1,19 @@
 /**
- * The proxy worker of cluster mode (`annex-p2phttp proxy-worker`): takes jobs from the BullMQ
- * queue of each repository it serves (up to --worker-jobs at once: jobs served from the object
- * files need no session, and those that do wait for one of the --jobs session slots, see
- * job-processor.ts), runs them on its own pool of git-annex-shell sessions, streams get and put bytes over its data port, and advertises
- * the uuids it serves (each repository's own and those it proxies) in Redis with a heartbeat TTL.
+ * The proxy worker of cluster mode (`annex-p2phttp proxy-worker`): takes jobs from the --shards
+ * BullMQ queues of its worker group (keys.ts; a repository's jobs go to the queue of its uuid's
+ * shard, and each job names the uuid), up to --worker-jobs at once per queue: jobs served from
+ * the object files need no session, and those that do wait for one of the --jobs session slots,
+ * see job-processor.ts. It runs them on its own pool of git-annex-shell sessions, streams get
+ * and put bytes over its data port, and advertises the uuids it serves (each repository's own
+ * and those it proxies) with their queue in Redis: its advert with a heartbeat TTL, its routes
+ * only as they change (directory.ts). So its Redis connections and its per-heartbeat work do not
+ * grow with the number of repositories it serves.
+ *
+ * A worker group is the set of workers that serve the same repositories (replicas on shared
+ * storage): --worker-group, by default derived from the worker's --repo and --directory paths, so
+ * that workers configured alike share their queues and workers that are not never take each
+ * other's jobs. A worker that takes a job for a uuid it does not serve (yet) refuses it as not
+ * served, before doing anything, and the gateway sends it again (bullmq-dispatcher.ts).
  *
  * A job runs once: stalled jobs (their worker died) are failed, not re-run (maxStalledCount 0).
  * Shutdown (close): withdraw the advert, stop taking jobs, let running ones finish until the
@@ -11,7 +21,7 @@
  * are bounded and skipped while it is unreachable (shutdown-steps.ts), so that the worker stops
  * within its grace whatever the state of Redis; the log says what could not be done.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import { type AddressInfo } from 'node:net';
@@ -24,7 +34,6 @@ import {
   type ServeOptions,
 } from '@annex-p2phttp/config';
 import {
-  advertise,
   blockingOptions,
   boundedStep,
   ClusterKeys,
@@ -36,6 +45,10 @@ import {
   InFlight,
   quietLog,
   InProcessDispatcher,
+  queueOf,
+  RouteAdvertiser,
+  shardQueue,
+  type Route,
   QueryServer,
   NO_ANSWER_FROM_REDIS,
   REDIS_STEP_MS,
@@ -47,7 +60,6 @@ import {
   subscription,
   unavailable,
   waitUntil,
-  withdraw,
   type JobOperation,
   type JobPayload,
   type JobResult,
@@ -92,16 +104,24 @@ export interface RunningProxyWorker {
   close(graceMs?: number): Promise<void>;
 }
 
-interface Served {
+interface ShardWorker {
   readonly worker: Worker<JobPayload, JobResult, JobOperation>;
   /** For queue metrics. */
   readonly queue: Queue;
-  uuids: string[];
-  /** The repository's location (policy.ts): its path below its --directory root. */
-  location: string;
 }
 
 const DEFAULT_HEARTBEAT_MS = 2000;
+/** How often the worker looks whether its repositories changed (an O(1) check). */
+const ROUTE_CHECK_MS = 250;
+
+/**
+ * The worker group unless --worker-group names one: a hash of the --repo and --directory paths,
+ * so that workers configured alike (replicas on shared storage) form one group.
+ */
+export function defaultWorkerGroup(options: Pick<ServeOptions, 'repos' | 'directories'>): string {
+  const roots = JSON.stringify([[...options.repos].sort(), [...options.directories].sort()]);
+  return `g${createHash('sha256').update(roots).digest('hex').slice(0, 12)}`;
+}
 
 export async function startProxyWorker(
   options: ProxyWorkerOptions,
@@ -112,16 +132,21 @@ export async function startProxyWorker(
   const heartbeatMs = tuning.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   const keys = new ClusterKeys(options.redisPrefix);
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const group = options.workerGroup ?? defaultWorkerGroup(options);
+  const shards = options.shards;
+  const queueNames = Array.from({ length: shards }, (_, shard) => shardQueue(group, shard));
+  const queueFor = (repository: string) => queueOf(group, shards, repository);
 
   const startedAt = Date.now();
   const redis = commandConnection(options.redis, `annex-p2phttp:proxy-worker:${id}`);
   redis.on('error', () => {}); // reconnects by itself; readiness reports it
   const primary = new PrimaryWatch(redis);
+  const advertiser = new RouteAdvertiser(redis, keys, heartbeatMs * 3);
   // Until its repositories are read, the worker tells gateways that it is starting, so that they
   // answer 503 rather than 404 for the uuids it is about to serve (directory.ts).
   const announceStarting = () => {
-    const advert: WorkerAdvert = { id, url: '', queues: {}, jobs: options.jobs, startedAt };
-    void advertise(redis, keys, { ...advert, starting: true }, heartbeatMs * 3).catch(() => {});
+    const advert: WorkerAdvert = { id, url: '', group, shards, jobs: options.jobs, startedAt };
+    void advertiser.publish({ ...advert, starting: true }).catch(() => {});
   };
   redis.on('ready', announceStarting);
   const starting = setInterval(announceStarting, heartbeatMs);
@@ -137,7 +162,7 @@ export async function startProxyWorker(
     await registry.start();
   } catch (error) {
     registry.close();
-    await withdraw(redis, keys, id).catch(() => {});
+    await advertiser.withdraw(id).catch(() => {});
     redis.disconnect();
     throw error;
   } finally {
@@ -172,7 +197,11 @@ export async function startProxyWorker(
     );
   }
 
-  const served = new Map<string, Served>();
+  const shardWorkers = new Map<string, ShardWorker>();
+  /** uuid → route, for every uuid served (as last advertised). */
+  let routes = new Map<string, Route>();
+  /** The registry's generation `routes` were made at. */
+  let routesAt = -1;
   /** Jobs being run, so that shutdown can wait for them whether or not Redis is there. */
   const jobs = new InFlight();
   let stopping = false;
@@ -222,7 +251,7 @@ export async function startProxyWorker(
     }
     if (!registry.firstScanFinished) {
       problems.push('still reading the repositories');
-    } else if (served.size === 0) {
+    } else if (routes.size === 0) {
       problems.push('no repository served');
     }
     const unwritable = await writable.unwritable();
@@ -231,7 +260,7 @@ export async function startProxyWorker(
         `cannot write to ${unwritable.map((dir) => dir.path).join(', ')} (see the log)`,
       );
     }
-    for (const [queue, entry] of served) {
+    for (const [queue, entry] of shardWorkers) {
       if (!entry.worker.isRunning()) {
         problems.push(`queue ${queue}: worker not running`);
       }
@@ -248,6 +277,7 @@ export async function startProxyWorker(
     streams,
     baseUrl: url,
     sessionWaitMs: options.queueWaitMs,
+    queueOf: queueFor,
   });
   mirrorPool(metrics, () => ({ ...dispatcher.stats(), streams: processor.streams }));
   const queries = new QueryServer({
@@ -269,41 +299,39 @@ export async function startProxyWorker(
     },
   });
 
-  /** Starts a BullMQ worker for each served repository not served yet, stops vanished ones. */
-  const sync = () => {
-    const repositories = new Map<string, string[]>();
+  /**
+   * The routes of every uuid served now (each repository's own and those it proxies, through
+   * the repository's shard queue), when the registry changed since they were made; else null.
+   */
+  const changedRoutes = (): Map<string, Route> | null => {
+    const generation = registry.generation;
+    if (generation === routesAt) {
+      return null;
+    }
+    routesAt = generation;
     const locations = new Map<string, string>();
-    for (const repo of registry.list()) {
+    const next = new Map<string, Route>();
+    const list = registry.list();
+    for (const repo of list) {
       if (repo.kind === 'repository') {
-        repositories.set(repo.uuid, [repo.uuid]);
-        locations.set(repo.uuid, repositoryLocation(repo.path, options.directories));
+        const location = repositoryLocation(repo.path, options.directories);
+        locations.set(repo.uuid, location);
+        next.set(repo.uuid, { queue: queueFor(repo.uuid), location });
       }
     }
-    for (const repo of registry.list()) {
+    for (const repo of list) {
       if (repo.kind !== 'repository' && repo.gateway !== undefined) {
-        repositories.get(repo.gateway)?.push(repo.uuid);
+        const location = locations.get(repo.gateway);
+        if (location !== undefined) {
+          next.set(repo.uuid, { queue: queueFor(repo.gateway), location });
+        }
       }
     }
-    for (const [queue, uuids] of repositories) {
-      const entry = served.get(queue);
-      const location = locations.get(queue) ?? '';
-      if (entry) {
-        entry.uuids = uuids;
-        entry.location = location;
-      } else if (!stopping) {
-        served.set(queue, { ...startQueue(queue), uuids, location });
-      }
-    }
-    for (const [queue, entry] of served) {
-      if (!repositories.has(queue)) {
-        served.delete(queue);
-        void entry.worker.close().then(() => entry.queue.close());
-      }
-    }
-    queries.setQueues([...served.keys()]);
+    routes = next;
+    return next;
   };
 
-  const startQueue = (queue: string): Omit<Served, 'uuids' | 'location'> => {
+  const startQueue = (queue: string): ShardWorker => {
     const worker = new Worker<JobPayload, JobResult, JobOperation>(
       queue,
       (job: ClusterJob, _token, signal) =>
@@ -348,8 +376,13 @@ export async function startProxyWorker(
     return { worker, queue: metricsQueue };
   };
 
+  for (const queue of queueNames) {
+    shardWorkers.set(queue, startQueue(queue));
+  }
+  queries.setQueues(queueNames);
+
   metrics.onCollect(async () => {
-    for (const [queue, entry] of served) {
+    for (const [queue, entry] of shardWorkers) {
       try {
         const counts = await entry.queue.getJobCounts('wait', 'active');
         metrics.queueJobs.set({ queue, state: 'waiting' }, counts.wait ?? 0);
@@ -360,34 +393,41 @@ export async function startProxyWorker(
     }
   });
 
+  /** Refreshes the advert; with `routes`, the uuids served changed and are written too. */
+  const publish = async (changed: Map<string, Route> | null) => {
+    const advert: WorkerAdvert = {
+      id,
+      url,
+      group,
+      shards,
+      jobs: options.jobs,
+      startedAt,
+      ...(registry.firstScanFinished ? {} : { starting: true as const }),
+    };
+    await advertiser.publish(advert, changed ?? undefined);
+  };
   const heartbeat = async () => {
     try {
       await registry.refresh();
       if (stopping) {
         return; // withdrawn, or about to be: never advertise again
       }
-      sync();
-      const queues: Record<string, string[]> = {};
-      const locations: Record<string, string> = {};
-      for (const [queue, entry] of served) {
-        queues[queue] = entry.uuids;
-        locations[queue] = entry.location;
-      }
-      const advert: WorkerAdvert = {
-        id,
-        url,
-        queues,
-        locations,
-        jobs: options.jobs,
-        startedAt,
-        ...(registry.firstScanFinished ? {} : { starting: true as const }),
-      };
-      await advertise(redis, keys, advert, heartbeatMs * 3);
+      await publish(changedRoutes());
     } catch (error) {
       log(`advert not refreshed: ${error instanceof Error ? error.message : String(error)}`);
     }
   };
-  sync();
+  /** Between heartbeats: what changed is advertised at once (gateways learn it within ~1 s). */
+  const checkRoutes = async () => {
+    if (stopping || registry.generation === routesAt || redis.status !== 'ready') {
+      return;
+    }
+    try {
+      await publish(changedRoutes());
+    } catch (error) {
+      log(`routes not advertised: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
   // Redis back (perhaps empty after a restart): advertise at once.
   redis.on('ready', () => void heartbeat());
   if (redis.status === 'ready') {
@@ -395,6 +435,8 @@ export async function startProxyWorker(
   }
   const timer = setInterval(() => void heartbeat(), heartbeatMs);
   timer.unref();
+  const routeTimer = setInterval(() => void checkRoutes(), ROUTE_CHECK_MS);
+  routeTimer.unref();
   // The first walk done: say so at once (gateways stop answering 503 for unknown uuids).
   registry.whenScanned().then(
     () => void heartbeat(),
@@ -402,7 +444,7 @@ export async function startProxyWorker(
   );
 
   const subscriber = await subscription(options.redis, keys.cancel, (jobId) => {
-    for (const entry of served.values()) {
+    for (const entry of shardWorkers.values()) {
       entry.worker.cancelJob(jobId, 'the requester went away');
     }
   }).catch(() => null); // Redis not there yet: only cancelling waits for its own bounds
@@ -411,10 +453,11 @@ export async function startProxyWorker(
     closing ??= (async () => {
       stopping = true;
       clearInterval(timer);
+      clearInterval(routeTimer);
       registry.close();
       const grace = new Deadline(graceMs);
       const cleanup = grace.extended(SHUTDOWN_CLEANUP_MS);
-      await boundedStep('withdraw the advert', () => withdraw(redis, keys, id), {
+      await boundedStep('withdraw the advert', () => advertiser.withdraw(id), {
         withinMs: grace.cap(REDIS_STEP_MS),
         late: NO_ANSWER_FROM_REDIS,
         skip: redisUnreachable(redis),
@@ -422,7 +465,7 @@ export async function startProxyWorker(
       });
       // Stop taking jobs and queries. BullMQ's close also waits for its connections, which
       // never comes while Redis is unreachable: the jobs themselves are awaited here.
-      const workers = [...served.values()];
+      const workers = [...shardWorkers.values()];
       const queuesClosed = Promise.all(workers.map((entry) => entry.worker.close()));
       queuesClosed.catch(() => {});
       // BullMQ may hand out one more job as it is being closed: its workers stop running once

@@ -97,6 +97,7 @@ function processor(dispatcher: OneSlot, sessionWaitMs: number): JobProcessor {
     streams: new StreamTable(),
     baseUrl: 'http://worker:9418',
     sessionWaitMs,
+    queueOf: (repository) => repository,
   });
 }
 
@@ -173,7 +174,7 @@ describe('JobProcessor', () => {
       }
       return decodeFailure(item.error);
     });
-    expect(failures[0]).toMatchObject({ code: 'DISPATCH_UNAVAILABLE' });
+    expect(failures[0]).toMatchObject({ code: 'DISPATCH_NOT_SERVED' });
     expect(failures[1]).toBeInstanceOf(DispatchError);
     expect(failures[1]?.message).toMatch(/not a job that may be batched/);
   });

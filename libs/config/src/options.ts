@@ -70,6 +70,16 @@ export interface ServeOptions extends AuthPolicy {
    * files needs no session, one that does waits for one of the `jobs` session slots.
    */
   workerJobs: number;
+  /**
+   * proxy-worker: the BullMQ queues (shards) of its worker group; a repository's queue is its
+   * uuid's hash mod `shards`. Every worker of a group must have the same number.
+   */
+  shards: number;
+  /**
+   * proxy-worker: its worker group (`--worker-group`): workers that serve the same repositories
+   * and share their shard queues. Absent: derived from its --repo and --directory paths.
+   */
+  workerGroup?: string;
   /** lock-service: port of /healthz, /readyz and /metrics. */
   healthPort: number;
   /**
@@ -106,6 +116,13 @@ export const DEFAULT_LOCK_TTL_SECONDS = 600;
 export const DEFAULT_UPLOAD_IDLE_SECONDS = 60;
 export const DEFAULT_JOB_TIMEOUT_SECONDS = 600;
 export const DEFAULT_STALL_CHECK_SECONDS = 30;
+/**
+ * `--shards` unless given: BullMQ queues per worker group (two Redis connections each on every
+ * worker). Eight keep a worker at about twenty connections, spread a busy repository's jobs over
+ * an eighth of the others at most, and give each worker 8 x --worker-jobs jobs to take at once.
+ */
+export const DEFAULT_SHARDS = 8;
+export const MAX_SHARDS = 256;
 export const DEFAULT_JOBS = 8;
 export const DEFAULT_CLUSTER_JOBS = 1;
 export const DEFAULT_LOCKED_FILES = 100;
@@ -152,6 +169,8 @@ interface RawOptions {
   advertiseUrl?: string;
   stallCheck?: string;
   workerJobs?: string;
+  shards?: string;
+  workerGroup?: string;
   opsListen?: string;
   logFormat?: string;
   logLevel?: string;
@@ -243,6 +262,14 @@ function buildCommand(): Command {
     valued(
       '--worker-jobs <N>',
       'proxy-worker: jobs taken at once per queue (default: 8 x jobs, at least 64)',
+    ),
+    valued(
+      '--shards <N>',
+      `proxy-worker: job queues of its worker group (${DEFAULT_SHARDS}; the same on every worker of a group)`,
+    ),
+    valued(
+      '--worker-group <NAME>',
+      'proxy-worker: workers that serve the same repositories (default: from --repo and --directory)',
     ),
     valued('--health-port <N>', `lock-service: health port (${DEFAULT_HEALTH_PORT})`),
     valued(
@@ -453,6 +480,13 @@ export function parseServeArgs(
     problems,
     1,
   );
+  const shards = parseCount('--shards', raw.shards, DEFAULT_SHARDS, problems, 1, MAX_SHARDS);
+  const workerGroup = raw.workerGroup ?? (env.ANNEX_P2PHTTP_WORKER_GROUP || undefined);
+  if (workerGroup !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(workerGroup)) {
+    problems.push(
+      `--worker-group ${JSON.stringify(workerGroup)}: must be 1 to 64 of A-Z a-z 0-9 _ -`,
+    );
+  }
   const dataPort = parseCount('--data-port', raw.dataPort, DEFAULT_DATA_PORT, problems, 0, 65535);
   const redis = raw.redis ?? (env.REDIS_URL || undefined);
   if (redis !== undefined) {
@@ -536,6 +570,7 @@ export function parseServeArgs(
     jobTimeout === undefined ||
     stallCheck === undefined ||
     workerJobs === undefined ||
+    shards === undefined ||
     dataPort === undefined ||
     port === undefined ||
     jobs === undefined ||
@@ -577,9 +612,13 @@ export function parseServeArgs(
     dataPort,
     stallCheckMs: stallCheck * 1000,
     workerJobs,
+    shards,
     logLevel: logLevel as ServeOptions['logLevel'],
     authHookCacheMs: authHookCache * 1000,
   };
+  if (workerGroup !== undefined) {
+    options.workerGroup = workerGroup;
+  }
   if (policyFile !== undefined) {
     options.policyFile = abs(policyFile);
   }

@@ -257,6 +257,7 @@ export class RepositoryRegistry {
   private scanCount = 0;
   private proxyReads = 0;
   private watchFailed = false;
+  private changes = 0;
 
   constructor(options: RepositoryRegistryOptions) {
     this.repoPaths = options.repos.map((p) => resolve(p));
@@ -284,6 +285,14 @@ export class RepositoryRegistry {
     if (!Number.isInteger(this.maxDepth) || this.maxDepth < 1) {
       throw new ConfigError(`maxDepth must be an integer >= 1, not ${options.maxDepth}`);
     }
+  }
+
+  /**
+   * A counter that moves whenever what `list()` returns may have changed (a repository served,
+   * no longer served, or what a gateway proxies): compare it to know whether to look again.
+   */
+  get generation(): number {
+    return this.changes;
   }
 
   /** Full walks of the --directory roots done so far (the first one and reconciliations). */
@@ -511,6 +520,7 @@ export class RepositoryRegistry {
     const first = this.fixed.get(repo.uuid) ?? into.get(repo.uuid);
     if (first === undefined) {
       into.set(repo.uuid, repo);
+      this.changes += 1;
       return true;
     }
     const key = `${repo.uuid}\0${repo.path}`;
@@ -778,6 +788,7 @@ export class RepositoryRegistry {
     }
     const served = this.scanned.get(uuid);
     if (served?.path === node.path) {
+      this.changes += 1;
       this.scanned.delete(uuid);
       this.removeGateway(node.path);
       const next = claimants[0];
@@ -1018,6 +1029,7 @@ export class RepositoryRegistry {
       }
     }
     this.proxied = index;
+    this.changes += 1;
   }
 
   /** Checks every gateway that is due (see checkGateway); `force` checks them all. */

@@ -49,6 +49,7 @@ describe('parseServeArgs', () => {
       dataPort: 9418,
       stallCheckMs: 30_000,
       workerJobs: 64,
+      shards: 8,
       logLevel: 'info',
       authHookCacheMs: 10_000,
     });
@@ -185,6 +186,7 @@ describe('parseServeArgs', () => {
       dataPort: 9418,
       stallCheckMs: 30_000,
       workerJobs: 64,
+      shards: 8,
       opsListen: { host: '127.0.0.1', port: 9420 },
       logFormat: 'text',
       logLevel: 'warn',
@@ -234,6 +236,10 @@ describe('parseServeArgs', () => {
         '3',
         '--worker-jobs',
         '5',
+        '--shards',
+        '16',
+        '--worker-group',
+        'site-a_1',
       ],
       CWD,
     );
@@ -246,7 +252,11 @@ describe('parseServeArgs', () => {
       advertiseUrl: 'http://10.0.0.7:9418',
       stallCheckMs: 3000,
       workerJobs: 5,
+      shards: 16,
+      workerGroup: 'site-a_1',
     });
+    expect(parseServeArgs([], CWD, { ANNEX_P2PHTTP_WORKER_GROUP: 'g2' }).workerGroup).toBe('g2');
+    expect(parseServeArgs([], CWD).workerGroup).toBeUndefined();
     expect(parseServeArgs(['--jobs', '12'], CWD).workerJobs).toBe(96);
     const env = { REDIS_URL: 'redis://redis:6379', ANNEX_P2PHTTP_REDIS_PREFIX: 'b:' };
     expect(parseServeArgs([], CWD, env)).toMatchObject({
@@ -273,6 +283,10 @@ describe('parseServeArgs', () => {
       '-1',
       '--worker-jobs',
       '0',
+      '--shards',
+      '0',
+      '--worker-group',
+      'a.b',
     ]);
     for (const flag of [
       '--redis',
@@ -282,6 +296,8 @@ describe('parseServeArgs', () => {
       '--advertise-url',
       '--stall-check',
       '--worker-jobs',
+      '--shards',
+      '--worker-group',
     ]) {
       expect(error.message).toContain(flag);
     }

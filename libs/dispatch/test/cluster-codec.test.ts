@@ -12,7 +12,9 @@ import {
   type QueryPayload,
   isStreamOffer,
   parseDirectoryReply,
+  queueOf,
   settled,
+  shardOf,
 } from '../src/index';
 
 describe('job failure codec', () => {
@@ -46,76 +48,123 @@ describe('job failure codec', () => {
 });
 
 describe('parseDirectoryReply', () => {
-  it('reads the epoch, live adverts and known uuids', () => {
-    const advert = (id: string, queues: Record<string, string[]>) =>
-      JSON.stringify({ id, url: 'http://w:1', queues, jobs: 2, startedAt: 0 });
-    const snapshot = parseDirectoryReply([
+  const advert = (id: string, extra: object = {}) =>
+    JSON.stringify({
+      id,
+      url: 'http://w:1',
+      group: 'g',
+      shards: 8,
+      jobs: 2,
+      startedAt: 0,
+      ...extra,
+    });
+  const route = (queue: string, location?: string) =>
+    JSON.stringify(location === undefined ? { queue } : { queue, location });
+
+  it('reads the epoch, live adverts and their routes', () => {
+    const { snapshot, held, changed } = parseDirectoryReply([
       '7250',
-      advert('w1', { r1: ['r1', 'p1'] }),
-      'not json',
-      advert('w2', { r1: ['r1'], r2: ['r2'] }),
-      JSON.stringify({ id: 'w3', url: '', queues: {}, jobs: 2, startedAt: 0, starting: true }),
-      '',
-      'r1',
-      'r1',
-      'p1',
-      'r1',
-      'gone',
-      'r9',
+      ['w1', advert('w1'), '3', ['~v', '3', 'r1', route('g.1'), 'p1', route('g.1')]],
+      ['wx', 'not json', '1', []],
+      ['w2', advert('w2'), '1', ['~v', '1', 'r1', route('g.1'), 'r2', route('g.5'), 'bad', '{']],
+      ['w3', advert('w3', { starting: true }), '', []],
     ]);
+    expect(changed).toBe(true);
     expect(snapshot.workers).toBe(2);
     expect(snapshot.starting).toBe(1);
     expect(snapshot.epochAgeMs).toBe(7250);
     expect([...snapshot.live]).toEqual([
-      ['r1', 'r1'],
-      ['p1', 'r1'],
-      ['r2', 'r2'],
+      ['r1', { queue: 'g.1' }],
+      ['p1', { queue: 'g.1' }],
+      ['r2', { queue: 'g.5' }],
     ]);
-    expect(snapshot.known.get('gone')).toBe('r9');
-    expect(snapshot.live.has('gone')).toBe(false);
+    expect([...held.keys()]).toEqual(['w1', 'w2', 'w3']);
+    expect(held.get('w1')?.version).toBe('3');
     expect(settled(snapshot, 6000)).toBe(false); // w3 is still starting
   });
 
-  it('reads the locations workers advertise, and what each location serves', () => {
-    const snapshot = parseDirectoryReply([
-      '7250',
-      JSON.stringify({
-        id: 'w1',
-        url: 'http://w:1',
-        queues: { r1: ['r1', 'p1'], r2: ['r2'] },
-        locations: { r1: 'labs/alice/b', r2: '', r3: 'not/served' },
-        jobs: 2,
-        startedAt: 0,
-      }),
-      JSON.stringify({ id: 'w2', url: 'u', queues: { r4: ['r4'] }, jobs: 2, startedAt: 0 }),
-      '',
+  it('keeps the routes it holds when a worker did not send them again', () => {
+    const first = parseDirectoryReply([
+      '10',
+      ['w1', advert('w1'), '3', ['~v', '3', 'r1', route('g.1')]],
+      ['w2', advert('w2'), '1', ['~v', '1', 'r2', route('g.2')]],
     ]);
-    expect([...snapshot.locations]).toEqual([['r1', 'labs/alice/b']]);
-    expect(snapshot.byLocation.get('labs/alice/b')?.queue).toBe('r1');
+    const same = parseDirectoryReply(
+      ['20', ['w1', advert('w1'), '3'], ['w2', advert('w2'), '1']],
+      first.held,
+      first.snapshot,
+    );
+    expect(same.changed).toBe(false);
+    expect(same.snapshot.live).toBe(first.snapshot.live);
+    expect(same.snapshot.epochAgeMs).toBe(20);
+    // w2 went away, w1 wrote a change.
+    const next = parseDirectoryReply(
+      ['30', ['w1', advert('w1'), '4', ['~v', '4', 'r1', route('g.1'), 'r3', route('g.3')]]],
+      same.held,
+      same.snapshot,
+    );
+    expect(next.changed).toBe(true);
+    expect([...next.snapshot.live.keys()]).toEqual(['r1', 'r3']);
+    // A version it does not hold and that was not sent (it was dropped): read again next time.
+    const lost = parseDirectoryReply(['40', ['w1', advert('w1'), '9']], next.held, next.snapshot);
+    expect(lost.changed).toBe(true);
+    expect(lost.held.has('w1')).toBe(false);
+  });
+
+  it('reads the locations of the routes, and what each location serves', () => {
+    const { snapshot } = parseDirectoryReply([
+      '7250',
+      [
+        'w1',
+        advert('w1'),
+        '1',
+        [
+          'r1',
+          route('g.1', 'labs/alice/b'),
+          'p1',
+          route('g.1', 'labs/alice/b'),
+          'r2',
+          route('g.1', ''),
+        ],
+      ],
+    ]);
+    expect(snapshot.live.get('r1')).toEqual({ queue: 'g.1', location: 'labs/alice/b' });
+    expect(snapshot.live.get('r2')).toEqual({ queue: 'g.1' });
+    expect(snapshot.byLocation.get('labs/alice/b')?.queue).toBe('g.1');
     expect([...(snapshot.byLocation.get('labs/alice/b')?.uuids ?? [])]).toEqual(['r1', 'p1']);
-    expect(snapshot.byLocation.has('not/served')).toBe(false);
+    expect(snapshot.byLocation.size).toBe(1);
   });
 
   it('reads an empty cluster, which has not settled', () => {
-    const snapshot = parseDirectoryReply(['', '']);
+    const { snapshot } = parseDirectoryReply(['']);
     expect(snapshot.workers).toBe(0);
     expect(snapshot.epochAgeMs).toBeUndefined();
     expect(snapshot.live.size).toBe(0);
-    expect(snapshot.known.size).toBe(0);
     expect(settled(snapshot, 0)).toBe(false);
   });
 
   it('settles once a worker serves, none starts, and the epoch is old enough', () => {
-    const serving = JSON.stringify({
-      id: 'w',
-      url: 'u',
-      queues: { r: ['r'] },
-      jobs: 1,
-      startedAt: 0,
-    });
-    expect(settled(parseDirectoryReply(['5999', serving, '']), 6000)).toBe(false);
-    expect(settled(parseDirectoryReply(['6000', serving, '']), 6000)).toBe(true);
-    expect(settled(parseDirectoryReply(['60000', '']), 6000)).toBe(false);
+    const serving = ['w', advert('w'), '1', ['r', route('g.0')]];
+    expect(settled(parseDirectoryReply(['5999', serving]).snapshot, 6000)).toBe(false);
+    expect(settled(parseDirectoryReply(['6000', serving]).snapshot, 6000)).toBe(true);
+    expect(settled(parseDirectoryReply(['60000']).snapshot, 6000)).toBe(false);
+  });
+});
+
+describe('shards', () => {
+  it('puts a repository on a stable shard of its group', () => {
+    const uuid = '4e9a3b1c-0d7e-4c7e-9a55-0123456789ab';
+    expect(shardOf(uuid, 8)).toBe(shardOf(uuid, 8));
+    expect(queueOf('g1', 8, uuid)).toBe(`g1.${shardOf(uuid, 8)}`);
+    const used = new Set<number>();
+    for (let i = 0; i < 200; i += 1) {
+      const shard = shardOf(`repo-${i}`, 8);
+      expect(shard).toBeGreaterThanOrEqual(0);
+      expect(shard).toBeLessThan(8);
+      used.add(shard);
+    }
+    expect(used.size).toBe(8);
+    expect(shardOf(uuid, 1)).toBe(0);
   });
 });
 

@@ -9,12 +9,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateRedis } from '../../../test/support/redis';
 import {
-  advertise,
+  advertise as advertiseRoutes,
   ClusterDirectory,
   ClusterKeys,
   commandConnection,
   DispatchError,
+  RouteAdvertiser,
   withdraw,
+  type Route,
   type WorkerAdvert,
 } from '../src/index';
 
@@ -22,13 +24,34 @@ let redis: PrivateRedis;
 let connection: ReturnType<typeof commandConnection>;
 const keys = new ClusterKeys('unit-directory:');
 
-const advert = (id: string, queues: Record<string, string[]>): WorkerAdvert => ({
+/** An advert, and the uuids served through each queue (queue → uuids). */
+type TestAdvert = WorkerAdvert & { readonly queues: Record<string, string[]> };
+
+const advert = (id: string, queues: Record<string, string[]>): TestAdvert => ({
   id,
   url: `http://${id}:9418`,
+  group: 'g',
+  shards: 8,
   queues,
   jobs: 2,
   startedAt: Date.now(),
 });
+
+/** Writes the advert and its routes (each uuid through its queue). */
+async function advertise(
+  redis: typeof connection,
+  into: ClusterKeys,
+  { queues, ...rest }: TestAdvert,
+  ttlMs: number,
+): Promise<void> {
+  const routes: Record<string, Route> = {};
+  for (const [queue, uuids] of Object.entries(queues)) {
+    for (const uuid of uuids) {
+      routes[uuid] = { queue };
+    }
+  }
+  await advertiseRoutes(redis, into, rest, ttlMs, routes);
+}
 
 async function unavailable(directory: ClusterDirectory, uuid: string): Promise<string> {
   const error = await directory.lookup(uuid).then(
@@ -116,6 +139,78 @@ describe('ClusterDirectory', () => {
     await advertise(connection, keys, advert('w1', { r1: ['r1'] }), 60_000);
     expect(await directory.lookup('r1')).toEqual({ uuid: 'r1', path: 'r1' });
     expect(await directory.lookup('r4')).toBeUndefined();
+  });
+});
+
+describe('RouteAdvertiser', () => {
+  const routed = new ClusterKeys('unit-directory-routes:');
+  const worker: WorkerAdvert = {
+    id: 'rw',
+    url: 'http://rw:1',
+    group: 'g',
+    shards: 8,
+    jobs: 2,
+    startedAt: 0,
+  };
+  const many = (count: number) =>
+    new Map<string, Route>(
+      Array.from({ length: count }, (_, i) => [
+        `u${i}`,
+        { queue: `g.${i % 8}`, location: `r/${i}` },
+      ]),
+    );
+
+  it('writes only what changed, and a gateway reads the routes again only when they did', async () => {
+    const advertiser = new RouteAdvertiser(connection, routed, 60_000);
+    const directory = new ClusterDirectory({
+      redis: connection,
+      keys: routed,
+      cacheMs: 0,
+      settleMs: 0,
+    });
+    const routes = many(300);
+    await advertiser.publish(worker, routes);
+    expect(advertiser.lastSent).toBe(300);
+    expect(await directory.lookup('u299')).toEqual({
+      uuid: 'u299',
+      path: 'g.3',
+      location: 'r/299',
+    });
+    const changes = directory.routeChanges;
+    // Heartbeats: the advert is refreshed, no route is sent, the gateway reads none.
+    await advertiser.publish(worker);
+    await advertiser.publish(worker, new Map(routes));
+    expect(advertiser.lastSent).toBe(0);
+    await directory.read();
+    expect(directory.routeChanges).toBe(changes);
+    // One repository appears and one vanishes: two routes are sent, the gateway reads them.
+    routes.set('new', { queue: 'g.2', location: 'r/new' });
+    routes.delete('u0');
+    await advertiser.publish(worker, new Map(routes));
+    expect(advertiser.lastSent).toBe(2);
+    expect(await directory.lookup('new')).toEqual({ uuid: 'new', path: 'g.2', location: 'r/new' });
+    expect(directory.routeChanges).toBe(changes + 1);
+    // Known once, so unavailable rather than unknown.
+    expect(await unavailable(directory, 'u0')).toMatch(/no live proxy worker/);
+    expect((await directory.read()).live.size).toBe(300);
+  });
+
+  it('writes every route again when Redis lost them', async () => {
+    const advertiser = new RouteAdvertiser(connection, routed, 60_000);
+    const directory = new ClusterDirectory({
+      redis: connection,
+      keys: routed,
+      cacheMs: 0,
+      settleMs: 0,
+    });
+    const lost: WorkerAdvert = { ...worker, id: 'rw2' };
+    await advertiser.publish(lost, many(50));
+    await connection.del(routed.routes('rw2'));
+    await advertiser.publish(lost);
+    expect(advertiser.lastSent).toBe(50);
+    expect(await directory.lookup('u49')).toEqual({ uuid: 'u49', path: 'g.1', location: 'r/49' });
+    await advertiser.withdraw('rw2');
+    expect(await connection.exists(routed.routes('rw2'), routed.worker('rw2'))).toBe(0);
   });
 });
 

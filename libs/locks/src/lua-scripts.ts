@@ -31,4 +31,5 @@ export const LOCK_SCRIPTS = {
   delete: loadLuaScript('delete'),
   claimPending: loadLuaScript('claim-pending'),
   adopt: loadLuaScript('adopt'),
+  orphaned: loadLuaScript('orphaned'),
 } as const;

@@ -134,6 +134,18 @@ export class RedisLockStore implements LockStore {
     return adopted as string[];
   }
 
+  /**
+   * The repositories that have records whose holder is dead (what `adoptOrphans` would move), so
+   * that a holder names only those it serves, not every repository, when it adopts.
+   */
+  async orphanedRepositories(holder: string): Promise<string[]> {
+    return (await this.script(
+      LOCK_SCRIPTS.orphaned,
+      [this.keys.expiry],
+      [this.keys.recordPrefix, this.keys.holderPrefix, holder],
+    )) as string[];
+  }
+
   /** Records again a lock its holder still holds, whatever the bound (after Redis lost data). */
   restore(record: ClusterLockRecord): Promise<boolean> {
     return this.create(record, Number.MAX_SAFE_INTEGER);

@@ -155,6 +155,7 @@ describe('RedisLockStore', () => {
     // Adopters are alive themselves (a lock-service heartbeats before it adopts).
     await a.heartbeatHolder('svc-a', 60_000);
     await a.heartbeatHolder('svc-b', 60_000);
+    expect((await a.orphanedRepositories('svc-a')).sort()).toEqual(['other', 'repo-uuid']);
     const [first, second] = await Promise.all([
       a.adoptOrphans('svc-a', 100, ['repo-uuid']),
       b.adoptOrphans('svc-b', 100, ['repo-uuid']),
@@ -164,6 +165,7 @@ describe('RedisLockStore', () => {
     expect((await a.get('of-alive'))?.holder).toBe('alive');
     expect((await a.get('reserved'))?.holder).toBe(RESERVED);
     expect((await a.get('elsewhere'))?.holder).toBe('dead');
+    expect(await a.orphanedRepositories('svc-a')).toEqual(['other']);
     // What live adopters hold stays theirs; only the dead holder's last record moves.
     await a.heartbeatHolder('svc-c', 60_000);
     expect(await a.adoptOrphans('svc-c', 100)).toEqual(['elsewhere']);

@@ -1,8 +1,10 @@
 /**
- * The cluster Dispatcher: every operation becomes a BullMQ job on the queue of the repository
- * that serves the uuid (the queue is named after that repository's uuid; a ClusterDirectory
- * lookup gives it as the target's `repoPath`), except checkpresent and gettimestamp, which go
- * through the cheaper query lane of that queue (query-lane.ts), batched while one is out.
+ * The cluster Dispatcher: every operation becomes a BullMQ job on the queue that serves the uuid
+ * (the shard queue of its repository in its worker group, keys.ts; a ClusterDirectory lookup
+ * gives it as the target's `repoPath`; the job names the uuid, so the worker finds the
+ * repository), except checkpresent and gettimestamp, which go through the cheaper query lane of
+ * that queue (query-lane.ts), batched while one is out. The queues and their events readers are
+ * opened as they are used: one per shard queue, a number that does not grow with repositories.
  * Jobs run once (attempts 1: remove, remove-before and put are never re-run) and are answered
  * through the queue's events stream (one reader per queue in this process).
  *
@@ -16,6 +18,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type Agent } from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
@@ -87,6 +90,11 @@ export interface BullMqDispatcherOptions {
 }
 
 const DEFAULT_BATCH_IN_FLIGHT = 1;
+/** Pauses before a job refused as not served is sent again (elsewhere), doubling up to the max. */
+const NOT_SERVED_FIRST_PAUSE_MS = 50;
+const NOT_SERVED_MAX_PAUSE_MS = 400;
+/** How long at most (and --queue-wait at most): a worker notices a new repository within ~1 s. */
+const NOT_SERVED_RETRY_MS = 3000;
 const DEFAULT_BATCH_WAIT_MS = 10;
 /** Requests per batch at most. */
 const MAX_BATCH = 256;
@@ -174,18 +182,26 @@ export class BullMqDispatcher implements Dispatcher {
   }
 
   async checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
-    const result = await this.batcher.submit(
-      target.repoPath,
-      { op: 'checkpresent', target: jobTarget(target), key },
+    const result = await this.elsewhere(
+      () =>
+        this.batcher.submit(
+          target.repoPath,
+          { op: 'checkpresent', target: jobTarget(target), key },
+          signal,
+        ),
       signal,
     );
     return expectOp(result, 'checkpresent').present;
   }
 
   async getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
-    const result = await this.batcher.submit(
-      target.repoPath,
-      { op: 'gettimestamp', target: jobTarget(target) },
+    const result = await this.elsewhere(
+      () =>
+        this.batcher.submit(
+          target.repoPath,
+          { op: 'gettimestamp', target: jobTarget(target) },
+          signal,
+        ),
       signal,
     );
     return expectOp(result, 'gettimestamp').timestamp;
@@ -435,7 +451,49 @@ export class BullMqDispatcher implements Dispatcher {
   }
 
   /** Adds the job and waits for its answer: a result, or a stream offer (get, put). */
-  private async submit(
+  private submit(
+    queueName: string,
+    payload: JobPayload,
+    signal: AbortSignal | undefined,
+  ): Promise<Answer> {
+    return this.elsewhere(() => this.submitOnce(queueName, payload, signal), signal);
+  }
+
+  /**
+   * Runs `attempt` again while a worker of the queue's group answers that it does not serve the
+   * uuid (DISPATCH_NOT_SERVED: it has not found that repository yet, while another one of its
+   * group has, and nothing was done), after a short pause, for 3 s at most (and `queueWaitMs`);
+   * then 503.
+   */
+  private async elsewhere<T>(attempt: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const deadline = performance.now() + Math.min(this.options.queueWaitMs, NOT_SERVED_RETRY_MS);
+    for (
+      let pause = NOT_SERVED_FIRST_PAUSE_MS;
+      ;
+      pause = Math.min(pause * 2, NOT_SERVED_MAX_PAUSE_MS)
+    ) {
+      try {
+        return await attempt();
+      } catch (error) {
+        if (!(error instanceof DispatchError && error.code === 'DISPATCH_NOT_SERVED')) {
+          throw error;
+        }
+        if (this.closing || performance.now() + pause >= deadline) {
+          throw unavailable(
+            `no proxy worker that serves this repository took it: ${error.message}`,
+            1,
+          );
+        }
+        try {
+          await delay(pause, undefined, signal === undefined ? {} : { signal });
+        } catch {
+          throw new AbortError('client disconnected');
+        }
+      }
+    }
+  }
+
+  private async submitOnce(
     queueName: string,
     payload: JobPayload,
     signal: AbortSignal | undefined,

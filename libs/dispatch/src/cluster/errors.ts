@@ -13,7 +13,12 @@ export type DispatchErrorCode =
   /** The job failed on the worker for a reason without a more specific code. */
   | 'DISPATCH_JOB_FAILED'
   /** The byte stream between gateway and worker broke or was never claimed. */
-  | 'DISPATCH_STREAM_FAILED';
+  | 'DISPATCH_STREAM_FAILED'
+  /**
+   * The worker that took the job does not serve its uuid (yet): another worker of its group may
+   * (it has not found a new repository yet, say). Nothing was done: the gateway sends it again.
+   */
+  | 'DISPATCH_NOT_SERVED';
 
 export class DispatchError extends Error {
   constructor(
@@ -47,6 +52,7 @@ const DISPATCH_CODES = new Set<string>([
   'DISPATCH_TIMEOUT',
   'DISPATCH_JOB_FAILED',
   'DISPATCH_STREAM_FAILED',
+  'DISPATCH_NOT_SERVED',
 ] satisfies DispatchErrorCode[]);
 
 /** `CODE: message`: the failedReason of a job whose processor threw `error`. */
