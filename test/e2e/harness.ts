@@ -23,6 +23,7 @@ import {
   spawnTracked,
   type CommandResult,
 } from '../support/processes';
+import { annexShellsMentioning } from '../support/process-tree';
 import { annexUrlFor, keyOf, Sandbox, writeRandomFile } from '../support/repos';
 import { delay, freePort, tail } from '../support/util';
 
@@ -480,27 +481,9 @@ export interface ProcessInfo {
   argv: string[];
 }
 
-/** The parent pid of a live process (field 4 of /proc/<pid>/stat), or undefined if it is gone. */
-async function parentPid(pid: number): Promise<number | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[1]);
-  } catch {
-    return undefined;
-  }
-}
-
 /** The live `git-annex-shell` processes among `dirs`' (see liveAnnexShells) whose parent is `pid`. */
-export async function annexShellsOf(pid: number, dirs: readonly string[]): Promise<ProcessInfo[]> {
-  const found: ProcessInfo[] = [];
-  for (const shell of await liveAnnexShells(dirs)) {
-    if ((await parentPid(shell.pid)) === pid) {
-      found.push(shell);
-    }
-  }
-  return found;
+export function annexShellsOf(pid: number, dirs: readonly string[]): Promise<ProcessInfo[]> {
+  return Promise.resolve(annexShellsMentioning(dirs).filter((shell) => shell.ppid === pid));
 }
 
 /**
@@ -531,25 +514,9 @@ export async function stillRunningShells(
   }
 }
 
-/** Live `git-annex-shell` processes whose argv mentions one of `dirs` (from /proc/<pid>/cmdline). */
-export async function liveAnnexShells(dirs: readonly string[]): Promise<ProcessInfo[]> {
-  const found: ProcessInfo[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) {
-      continue;
-    }
-    let argv: string[];
-    try {
-      argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0').filter((a) => a !== '');
-    } catch {
-      continue; // exited meanwhile
-    }
-    const isShell = argv.some((a) => path.basename(a) === 'git-annex-shell');
-    if (isShell && argv.some((a) => dirs.some((d) => a.includes(d)))) {
-      found.push({ pid: Number(entry), argv });
-    }
-  }
-  return found;
+/** Live `git-annex-shell` processes whose argv mentions one of `dirs` (test/support/process-tree.ts). */
+export function liveAnnexShells(dirs: readonly string[]): Promise<ProcessInfo[]> {
+  return Promise.resolve(annexShellsMentioning(dirs));
 }
 
 // ---------------------------------------------------------------------------------------------

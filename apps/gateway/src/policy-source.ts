@@ -1,9 +1,9 @@
 /**
  * The policy file in use (`--policy`): read at start (a bad file stops start-up, with the line at
- * fault), then read again on SIGHUP (cli.ts calls reload) and when the file changes (checked by
- * stat once a second, which also sees a ConfigMap's symlink swap). A new file that does not parse
- * is logged and the policy in use is kept. One read at a time; a request for a reload during one
- * reads once more after it.
+ * fault), then read again on SIGHUP (apps/serve's cli.ts calls reload) and when the file changes
+ * (checked by stat once a second, which also sees a ConfigMap's symlink swap). A new file that
+ * does not parse is logged and the policy in use is kept. One read at a time; a request for a
+ * reload during one reads once more after it.
  */
 import { type Stats, unwatchFile, watchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
