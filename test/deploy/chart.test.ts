@@ -179,6 +179,8 @@ describe('helm', () => {
         '8',
         '--proxyconnections',
         '8',
+        '--shards',
+        '8',
         '--upload-idle',
         '60',
         '--data-port',
@@ -389,6 +391,19 @@ describe('helm', () => {
       }
     },
   );
+
+  it('passes the workers their shards and group', { timeout: TIMEOUT }, async () => {
+    const objects = await render(['proxyWorker.shards=16', 'proxyWorker.workerGroup=site-a']);
+    const args = container(find(objects, 'StatefulSet', 'proxy-worker')).args as string[];
+    expect(args.slice(args.indexOf('--shards'), args.indexOf('--shards') + 2)).toEqual([
+      '--shards',
+      '16',
+    ]);
+    expect(args.slice(args.indexOf('--worker-group'), args.indexOf('--worker-group') + 2)).toEqual([
+      '--worker-group',
+      'site-a',
+    ]);
+  });
 
   it('points the apps at an external Sentinel set', { timeout: TIMEOUT }, async () => {
     const objects = await render([

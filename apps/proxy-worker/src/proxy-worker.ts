@@ -134,7 +134,7 @@ export async function startProxyWorker(
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const group = options.workerGroup ?? defaultWorkerGroup(options);
   const shards = options.shards;
-  const queueNames = Array.from({ length: shards }, (_, shard) => shardQueue(group, shard));
+  const queueNames = Array.from({ length: shards }, (_, shard) => shardQueue(group, shards, shard));
   const queueFor = (repository: string) => queueOf(group, shards, repository);
 
   const startedAt = Date.now();

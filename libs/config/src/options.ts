@@ -72,7 +72,7 @@ export interface ServeOptions extends AuthPolicy {
   workerJobs: number;
   /**
    * proxy-worker: the BullMQ queues (shards) of its worker group; a repository's queue is its
-   * uuid's hash mod `shards`. Every worker of a group must have the same number.
+   * uuid's hash mod `shards`. Workers of a group share the queues of the same number only.
    */
   shards: number;
   /**
@@ -263,10 +263,7 @@ function buildCommand(): Command {
       '--worker-jobs <N>',
       'proxy-worker: jobs taken at once per queue (default: 8 x jobs, at least 64)',
     ),
-    valued(
-      '--shards <N>',
-      `proxy-worker: job queues of its worker group (${DEFAULT_SHARDS}; the same on every worker of a group)`,
-    ),
+    valued('--shards <N>', `proxy-worker: job queues of its worker group (${DEFAULT_SHARDS})`),
     valued(
       '--worker-group <NAME>',
       'proxy-worker: workers that serve the same repositories (default: from --repo and --directory)',

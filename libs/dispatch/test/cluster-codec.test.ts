@@ -155,7 +155,7 @@ describe('shards', () => {
   it('puts a repository on a stable shard of its group', () => {
     const uuid = '4e9a3b1c-0d7e-4c7e-9a55-0123456789ab';
     expect(shardOf(uuid, 8)).toBe(shardOf(uuid, 8));
-    expect(queueOf('g1', 8, uuid)).toBe(`g1.${shardOf(uuid, 8)}`);
+    expect(queueOf('g1', 8, uuid)).toBe(`g1.8.${shardOf(uuid, 8)}`);
     const used = new Set<number>();
     for (let i = 0; i < 200; i += 1) {
       const shard = shardOf(`repo-${i}`, 8);

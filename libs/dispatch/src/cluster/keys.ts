@@ -5,8 +5,9 @@ import { createHash } from 'node:crypto';
  * (`--redis-prefix`, default `annex-p2phttp:`). Nothing here grows in number with the
  * repositories served: a worker group's repositories share its `--shards` queues.
  *
- * - `<prefix>bull:<group>.<shard>:*`    the BullMQ queue of one shard of a worker group (BullMQ's
- *                                       keys); a repository's shard is `shardOf(its uuid)`
+ * - `<prefix>bull:<group>.<S>.<shard>:*` the BullMQ queue of one of the S shards of a worker
+ *                                       group (BullMQ's keys); a repository's shard is
+ *                                       `shardOf(its uuid, S)`
  * - `<prefix>workers`                   sorted set: proxy-worker id → advert expiry (ms, Redis time)
  * - `<prefix>worker:<id>`               string: the worker's advert (JSON, WorkerAdvert), with a
  *                                       TTL; small, whatever the number of repositories
@@ -17,7 +18,7 @@ import { createHash } from 'node:crypto';
  * - `<prefix>epoch`                     string: Redis time (ms) of the first advert since Redis's
  *                                       state began (directory.ts: when the cluster has settled)
  * - `<prefix>cancel`                    pub/sub channel: ids of jobs whose requester went away
- * - `<prefix>query:<group>.<shard>`     list: checkpresent / gettimestamp queries (query-lane.ts)
+ * - `<prefix>query:<group>.<S>.<shard>` list: checkpresent / gettimestamp queries (query-lane.ts)
  * - `<prefix>reply:<gateway id>`        pub/sub channel: answers to one gateway's queries
  */
 export class ClusterKeys {
@@ -86,14 +87,19 @@ export function shardOf(uuid: string, shards: number): number {
   return createHash('sha256').update(uuid).digest().readUInt32BE(0) % shards;
 }
 
-/** The queue (BullMQ queue and query list) of one shard of a worker group. */
-export function shardQueue(group: string, shard: number): string {
-  return `${group}.${shard}`;
+/**
+ * The queue (BullMQ queue and query list) of one of the `shards` shards of a worker group. The
+ * number of shards is in the name, so that workers of a group that do not (yet) agree on it, as
+ * while --shards changes in a rolling update, use queues apart instead of taking jobs they would
+ * have to refuse.
+ */
+export function shardQueue(group: string, shards: number, shard: number): string {
+  return `${group}.${shards}.${shard}`;
 }
 
 /** The queue through which a worker group serves the repository with uuid `repository`. */
 export function queueOf(group: string, shards: number, repository: string): string {
-  return shardQueue(group, shardOf(repository, shards));
+  return shardQueue(group, shards, shardOf(repository, shards));
 }
 
 /** How a gateway reaches a uuid: the queue that serves it and its repository's location. */
