@@ -163,9 +163,10 @@ for (const kind of ['project', 'cluster'] as const) {
       expect(output).not.toMatch(/Basic [A-Za-z0-9+/=]{8,}/);
       expect(output).not.toContain('\u001b[');
       expect(output).not.toMatch(/\[Nest\]/);
-      // Lines that are not JSON come from redis-server (cluster mode), never from our apps.
+      // Lines that are not JSON come from redis-server or the test's cluster launcher (cluster
+      // mode), never from our apps.
       for (const line of other) {
-        expect(line).toMatch(/^\d+:[A-Z] /);
+        expect(line).toMatch(/^(\d+:[A-Z] |cluster-launcher: )/);
       }
       for (const line of json) {
         expect(typeof line.msg, JSON.stringify(line)).toBe('string');
