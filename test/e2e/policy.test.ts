@@ -604,6 +604,8 @@ describe.each(MODES)('an auth hook (%s)', (kind) => {
     const down = await api('Bearer other', 'public/a').checkpresent(key);
     expectStatus(down, 503);
     expect(down.headers['retry-after']).toBe('1');
+    // The client learns nothing of why the hook failed.
+    expect(down.body.toString('utf8')).toBe('authorization service unavailable');
     await hook.start(hook.port);
     expectJson(await api('Bearer good', 'public/a').checkpresent(key), 200, { present: true });
   });

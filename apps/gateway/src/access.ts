@@ -18,7 +18,7 @@ import {
   type User,
   type UserPermission,
 } from '@annex-p2phttp/config';
-import { AuthHookUnavailable, type AuthHook } from './auth-hook';
+import { type AuthHook } from './auth-hook';
 import { badRequest, HttpError, notFound } from './http-error';
 
 export interface AccessGrant {
@@ -105,20 +105,13 @@ export class AccessControl {
     if (hook === undefined) {
       throw refusal(decision.status);
     }
-    let answer;
-    try {
-      answer = await hook.decide({
-        authorization: args.authorization,
-        location: args.location ?? '',
-        uuid: args.uuid,
-        access: args.cls,
-      });
-    } catch (error) {
-      if (error instanceof AuthHookUnavailable) {
-        throw new HttpError(503, 'authorization service unavailable', { 'retry-after': '1' });
-      }
-      throw error;
-    }
+    // Throws AuthHookUnavailable when the hook cannot decide (answered as error-status.ts says).
+    const answer = await hook.decide({
+      authorization: args.authorization,
+      location: args.location ?? '',
+      uuid: args.uuid,
+      access: args.cls,
+    });
     if (answer.kind === 'deny') {
       throw refusal(answer.status);
     }

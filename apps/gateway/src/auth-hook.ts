@@ -14,6 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { type PermissionClass } from '@annex-p2phttp/config';
+import { AnnexP2PError } from '@annex-p2phttp/protocol';
 
 export type HookAnswer =
   { kind: 'allow'; user: string | null } | { kind: 'deny'; status: 401 | 403 };
@@ -40,10 +41,12 @@ export interface AuthHookOptions {
   readonly log?: (message: string) => void;
 }
 
-/** The hook could not decide: the request is refused with 503. */
-export class AuthHookUnavailable extends Error {
+/** The hook could not decide: the request is refused (see AUTH_HOOK_UNAVAILABLE in error-status.ts). */
+export class AuthHookUnavailable extends AnnexP2PError {
+  declare readonly code: 'AUTH_HOOK_UNAVAILABLE';
+
   constructor(message: string) {
-    super(message);
+    super('AUTH_HOOK_UNAVAILABLE', message);
     this.name = 'AuthHookUnavailable';
   }
 }

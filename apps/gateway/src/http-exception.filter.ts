@@ -1,10 +1,11 @@
 /**
  * The one exception filter: HttpError keeps its status and message, Nest's own HTTP exceptions
- * (e.g. an unknown route) keep their status, P2P failures become 500 (502 when a session could not
- * be set up, 503 while shutting down), cluster failures become 503 with Retry-After (Redis down,
- * no live or free proxy worker, no lock-service), 504 (no answer in time) or 502 (a broken
- * stream), a client that went away gets nothing. Error bodies are plain text, as the reference
- * sends them; nothing is written once headers are out.
+ * (e.g. an unknown route) keep their status, an error with a stable code is answered as the table
+ * in error-status.ts says (P2P failures 500, 502 when a session could not be set up, 503 with
+ * Retry-After while shutting down or when Redis, a proxy worker, the locks or the authorization
+ * hook are unavailable, 504 when no answer came in time, 499 for a client that went away), and
+ * anything else is 500. Error bodies are plain text, as the reference sends them; nothing is
+ * written once headers are out.
  */
 import {
   type ArgumentsHost,
@@ -13,11 +14,9 @@ import {
   HttpException,
   Logger,
 } from '@nestjs/common';
-import { DispatchError } from '@annex-p2phttp/dispatch';
-import { LocksUnavailableError } from '@annex-p2phttp/locks';
-import { P2PError } from '@annex-p2phttp/p2p';
-import { ProtocolError } from '@annex-p2phttp/protocol';
+import { AnnexP2PError } from '@annex-p2phttp/protocol';
 import { type FastifyReply } from 'fastify';
+import { httpAnswer } from './error-status';
 import { HttpError } from './http-error';
 
 @Catch()
@@ -52,48 +51,22 @@ export class HttpExceptionFilter implements ExceptionFilter {
     if (exception instanceof HttpException) {
       return { status: exception.getStatus(), message: exception.message, headers: {} };
     }
-    if (exception instanceof LocksUnavailableError) {
-      this.logger.warn(exception.message);
-      return { status: 503, message: exception.message, headers: { 'retry-after': '5' } };
-    }
-    if (exception instanceof DispatchError) {
-      switch (exception.code) {
-        case 'DISPATCH_UNAVAILABLE':
-        case 'DISPATCH_NOT_SERVED':
-          return {
-            status: 503,
-            message: exception.message,
-            headers: { 'retry-after': String(exception.retryAfterSeconds) },
-          };
-        case 'DISPATCH_TIMEOUT':
+    if (exception instanceof AnnexP2PError) {
+      const answer = httpAnswer(exception);
+      switch (answer.log) {
+        case 'warn':
           this.logger.warn(exception.message);
-          return { status: 504, message: exception.message, headers: {} };
-        case 'DISPATCH_STREAM_FAILED':
-          this.logger.warn(exception.message);
-          return { status: 502, message: exception.message, headers: {} };
-        case 'DISPATCH_JOB_FAILED':
-          this.logger.warn(exception.message);
-          return { status: 500, message: exception.message, headers: {} };
-      }
-    }
-    if (exception instanceof P2PError) {
-      switch (exception.code) {
-        case 'P2P_POOL_CLOSED':
-          return { status: 503, message: exception.message, headers: { 'retry-after': '5' } };
-        case 'P2P_HANDSHAKE_FAILED':
-        case 'P2P_SPAWN_FAILED':
+          break;
+        case 'error':
           this.logger.error(exception.message);
-          return { status: 502, message: exception.message, headers: {} };
-        case 'P2P_ABORTED':
-          return { status: 499, message: exception.message, headers: {} };
-        default:
-          this.logger.warn(exception.message);
-          return { status: 500, message: exception.message, headers: {} };
+          break;
+        case 'stack':
+          this.logger.error(exception.stack ?? exception.message);
+          break;
+        case 'none':
+          break;
       }
-    }
-    if (exception instanceof ProtocolError) {
-      this.logger.warn(exception.message);
-      return { status: 500, message: exception.message, headers: {} };
+      return answer;
     }
     this.logger.error(
       exception instanceof Error ? (exception.stack ?? exception.message) : String(exception),

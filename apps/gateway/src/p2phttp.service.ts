@@ -550,9 +550,7 @@ function contentHeaders(reply: FastifyReply, tag: EntityTag): void {
  */
 function peerFailed(error: unknown): boolean {
   if (error instanceof P2PError) {
-    return ['P2P_CONNECTION_CLOSED', 'P2P_UNEXPECTED_REPLY', 'P2P_REMOTE_ERROR'].includes(
-      error.code,
-    );
+    return error.code === 'P2P_CONNECTION_CLOSED' || error.code === 'P2P_REMOTE_ERROR';
   }
   if (error instanceof DispatchError) {
     return error.code === 'DISPATCH_JOB_FAILED' || error.code === 'DISPATCH_STREAM_FAILED';

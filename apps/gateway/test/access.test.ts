@@ -11,8 +11,10 @@ import {
   type AuthPolicy,
   type PermissionClass,
 } from '@annex-p2phttp/config';
+import { AnnexP2PError } from '@annex-p2phttp/protocol';
 import { AccessControl } from '../src/access';
 import { AuthHook } from '../src/auth-hook';
+import { httpAnswer } from '../src/error-status';
 import { HttpError } from '../src/http-error';
 
 const FLAGS: AuthPolicy = {
@@ -65,8 +67,11 @@ async function outcome(
     const grant = await access.check({ authorization, tls: false, location, uuid: 'u-1', cls });
     return `ok:${grant.user ?? 'anonymous'}:${grant.mode}`;
   } catch (error) {
-    expect(error).toBeInstanceOf(HttpError);
-    return String((error as HttpError).status);
+    if (error instanceof HttpError) {
+      return String(error.status);
+    }
+    expect(error).toBeInstanceOf(AnnexP2PError);
+    return String(httpAnswer(error as AnnexP2PError).status);
   }
 }
 

@@ -1,13 +1,18 @@
+import { AnnexP2PError } from '@annex-p2phttp/protocol';
+
+type ConfigErrorCode = 'CONFIG_INVALID' | 'CONFIG_POLICY_INVALID' | 'CONFIG_HELP_REQUESTED';
+
 /**
  * A problem with the configuration the user gave (command line, environment, served repositories).
  * The message is meant for the user as is: it names the offending option(s), one problem per line
  * when there are several.
  */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
+export class ConfigError extends AnnexP2PError {
+  declare readonly code: ConfigErrorCode;
+
+  constructor(message: string, code: ConfigErrorCode = 'CONFIG_INVALID') {
+    super(code, message);
     this.name = 'ConfigError';
-    Object.setPrototypeOf(this, new.target.prototype);
   }
 }
 
@@ -18,7 +23,7 @@ export class ConfigError extends Error {
  */
 export class HelpRequested extends ConfigError {
   constructor(readonly helpText: string) {
-    super(helpText);
+    super(helpText, 'CONFIG_HELP_REQUESTED');
     this.name = 'HelpRequested';
   }
 }

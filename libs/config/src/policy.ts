@@ -44,7 +44,7 @@ export interface Policy {
 /** A policy file that cannot be used; the message names the file and the line at fault. */
 export class PolicyError extends ConfigError {
   constructor(message: string) {
-    super(message);
+    super(message, 'CONFIG_POLICY_INVALID');
     this.name = 'PolicyError';
   }
 }

@@ -15,16 +15,23 @@ import {
   queueOf,
   settled,
   shardOf,
+  shuttingDown,
 } from '../src/index';
 
 describe('job failure codec', () => {
   it('carries the code of a P2P error to the gateway', () => {
-    const decoded = decodeFailure(encodeFailure(new P2PError('P2P_SPAWN_FAILED', 'no shell')));
+    const decoded = decodeFailure(encodeFailure(new P2PError('P2P_HANDSHAKE_FAILED', 'no shell')));
     expect(decoded).toBeInstanceOf(P2PError);
-    expect((decoded as P2PError).code).toBe('P2P_SPAWN_FAILED');
+    expect((decoded as P2PError).code).toBe('P2P_HANDSHAKE_FAILED');
     expect(decoded.message).toBe('no shell');
     const remote = decodeFailure(encodeFailure(new RemoteError('content is locked')));
     expect((remote as P2PError).code).toBe('P2P_REMOTE_ERROR');
+  });
+
+  it('carries a shutting-down lane or dispatcher as DISPATCH_CLOSED', () => {
+    const decoded = decodeFailure(encodeFailure(shuttingDown()));
+    expect(decoded).toBeInstanceOf(DispatchError);
+    expect(decoded).toMatchObject({ code: 'DISPATCH_CLOSED', message: 'shutting down' });
   });
 
   it('carries dispatch codes, and a multi-line message whole', () => {

@@ -5,6 +5,7 @@
  * for Redis to come back and carry on. ioredis reconnects by itself in both cases.
  */
 import type Redis from 'ioredis';
+import { AnnexP2PError } from '@annex-p2phttp/protocol';
 
 // The connections themselves come from the one factory of cluster mode.
 export { closeRedis, openRedis, type RedisRole } from '@annex-p2phttp/redis';
@@ -37,12 +38,12 @@ export function whenReady(redis: Redis, timeoutMs = 10_000): Promise<void> {
   });
 }
 
-/** The locks cannot be reached or did not answer in time: the gateway answers 503. */
-export class LocksUnavailableError extends Error {
-  readonly status = 503;
+/** The locks cannot be reached or did not answer in time (code LOCKS_UNAVAILABLE). */
+export class LocksUnavailableError extends AnnexP2PError {
+  declare readonly code: 'LOCKS_UNAVAILABLE';
 
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super('LOCKS_UNAVAILABLE', message, options);
     this.name = 'LocksUnavailableError';
   }
 }

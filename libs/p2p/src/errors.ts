@@ -1,25 +1,21 @@
 /**
- * Errors of the P2P layer. Each carries a stable `code` so callers branch on the code, not on the
- * message text.
+ * Errors of the P2P layer. Each carries a stable `code` (declared with every other code in
+ * @annex-p2phttp/protocol) so callers branch on the code, not on the message text.
  */
-export type P2PErrorCode =
-  | 'P2P_CONNECTION_CLOSED'
-  | 'P2P_SPAWN_FAILED'
-  | 'P2P_HANDSHAKE_FAILED'
-  | 'P2P_UNEXPECTED_REPLY'
-  | 'P2P_REMOTE_ERROR'
-  | 'P2P_BUSY'
-  | 'P2P_POOL_CLOSED'
-  | 'P2P_ABORTED';
+import {
+  AnnexP2PError,
+  type AnnexP2PErrorOptions,
+  type P2PErrorCode,
+} from '@annex-p2phttp/protocol';
 
-export class P2PError extends Error {
-  constructor(
-    readonly code: P2PErrorCode,
-    message: string,
-  ) {
-    super(message);
+export type { P2PErrorCode } from '@annex-p2phttp/protocol';
+
+export class P2PError extends AnnexP2PError {
+  declare readonly code: P2PErrorCode;
+
+  constructor(code: P2PErrorCode, message: string, options?: AnnexP2PErrorOptions) {
+    super(code, message, options);
     this.name = 'P2PError';
-    Object.setPrototypeOf(this, new.target.prototype);
   }
 }
 

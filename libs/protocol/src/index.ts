@@ -1,7 +1,20 @@
 // Public API of @annex-p2phttp/protocol: git-annex P2P line protocol and HTTP API facts
 // (PROTOCOL.md §1, §2.1, §2.2, §2.7, §3). Pure, no I/O.
 
-export { ProtocolError, InvalidParameterError } from './errors';
+export {
+  AnnexP2PError,
+  ProtocolError,
+  InvalidParameterError,
+  type AnnexP2PErrorOptions,
+} from './errors';
+export {
+  ERROR_CODES,
+  P2P_ERROR_CODES,
+  DISPATCH_ERROR_CODES,
+  type AnnexP2PErrorCode,
+  type P2PErrorCode,
+  type DispatchErrorCode,
+} from './error-codes';
 export {
   MAX_LINE_BYTES,
   MAX_LINE_CHARACTERS,

@@ -11,6 +11,7 @@
  * Options: `db=N`; `sentinelUsername=`, `sentinelPassword=` for sentinels that ask for a login.
  * Percent-encode a password's `@ : / ? # , %`.
  */
+import { AnnexP2PError } from '@annex-p2phttp/protocol';
 
 export interface RedisEndpoint {
   readonly host: string;
@@ -42,9 +43,11 @@ export interface SentinelTarget extends Common {
 export type RedisTarget = StandaloneTarget | SentinelTarget;
 
 /** A URL that names no Redis: the message says why, never with the password in it. */
-export class RedisUrlError extends Error {
+export class RedisUrlError extends AnnexP2PError {
+  declare readonly code: 'REDIS_URL_INVALID';
+
   constructor(message: string) {
-    super(message);
+    super('REDIS_URL_INVALID', message);
     this.name = 'RedisUrlError';
   }
 }

@@ -29,7 +29,6 @@ import {
   answerWithoutSession,
   cutWhenIdle,
   DEFAULT_UPLOAD_IDLE_MS,
-  P2PError,
   stageBody,
   type GetOutcome,
   type GetRequest,
@@ -42,7 +41,7 @@ import {
 import { type Dispatcher, type DispatcherStats, type HeldLock } from '../dispatcher';
 import { KeyedMutex } from '../keyed-mutex';
 import { Batcher, type Settled } from './batcher';
-import { decodeFailure, DispatchError, unavailable } from './errors';
+import { decodeFailure, DispatchError, shuttingDown, unavailable } from './errors';
 import {
   encodePayload,
   isStreamOffer,
@@ -166,7 +165,7 @@ export class BullMqDispatcher implements Dispatcher {
     signal?: AbortSignal,
   ): Promise<JobResult> {
     if (this.closing) {
-      throw new P2PError('P2P_POOL_CLOSED', 'shutting down');
+      throw shuttingDown();
     }
     this.counters.jobs += 1;
     try {
@@ -402,7 +401,7 @@ export class BullMqDispatcher implements Dispatcher {
         log,
       });
       const cleanup = new Deadline(cleanupMs);
-      const closed = new P2PError('P2P_POOL_CLOSED', 'shutting down');
+      const closed = shuttingDown();
       this.batcher.close(closed);
       this.failWaiting(closed);
       for (const stream of [...this.streams]) {
@@ -499,7 +498,7 @@ export class BullMqDispatcher implements Dispatcher {
     signal: AbortSignal | undefined,
   ): Promise<Answer> {
     if (this.closing) {
-      throw new P2PError('P2P_POOL_CLOSED', 'shutting down');
+      throw shuttingDown();
     }
     signal?.throwIfAborted();
     const { queue } = await this.queueFor(queueName);

@@ -1,59 +1,43 @@
 /**
- * Errors of cluster dispatch, each with a stable `code`. Failures cross the queue as text
- * (`failedReason`), so `encodeFailure` / `decodeFailure` carry the code of a worker-side error
- * (a P2PError's, say) to the gateway, which then answers as the embedded server would.
+ * Errors of cluster dispatch, each with a stable `code` (declared with every other code in
+ * @annex-p2phttp/protocol). Failures cross the queue as text (`failedReason`), so `encodeFailure` /
+ * `decodeFailure` carry the code of a worker-side error (a P2PError's, say) to the gateway, which
+ * then answers as the embedded server would.
  */
-import { P2PError, type P2PErrorCode } from '@annex-p2phttp/p2p';
+import { P2PError } from '@annex-p2phttp/p2p';
+import {
+  AnnexP2PError,
+  DISPATCH_ERROR_CODES,
+  type DispatchErrorCode,
+  P2P_ERROR_CODES,
+  type P2PErrorCode,
+} from '@annex-p2phttp/protocol';
 
-export type DispatchErrorCode =
-  /** Redis unreachable, no live worker, or no worker free within --queue-wait: try again later. */
-  | 'DISPATCH_UNAVAILABLE'
-  /** No answer within --job-timeout. */
-  | 'DISPATCH_TIMEOUT'
-  /** The job failed on the worker for a reason without a more specific code. */
-  | 'DISPATCH_JOB_FAILED'
-  /** The byte stream between gateway and worker broke or was never claimed. */
-  | 'DISPATCH_STREAM_FAILED'
-  /**
-   * The worker that took the job does not serve its uuid (yet): another worker of its group may
-   * (it has not found a new repository yet, say). Nothing was done: the gateway sends it again.
-   */
-  | 'DISPATCH_NOT_SERVED';
+export type { DispatchErrorCode } from '@annex-p2phttp/protocol';
 
-export class DispatchError extends Error {
+export class DispatchError extends AnnexP2PError {
+  declare readonly code: DispatchErrorCode;
+
   constructor(
-    readonly code: DispatchErrorCode,
+    code: DispatchErrorCode,
     message: string,
     /** For DISPATCH_UNAVAILABLE: seconds after which a retry may succeed. */
-    readonly retryAfterSeconds = 5,
+    retryAfterSeconds?: number,
   ) {
-    super(message);
+    super(code, message, retryAfterSeconds === undefined ? {} : { retryAfterSeconds });
     this.name = 'DispatchError';
-    Object.setPrototypeOf(this, new.target.prototype);
   }
 }
 
 export const unavailable = (message: string, retryAfterSeconds = 5): DispatchError =>
   new DispatchError('DISPATCH_UNAVAILABLE', message, retryAfterSeconds);
 
-const P2P_CODES = new Set<string>([
-  'P2P_CONNECTION_CLOSED',
-  'P2P_SPAWN_FAILED',
-  'P2P_HANDSHAKE_FAILED',
-  'P2P_UNEXPECTED_REPLY',
-  'P2P_REMOTE_ERROR',
-  'P2P_BUSY',
-  'P2P_POOL_CLOSED',
-  'P2P_ABORTED',
-] satisfies P2PErrorCode[]);
+/** The dispatcher (or its query lane) is shutting down: the client may try again elsewhere. */
+export const shuttingDown = (): DispatchError =>
+  new DispatchError('DISPATCH_CLOSED', 'shutting down');
 
-const DISPATCH_CODES = new Set<string>([
-  'DISPATCH_UNAVAILABLE',
-  'DISPATCH_TIMEOUT',
-  'DISPATCH_JOB_FAILED',
-  'DISPATCH_STREAM_FAILED',
-  'DISPATCH_NOT_SERVED',
-] satisfies DispatchErrorCode[]);
+const P2P_CODES = new Set<string>(P2P_ERROR_CODES);
+const DISPATCH_CODES = new Set<string>(DISPATCH_ERROR_CODES);
 
 /** `CODE: message`: the failedReason of a job whose processor threw `error`. */
 export function encodeFailure(error: unknown): string {

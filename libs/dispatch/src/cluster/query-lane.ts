@@ -24,8 +24,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import Redis from 'ioredis';
-import { AbortError, P2PError } from '@annex-p2phttp/p2p';
-import { decodeFailure, DispatchError, encodeFailure, unavailable } from './errors';
+import { AbortError } from '@annex-p2phttp/p2p';
+import { decodeFailure, DispatchError, encodeFailure, shuttingDown, unavailable } from './errors';
 import {
   BATCHABLE_OPS,
   decodePayload,
@@ -90,7 +90,7 @@ export class QueryClient {
   /** Sends a query to `queue` and waits for its answer within the bounds above. */
   async call(queue: string, payload: QueryPayload, signal?: AbortSignal): Promise<JobResult> {
     if (this.closed) {
-      throw new P2PError('P2P_POOL_CLOSED', 'shutting down');
+      throw shuttingDown();
     }
     signal?.throwIfAborted();
     await this.subscribe();
@@ -188,7 +188,7 @@ export class QueryClient {
    */
   async close(withinMs = REDIS_STEP_MS, log: (message: string) => void = () => {}): Promise<void> {
     this.closed = true;
-    this.failWaiting(new P2PError('P2P_POOL_CLOSED', 'shutting down'));
+    this.failWaiting(shuttingDown());
     const subscriber = this.subscriber;
     this.subscriber = null;
     if (subscriber) {
@@ -339,7 +339,7 @@ export class QueryServer {
     });
     await boundedStep('answer the queries in flight', () => Promise.all([...this.inFlight]), {
       withinMs: graceMs - (performance.now() - started),
-      cut: () => this.cut.abort(new P2PError('P2P_POOL_CLOSED', 'shutting down')),
+      cut: () => this.cut.abort(shuttingDown()),
       log: quiet,
     });
     this.blocking.disconnect();
