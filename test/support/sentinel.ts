@@ -236,6 +236,24 @@ export class SentinelSet {
     }
   }
 
+  /**
+   * Polls `probe` (a failing probe counts as not yet) until it gives a value; past `ms`, fails
+   * with `what` and the state of every process of the set.
+   */
+  async until<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const value = await probe().catch(() => undefined);
+      if (value !== undefined) {
+        return value;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`${what}: not within ${ms} ms\n${this.describe()}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
   describe(): string {
     return [...this.servers.map((s) => s.describe()), ...this.sentinels.map((s) => s.describe())]
       .map((text) => text.slice(-1500))

@@ -38,32 +38,18 @@ function record(lockid: string): ClusterLockRecord {
   };
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) {
-      return value;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not within ${ms} ms\n${set.describe()}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 describe('the lock epoch behind Sentinel', () => {
   it('changes when a failover lost records in the replication gap', async () => {
     const redis = openRedis(set.url, 'command', 'epoch-test');
     connections.push(redis);
     const store = new RedisLockStore(redis, 'epoch-test:');
-    const before = await until('the first epoch', () => store.epoch());
+    const before = await set.until('the first epoch', () => store.epoch());
     expect(await store.create(record('replicated'), 10)).toBe(true);
     await set.replicasInSync(1);
     // Let the replica see the record, then stop it so that the next write stays on the primary.
     const primary = await set.primary();
     const replica = set.servers.find((s) => s !== primary)!;
-    await until('the record replicated', async () =>
+    await set.until('the record replicated', async () =>
       (await replica.command('EXISTS', 'epoch-test:lock:replicated')).startsWith(':1')
         ? true
         : undefined,
@@ -80,7 +66,7 @@ describe('the lock epoch behind Sentinel', () => {
       process.kill(replica.pid!, 'SIGCONT');
     }
     await set.failedOverFrom(primary.port);
-    const after = await until('the epoch from the new primary', () => store.epoch());
+    const after = await set.until('the epoch from the new primary', () => store.epoch());
     // The gap is real: the record written last is gone, the one before it is there.
     expect(await store.get('in-the-gap')).toBeUndefined();
     expect(await store.get('replicated')).toBeDefined();

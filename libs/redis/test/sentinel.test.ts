@@ -21,20 +21,6 @@ afterAll(async () => {
   await set?.close();
 });
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) {
-      return value;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not within ${ms} ms\n${set.describe()}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /** The port of the server the connection reached. */
 async function portOf(redis: Redis): Promise<number> {
   const [, port] = (await redis.call('CONFIG', 'GET', 'port')) as [string, string];
@@ -46,7 +32,9 @@ describe('a command connection behind Sentinel', () => {
     const redis = openRedis(set.url, 'command', 'sentinel-test');
     connections.push(redis);
     const watch = new PrimaryWatch(redis);
-    await until('connected', () => Promise.resolve(redis.status === 'ready' ? true : undefined));
+    await set.until('connected', () =>
+      Promise.resolve(redis.status === 'ready' ? true : undefined),
+    );
     const first = await watch.current();
     expect(first).toMatch(/^[0-9a-f]{40}$/);
     await redis.set('before', '1');
@@ -61,7 +49,7 @@ describe('a command connection behind Sentinel', () => {
     );
     expect(refused).not.toBe('written');
     const promoted = await set.failedOverFrom(old.port);
-    await until('written to the new primary', async () =>
+    await set.until('written to the new primary', async () =>
       (await redis.set('after', '1')) === 'OK' ? true : undefined,
     );
     expect(await portOf(redis)).toBe(promoted);
@@ -78,7 +66,7 @@ describe('a command connection behind Sentinel', () => {
     await set.failedOverFrom(promoted);
     // The demoted server stays a master until the sentinels reconfigure it (some seconds);
     // then it drops its clients and the connection finds the new master.
-    await until('written to the new primary after the forced failover', async () =>
+    await set.until('written to the new primary after the forced failover', async () =>
       (await redis.set('again', '1')) === 'OK' && (await portOf(redis)) === old.port
         ? true
         : undefined,
