@@ -62,3 +62,9 @@ export {
   lockContentResult,
   keepLockedResult,
 } from './results';
+export {
+  type ServerMode,
+  type SessionParams,
+  type ServedTarget,
+  type RepositoryTarget,
+} from './target';
