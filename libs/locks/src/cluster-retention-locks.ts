@@ -23,6 +23,8 @@ import {
 
 export const CLUSTER_LOCK_TTL_MS = 10 * 60_000;
 export const DEFAULT_LOCK_REQUEST_TIMEOUT_MS = 30_000;
+/** How soon the record of a failed lock request is tried again when it could not be deleted. */
+const RELEASE_RETRY_MS = 500;
 
 export interface ClusterRetentionLocksOptions {
   readonly redisUrl: string;
@@ -52,6 +54,13 @@ export class ClusterRetentionLocks implements RetentionLocks {
   private readonly keepers = new Set<HeartbeatKeeper>();
   /** Lock requests waiting for their reply: they fail at once when Redis goes away. */
   private readonly waiting = new Set<(error: Error) => void>();
+  /**
+   * Records of failed lock requests that could not be deleted then (Redis was away): lockid ->
+   * when the record expires anyway. Retried until deleted, so that a reservation made just
+   * before a failover does not keep its key from being removed until it expires.
+   */
+  private readonly unreleased = new Map<string, number>();
+  private releaseTimer: NodeJS.Timeout | null = null;
   /** Which Redis primary the command connection has; requests are stamped with it. */
   readonly primary: PrimaryWatch;
   private closed = false;
@@ -130,8 +139,8 @@ export class ClusterRetentionLocks implements RetentionLocks {
       });
     } catch (error) {
       // Whatever the lock-service did or will do, the lock must not outlive this failure.
-      await this.store.delete(lockid).catch(() => undefined);
-      await this.store.publishUnlock(lockid).catch(() => undefined);
+      this.unreleased.set(lockid, now + this.requestTimeoutMs + 5000);
+      await this.releaseFailed();
       throw error instanceof LocksUnavailableError
         ? error
         : new LocksUnavailableError(`no lock-service answered: ${message(error)}`, {
@@ -215,8 +224,37 @@ export class ClusterRetentionLocks implements RetentionLocks {
     this.eventsRedis.disconnect();
   }
 
+  /**
+   * Deletes the records of failed requests and tells their holders (a lock-service may have taken
+   * the lock before the reply was lost); what fails is tried again in a moment, until its record
+   * would have expired anyway or this closes.
+   */
+  private async releaseFailed(): Promise<void> {
+    for (const [lockid, expiresAt] of [...this.unreleased]) {
+      try {
+        await this.store.delete(lockid);
+        await this.store.publishUnlock(lockid);
+        this.unreleased.delete(lockid);
+      } catch {
+        if (this.now() >= expiresAt) {
+          this.unreleased.delete(lockid);
+        }
+      }
+    }
+    if (this.unreleased.size > 0 && this.releaseTimer === null && !this.closed) {
+      this.releaseTimer = setTimeout(() => {
+        this.releaseTimer = null;
+        void this.releaseFailed();
+      }, RELEASE_RETRY_MS);
+    }
+  }
+
   private stop(): void {
     this.closed = true;
+    if (this.releaseTimer !== null) {
+      clearTimeout(this.releaseTimer);
+      this.releaseTimer = null;
+    }
     for (const keeper of [...this.keepers]) {
       keeper.stop();
     }
