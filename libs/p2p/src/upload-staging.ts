@@ -206,13 +206,27 @@ export async function stageBody(
   // A reader nobody consumed to its end (the repository already had the content, the job
   // failed) would hold its file descriptor until garbage collection.
   const readers = new Set<Readable>();
+  // A reader opens the file asynchronously: the file goes only once every reader closed, since
+  // removing it under an open still to come would make that reader emit ENOENT (a put refused
+  // before its body was read, in a failover), an error nobody listens to.
   const discard = async () => {
     if (!discarded) {
       discarded = true;
-      for (const reader of readers) {
-        reader.destroy();
-      }
+      const closing = [...readers].map(
+        (reader) =>
+          new Promise<void>((resolve) => {
+            if (reader.closed) {
+              resolve();
+            } else {
+              reader.once('close', () => resolve());
+            }
+            // Nobody reads it any more: whatever it fails with now is of no interest.
+            reader.on('error', () => undefined);
+            reader.destroy();
+          }),
+      );
       readers.clear();
+      await Promise.all(closing);
       await unlink(file).catch(() => undefined);
     }
   };

@@ -57,6 +57,22 @@ describe('stageBody', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('discards a reader that has not opened the file yet without an error (a job refused at once)', async () => {
+    // The reader opens the file asynchronously: a discard right after `read` must not remove
+    // the file under that open, whose ENOENT would be emitted on a stream nobody listens to and
+    // end the process.
+    for (let round = 0; round < 200; round += 1) {
+      const staged = await stageBody(dir, chunks('refused'), 7);
+      const reader = staged.read();
+      await staged.discard();
+      await new Promise((resolve) =>
+        reader.closed ? resolve(undefined) : reader.once('close', resolve),
+      );
+      expect(reader.errored, `round ${round}`).toBeNull();
+    }
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   it('keeps every byte of a body that breaks, and marks it broken', async () => {
     const staged = await stageBody(dir, breaksAfter('abc', 'def'), 100);
     expect(staged).toMatchObject({ received: 6, long: false, broken: true });
