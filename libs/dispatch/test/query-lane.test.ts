@@ -345,4 +345,30 @@ describe('query lane', () => {
     }
     expect(answer).toEqual({ op: 'checkpresent', present: true });
   }, 60_000);
+
+  it('delivers an answer when the server lost its own connection to Redis while answering', async () => {
+    // As in a failover, when a gateway is back on the new primary before the worker is: the
+    // worker's publish of an answer meets a closed connection.
+    const lane = client({ queueWaitMs: 10_000, jobTimeoutMs: 5000 });
+    const own = commandConnection(redis.url, 'unit-lane-worker');
+    cleanups.push(() => Promise.resolve(own.disconnect()));
+    await new Promise<void>((resolve) =>
+      own.status === 'ready' ? resolve() : own.once('ready', () => resolve()),
+    );
+    const id = String(await own.client('ID'));
+    server(
+      ['cut'],
+      async (queue, payload) => {
+        await connection.call('CLIENT', 'KILL', 'ID', id);
+        return answerer(queue, payload, new AbortController().signal);
+      },
+      { redis: own },
+    );
+    const started = Date.now();
+    expect(await lane.call('cut', checkpresent('yes'))).toEqual({
+      op: 'checkpresent',
+      present: true,
+    });
+    expect(Date.now() - started).toBeLessThan(5000); // not the job timeout
+  }, 30_000);
 });

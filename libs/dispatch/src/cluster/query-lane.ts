@@ -66,6 +66,9 @@ interface PendingQuery {
   readonly fail: (error: Error) => void;
 }
 
+/** How long a worker tries to publish an answer while its connection to Redis is down. */
+const ANSWER_RETRY_MS = 10_000;
+
 /** The gateway's end of the lane. */
 export class QueryClient {
   private readonly id = `${process.pid}-${randomBytes(6).toString('hex')}`;
@@ -431,9 +434,28 @@ export class QueryServer {
     } catch (error) {
       reply = { id: message.id, error: encodeFailure(error) };
     }
-    // Nobody listening (the gateway gave up or went away) is fine; Redis down loses the answer
-    // and the gateway fails the query itself.
-    await this.options.redis.publish(message.reply, JSON.stringify(reply)).catch(() => {});
+    await this.deliver(message.reply, JSON.stringify(reply));
+  }
+
+  /**
+   * Publishes an answer. Nobody listening (the gateway gave up or went away) is fine. While this
+   * worker's connection is down (a failover: the gateway may be back on the new primary before
+   * this worker is) the answer is published again every 100 ms for ANSWER_RETRY_MS: dropped, it
+   * would leave its gateway waiting for the whole job timeout.
+   */
+  private async deliver(channel: string, text: string): Promise<void> {
+    const deadline = performance.now() + ANSWER_RETRY_MS;
+    for (;;) {
+      try {
+        await this.options.redis.publish(channel, text);
+        return;
+      } catch {
+        if (performance.now() >= deadline || this.cut.signal.aborted) {
+          return; // its gateway fails the query itself, at the latest at the job timeout
+        }
+        await sleep(100, this.cut.signal);
+      }
+    }
   }
 }
 
