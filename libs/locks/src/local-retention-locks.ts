@@ -1,9 +1,9 @@
 /**
- * The embedded server's retention locks (DESIGN.md "Locks"): lockcontent takes the lock in the repository on a dedicated
- * session and records it in the LockStore; it expires `ttlMs` after locking unless a keeplocked
- * request holds it, whose heartbeats push the expiry forward; unlock releases at once. When a
- * keeplocked request goes away without unlocking, the lock expires `ttlMs` after its last
- * heartbeat. Every held lock has a timer owned here.
+ * The embedded server's retention locks (DESIGN.md "Locks"): lockcontent takes the lock in the
+ * repository on a dedicated session and records it in the LockStore; it expires `ttlMs` after
+ * locking unless a keeplocked request holds it, whose heartbeats push the expiry forward; unlock
+ * releases at once. When a keeplocked request goes away without unlocking, the lock expires
+ * `ttlMs` after its last heartbeat. Every held lock has a timer owned here.
  *
  * Locks outlive this process: each is a RepositoryLock (repository-lock.ts), whose retention file
  * git-annex keeps when the session ends by a signal; a lock whose session dies is forgotten. With
