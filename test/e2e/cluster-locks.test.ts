@@ -16,8 +16,8 @@ import {
   LOCK_REQUEST_QUEUE,
   LocksUnavailableError,
   openRedis,
-  type LockTarget,
 } from '@annex-p2phttp/locks';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 import { startLockService, type RunningLockService } from '../../apps/lock-service/src';
 import { PrivateRedis } from '../support/redis';
 import {
@@ -57,7 +57,7 @@ const children: ChildProcess[] = [];
 
 const key = (name: string): string => keyOf(repo, `${name}.bin`);
 
-function target(): LockTarget {
+function target(): RepositoryTarget {
   return {
     repoPath: '',
     serverUuid: repo.uuid,

@@ -33,7 +33,12 @@ import {
   unavailable,
   type Dispatcher,
 } from '@annex-p2phttp/dispatch';
-import { LockJournal, MemoryLockStore, type RetentionLocks } from '@annex-p2phttp/locks';
+import {
+  LocalRetentionLocks,
+  LockJournal,
+  MemoryLockStore,
+  type RetentionLocks,
+} from '@annex-p2phttp/locks';
 import {
   CounterMirror,
   logFunction,
@@ -48,7 +53,6 @@ import { GatewayModule } from './app.module';
 import { AuthHook } from './auth-hook';
 import { type ReadinessCheck } from './health.controller';
 import { instrumentHttp } from './http-metrics';
-import { LockService } from './lock.service';
 import { NestLogger } from './nest-logger';
 import { startOpsServer, type OpsServer } from './ops-server';
 import { P2pHttpService, type RepositoryDirectory } from './p2phttp.service';
@@ -85,7 +89,7 @@ export interface RunningGateway {
 
 export interface RunningServer extends RunningGateway {
   readonly pool: SessionPool;
-  readonly locks: LockService;
+  readonly locks: LocalRetentionLocks;
 }
 
 /**
@@ -109,7 +113,8 @@ export async function startEmbeddedServer(
     uploadIdleMs: options.uploadIdleMs,
   });
   const objects = new ObjectFiles();
-  const locks = new LockService(new MemoryLockStore(), dispatcher, {
+  // The in-process dispatcher takes the repository-side locks.
+  const locks = new LocalRetentionLocks(new MemoryLockStore(), dispatcher, {
     lockedFiles: options.lockedFiles,
     ttlMs: options.lockTtlMs,
     journal: new LockJournal((repoPath) => objects.gitDir(repoPath)),

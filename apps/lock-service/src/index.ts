@@ -1,3 +1,2 @@
-export * from './lock-holder';
 export * from './health-server';
 export * from './lock-service';

@@ -25,6 +25,7 @@ import {
 } from '@annex-p2phttp/dispatch';
 import {
   closeRedis,
+  ClusterLockHolder,
   LOCK_REQUEST_QUEUE,
   openRedis,
   RedisLockStore,
@@ -36,7 +37,6 @@ import { logFunction, loggerFor, Metrics, mirrorRedis, type Logger } from '@anne
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { PrimaryWatch } from '@annex-p2phttp/redis';
 import { startHealthServer } from './health-server';
-import { ClusterLockHolder } from './lock-holder';
 
 export const DEFAULT_HEALTH_PORT = 9419;
 export const DEFAULT_LOCK_CONCURRENCY = 16;
@@ -125,7 +125,7 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
   mirrorRedis(metrics, () => primary.stats());
   const locks = new ClusterLockHolder({
     store,
-    dispatcher,
+    locker: dispatcher,
     registry,
     holder: holderId,
     redisProblem: () => redisUnreachable(redis),

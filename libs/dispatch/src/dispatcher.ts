@@ -71,8 +71,6 @@ export interface Dispatcher {
   put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome>;
   /** The body of a `data` outcome must be consumed or destroyed; the dispatcher owns the rest. */
   get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome>;
-  /** Takes a retention lock on a dedicated session; null when the repository refused it. */
-  lockContent(target: SessionTarget, key: string): Promise<HeldLock | null>;
   stats(): DispatcherStats;
   /** Stops: refuses new work, ends every session (in-flight ones after `graceMs`). */
   close(graceMs?: number): Promise<void>;

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import type Redis from 'ioredis';
+import { type ServedTarget } from '@annex-p2phttp/protocol';
 import { PrimaryWatch } from '@annex-p2phttp/redis';
 import { LOCK_JOB_NAME, requestKeyOf, type LockReply, type LockRequest } from './lock-requests';
 import { LOCK_REQUEST_QUEUE } from './redis-keys';
@@ -16,12 +17,11 @@ import { closeRedis, LocksUnavailableError, openRedis, whenReady } from './redis
 import { RedisLockStore, RESERVED } from './redis-lock-store';
 import {
   HeartbeatKeeper,
+  LOCK_TTL_MS,
   type LockKeeper,
-  type LockTarget,
   type RetentionLocks,
 } from './retention-locks';
 
-export const CLUSTER_LOCK_TTL_MS = 10 * 60_000;
 export const DEFAULT_LOCK_REQUEST_TIMEOUT_MS = 30_000;
 /** How soon the record of a failed lock request is tried again when it could not be deleted. */
 const RELEASE_RETRY_MS = 500;
@@ -66,7 +66,7 @@ export class ClusterRetentionLocks implements RetentionLocks {
   private closed = false;
 
   constructor(private readonly options: ClusterRetentionLocksOptions) {
-    this.ttlMs = options.ttlMs ?? CLUSTER_LOCK_TTL_MS;
+    this.ttlMs = options.ttlMs ?? LOCK_TTL_MS;
     this.heartbeatMs = options.heartbeatMs ?? Math.max(1000, this.ttlMs / 4);
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_LOCK_REQUEST_TIMEOUT_MS;
     this.now = options.now ?? Date.now;
@@ -99,13 +99,15 @@ export class ClusterRetentionLocks implements RetentionLocks {
     await this.queueEvents.waitUntilReady();
   }
 
-  async lock(target: LockTarget, key: string): Promise<string | null> {
+  /** The gateway names only the served uuid: the lock-service knows where it is served. */
+  async lock(target: ServedTarget, key: string): Promise<string | null> {
     if (this.closed) {
       return null;
     }
-    await this.expireDue();
-    const lockid = randomUUID();
+    // Deletes records whose expiry passed, so dead ones never hold the bound.
     const now = this.now();
+    await guard(() => this.store.sweepExpired(now));
+    const lockid = randomUUID();
     // Reserve first, so the bound holds however many gateways lock at once. A reservation
     // nobody claims (its gateway died) expires soon after the request would have timed out.
     const reserved = await guard(() =>
@@ -148,6 +150,7 @@ export class ClusterRetentionLocks implements RetentionLocks {
           });
     }
     if (!reply.locked) {
+      // The reservation is this gateway's to clean up (the lock-service leaves it).
       await this.store.deleteIf(lockid, { holder: RESERVED }).catch(() => undefined);
       return null;
     }
@@ -307,17 +310,6 @@ export class ClusterRetentionLocks implements RetentionLocks {
       // Not taken yet: take it back, so no lock-service locks for a request that failed.
       await job?.remove().catch(() => undefined);
       throw error;
-    }
-  }
-
-  /** Deletes records whose expiry passed, so dead ones never hold the bound. */
-  private async expireDue(): Promise<void> {
-    const now = this.now();
-    const expired = await guard(() => this.store.expired(now));
-    for (const record of expired) {
-      if (await guard(() => this.store.deleteIf(record.lockid, { expiredAt: now }))) {
-        await guard(() => this.store.publishUnlock(record.lockid));
-      }
     }
   }
 }

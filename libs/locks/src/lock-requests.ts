@@ -3,10 +3,9 @@
  * repository-side lock for a record the gateway reserved, and claim the record. The reply says
  * whether the lock is held.
  */
-import { fromWireText, wireText } from '@annex-p2phttp/protocol';
-import { type LockSession } from './redis-lock-store';
+import { fromWireText, wireText, type SessionParams } from '@annex-p2phttp/protocol';
 
-export interface LockRequest extends LockSession {
+export interface LockRequest extends SessionParams {
   /** The reserved record's lockid (also the job id). */
   readonly lockid: string;
   /** The served UUID to lock in. */

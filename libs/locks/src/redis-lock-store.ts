@@ -14,21 +14,14 @@
 import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { primaryId } from '@annex-p2phttp/redis';
-import { fromWireText, wireText } from '@annex-p2phttp/protocol';
+import { fromWireText, wireText, type SessionParams } from '@annex-p2phttp/protocol';
 import { type LockRecord, type LockStore } from './lock-store';
 import { LOCK_SCRIPTS, type LuaScript } from './lua-scripts';
 import { LockKeys } from './redis-keys';
 
-/** How the holder opens its session to re-take a lock (the request's P2P session parameters). */
-export interface LockSession {
-  readonly clientUuid: string;
-  readonly bypass: readonly string[];
-  readonly version: number;
-  readonly mode: 'full' | 'readonly' | 'appendonly';
-}
-
 export interface ClusterLockRecord extends LockRecord {
-  readonly session?: LockSession;
+  /** How the holder opens its session to re-take the lock (the request's session parameters). */
+  readonly session?: SessionParams;
 }
 
 /** The holder of a record that a gateway reserved and no lock-service holds yet. */
@@ -100,6 +93,23 @@ export class RedisLockStore implements LockStore {
     return records.filter((r): r is ClusterLockRecord => r !== undefined && r.expiresAt <= now);
   }
 
+  /**
+   * Deletes the records whose expiry passed at `now` (whoever holds them; one a heartbeat moves
+   * meanwhile stays), and tells their holders over pub/sub. Returns the deleted records. What
+   * both the gateway (before it locks, so dead records never hold the bound) and the
+   * lock-service (every tick) do about expiry.
+   */
+  async sweepExpired(now: number): Promise<ClusterLockRecord[]> {
+    const deleted: ClusterLockRecord[] = [];
+    for (const record of await this.expired(now)) {
+      if (await this.deleteIf(record.lockid, { expiredAt: now })) {
+        await this.publishUnlock(record.lockid);
+        deleted.push(record);
+      }
+    }
+    return deleted;
+  }
+
   /** The lockids of every record, soonest expiry first. */
   lockids(): Promise<string[]> {
     return this.redis.zrange(this.keys.expiry, 0, -1);
@@ -111,7 +121,7 @@ export class RedisLockStore implements LockStore {
     holder: string,
     lockedAt: number,
     expiresAt: number,
-    session: LockSession,
+    session: SessionParams,
   ): Promise<boolean> {
     const claimed = await this.script(
       LOCK_SCRIPTS.claimPending,
@@ -269,5 +279,5 @@ function parseRecord(map: Record<string, string>): ClusterLockRecord | undefined
     lockedAt: Number(map.lockedAt),
     expiresAt: Number(map.expiresAt),
   };
-  return map.session ? { ...record, session: JSON.parse(map.session) as LockSession } : record;
+  return map.session ? { ...record, session: JSON.parse(map.session) as SessionParams } : record;
 }

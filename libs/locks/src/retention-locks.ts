@@ -3,15 +3,10 @@
  * server holds the repository-side locks in its own process; in cluster mode the lock-service
  * does, and the gateway only talks to it and to the LockStore.
  */
-export interface LockTarget {
-  /** The repository path on the machine that holds the lock. */
-  readonly repoPath: string;
-  readonly serverUuid: string;
-  readonly clientUuid: string;
-  readonly bypass: readonly string[];
-  readonly version: number;
-  readonly mode: 'full' | 'readonly' | 'appendonly';
-}
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
+
+/** A lock expires this long after locking or after its last heartbeat, unless told otherwise. */
+export const LOCK_TTL_MS = 10 * 60_000;
 
 /**
  * Keeps a lock held while a keeplocked request is open; `end` when the request goes away, `stop`
@@ -61,7 +56,7 @@ export class HeartbeatKeeper implements LockKeeper {
 
 export interface RetentionLocks {
   /** Takes a retention lock; the lockid, or null when refused (absent, or too many locks). */
-  lock(target: LockTarget, key: string): Promise<string | null>;
+  lock(target: RepositoryTarget, key: string): Promise<string | null>;
   /** Whether a live lock covers the key: removal must then be refused. */
   isLocked(serverUuid: string, key: string): Promise<boolean>;
   /** Starts keeping a lock held; null for an unknown or expired lockid. */

@@ -8,7 +8,9 @@ import {
   whenReady,
   type ClusterLockRecord,
 } from '@annex-p2phttp/locks';
+import { subscription } from '@annex-p2phttp/redis';
 import { PrivateRedis } from '../../../test/support/redis';
+import { lockStoreContract } from './lock-store.contract';
 
 function record(lockid: string, fields: Partial<ClusterLockRecord> = {}): ClusterLockRecord {
   return {
@@ -48,30 +50,22 @@ describe('RedisLockStore', () => {
     await Promise.all(connections.splice(0).map(closeRedis));
   });
 
-  it('keeps the bytes of a key that is not UTF-8', async () => {
+  lockStoreContract('RedisLockStore', store);
+
+  it('stores a key that is not UTF-8 as its [base64url] form', async () => {
     const a = await store();
-    // WORM-- ff fe 80 and WORM-- ff fe 81: both would be the same text in UTF-8 (U+FFFD)
     const key = 'WORM--\udcff\udcfe\udc80';
-    const sibling = 'WORM--\udcff\udcfe\udc81';
     expect(await a.create(record('bytes', { key }), 10)).toBe(true);
-    expect((await a.get('bytes'))?.key).toBe(key);
-    expect(await a.isLocked('repo-uuid', key)).toBe(true);
-    expect(await a.isLocked('repo-uuid', sibling)).toBe(false);
-    expect(await a.isLocked('repo-uuid', 'WORM--\ufffd\ufffd\ufffd')).toBe(false);
-    // stored as its [base64url] form, which any client of Redis reads back unchanged
+    // which any client of Redis reads back unchanged
     const raw = connections[0]!;
     expect(await raw.hget(`test${prefix}:lock:bytes`, 'key')).toBe('[V09STS0t__6A]');
-    expect((await a.delete('bytes'))?.key).toBe(key);
-    expect(await a.isLocked('repo-uuid', key)).toBe(false);
   });
 
-  it('records, finds and deletes locks under its prefix', async () => {
+  it('keeps records, with their session, under its prefix', async () => {
     const a = await store();
     const session = { clientUuid: 'c', bypass: ['b1'], version: 4, mode: 'full' as const };
     expect(await a.create(record('one', { session }), 10)).toBe(true);
     expect(await a.get('one')).toEqual(record('one', { session }));
-    expect(await a.isLocked('repo-uuid', 'SHA256E-s1--a')).toBe(true);
-    expect(await a.isLocked('other', 'SHA256E-s1--a')).toBe(false);
     const raw = connections[0]!;
     expect(await raw.keys(`test${prefix}:*`)).toEqual(
       expect.arrayContaining([
@@ -81,8 +75,6 @@ describe('RedisLockStore', () => {
       ]),
     );
     expect((await a.delete('one'))?.lockid).toBe('one');
-    expect(await a.delete('one')).toBeUndefined();
-    expect(await a.isLocked('repo-uuid', 'SHA256E-s1--a')).toBe(false);
     expect(await raw.keys(`test${prefix}:*`)).toEqual([]);
   });
 
@@ -102,28 +94,34 @@ describe('RedisLockStore', () => {
     expect(await a.create(record('later', { key: 'later' }), 7)).toBe(false);
   });
 
-  it('keeps a key covered while any of its locks lives', async () => {
-    const a = await store();
-    await a.create(record('x'), 10);
-    await a.create(record('y'), 10);
-    await a.delete('x');
-    expect(await a.isLocked('repo-uuid', 'SHA256E-s1--a')).toBe(true);
-    await a.delete('y');
-    expect(await a.isLocked('repo-uuid', 'SHA256E-s1--a')).toBe(false);
-  });
-
-  it('extends, lists expired locks and deletes only what is still expired', async () => {
+  it('deletes only what is still expired', async () => {
     const a = await store();
     await a.create(record('a', { key: 'k1', expiresAt: 100 }), 10);
     await a.create(record('b', { key: 'k2', expiresAt: 200 }), 10);
-    expect((await a.expired(150)).map((r) => r.lockid)).toEqual(['a']);
     expect(await a.extend('a', 300)).toBe(true);
-    expect((await a.expired(250)).map((r) => r.lockid)).toEqual(['b']);
-    expect(await a.extend('zzz', 300)).toBe(false);
-    expect(await a.get('zzz')).toBeUndefined();
     expect(await a.deleteIf('a', { expiredAt: 250 })).toBeUndefined();
     expect((await a.deleteIf('b', { expiredAt: 250 }))?.lockid).toBe('b');
     expect(await a.lockids()).toEqual(['a']);
+  });
+
+  it('sweeps expired records and tells their holders', async () => {
+    const a = await store();
+    const heard: string[] = [];
+    const listener = await subscription(server.url, a.keys.unlockChannel, (lockid) =>
+      heard.push(lockid),
+    );
+    connections.push(listener);
+    await a.create(record('old', { key: 'k1', expiresAt: 100 }), 10);
+    await a.create(record('live', { key: 'k2', expiresAt: 200 }), 10);
+    expect((await a.sweepExpired(150)).map((r) => r.lockid)).toEqual(['old']);
+    expect(await a.get('old')).toBeUndefined();
+    expect(await a.lockids()).toEqual(['live']);
+    expect(await a.sweepExpired(150)).toEqual([]);
+    const deadline = Date.now() + 5000;
+    while (heard.length === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(heard).toEqual(['old']);
   });
 
   it('claims a reserved record once, for one holder', async () => {

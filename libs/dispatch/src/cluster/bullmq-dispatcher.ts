@@ -38,7 +38,7 @@ import {
   type PutRequest,
   type SessionTarget,
 } from '@annex-p2phttp/p2p';
-import { type Dispatcher, type DispatcherStats, type HeldLock } from '../dispatcher';
+import { type Dispatcher, type DispatcherStats } from '../dispatcher';
 import { KeyedMutex } from '../keyed-mutex';
 import { Batcher, type Settled } from './batcher';
 import { decodeFailure, DispatchError, shuttingDown, unavailable } from './errors';
@@ -346,12 +346,6 @@ export class BullMqDispatcher implements Dispatcher {
       body: claimed.body,
       done: claimed.done,
     };
-  }
-
-  lockContent(): Promise<HeldLock | null> {
-    return Promise.reject(
-      unavailable('retention locks are held by the lock service in cluster mode'),
-    );
   }
 
   stats(): DispatcherStats {

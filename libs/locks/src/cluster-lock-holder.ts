@@ -11,54 +11,40 @@
  *  5. adopts records whose holder is dead, by an atomic claim, and re-takes their locks.
  * Unlocks arrive over pub/sub and release at once. A lock whose session dies is re-taken.
  *
- * The repository-side locks outlive this process: their sessions end by a signal when it goes
- * (a crash, or SIGTERM, which abandons them), and git-annex keeps each lock's retention file for
- * ten minutes after the lock was taken, until another lock-service has taken it over. A lock whose
- * record's expiry moves RENEW_SLACK_MS past that is taken once more on a fresh session.
+ * The repository-side locks outlive this process: each is a RepositoryLock (repository-lock.ts),
+ * whose retention file git-annex keeps when its session ends by a signal (a crash, or SIGTERM,
+ * which abandons them), until another lock-service has taken it over.
  */
-import { type RepositoryRegistry } from '@annex-p2phttp/config';
-import {
-  boundedStep,
-  NO_ANSWER_FROM_REDIS,
-  REDIS_STEP_MS,
-  type Dispatcher,
-  type HeldLock,
-} from '@annex-p2phttp/dispatch';
-import {
-  keyOfRequest,
-  RESERVED,
-  type ClusterLockRecord,
-  type LockReply,
-  type LockRequest,
-  type LockSession,
-  type RedisLockStore,
-} from '@annex-p2phttp/locks';
-import { type SessionTarget } from '@annex-p2phttp/p2p';
+import { boundedStep, NO_ANSWER_FROM_REDIS, REDIS_STEP_MS } from '@annex-p2phttp/dispatch';
+import { type RepositoryTarget, type SessionParams } from '@annex-p2phttp/protocol';
+import { keyOfRequest, type LockReply, type LockRequest } from './lock-requests';
+import { RESERVED, type ClusterLockRecord, type RedisLockStore } from './redis-lock-store';
+import { RepositoryLock, type ContentLocker } from './repository-lock';
 
 export const DEFAULT_HOLDER_TTL_MS = 10_000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 1000;
 /** Records adopted per tick at most. */
 const ADOPT_BATCH = 64;
-/** How long git-annex keeps a retention file after LOCKCONTENT (PROTOCOL.md §1.5). */
-export const GIT_ANNEX_RETENTION_MS = 10 * 60_000;
-/**
- * A lock is taken again once its expiry is this far past its retention file, not at once: every
- * keeplocked begins with a heartbeat that moves the expiry a little past it.
- */
-export const RENEW_SLACK_MS = 60_000;
+
+/** The repositories a holder serves (a RepositoryRegistry of @annex-p2phttp/config). */
+export interface ServedRepositories {
+  /** The repository serving `uuid` on this machine, if any. */
+  lookup(uuid: string): Promise<{ readonly path: string } | undefined>;
+  /** The uuids served now. */
+  list(): ReadonlyArray<{ readonly uuid: string }>;
+}
 
 interface Held {
-  readonly record: ClusterLockRecord & { session: LockSession };
-  lock: HeldLock;
+  readonly record: ClusterLockRecord & { session: SessionParams };
+  readonly lock: RepositoryLock;
   expiresAt: number;
-  /** Until when git-annex's retention file protects the content without the session. */
-  coveredUntil: number;
 }
 
 export interface ClusterLockHolderOptions {
   readonly store: RedisLockStore;
-  readonly dispatcher: Dispatcher;
-  readonly registry: RepositoryRegistry;
+  /** Takes the repository-side locks (the in-process dispatcher of the lock-service). */
+  readonly locker: ContentLocker;
+  readonly registry: ServedRepositories;
   /** This instance's identity in the records' holder field. */
   readonly holder: string;
   readonly holderTtlMs?: number;
@@ -122,7 +108,7 @@ export class ClusterLockHolder {
       throw new Error('the lock-service is shutting down');
     }
     const { store } = this.options;
-    const session: LockSession = {
+    const session: SessionParams = {
       clientUuid: request.clientUuid,
       bypass: request.bypass,
       version: request.version,
@@ -131,7 +117,7 @@ export class ClusterLockHolder {
     const key = keyOfRequest(request);
     const lock = await this.take(request.serverUuid, key, session);
     if (!lock) {
-      await store.deleteIf(request.lockid, { holder: RESERVED });
+      // The gateway deletes its reservation when it hears of the refusal.
       return { locked: false };
     }
     const lockedAt = this.now();
@@ -293,8 +279,12 @@ export class ClusterLockHolder {
       }
     });
     for (const [lockid, held] of this.held) {
-      if (held.expiresAt > held.coveredUntil + RENEW_SLACK_MS && !gone.includes(lockid)) {
-        await this.renew(lockid, held);
+      if (!gone.includes(lockid)) {
+        await held.lock.cover(
+          held.expiresAt,
+          () => this.held.get(lockid) === held && !this.closing,
+          (error) => this.log(`cannot renew lock ${lockid}: ${String(error)}`),
+        );
       }
     }
     // Records that vanished because Redis lost its data are recorded again by the next tick,
@@ -306,16 +296,11 @@ export class ClusterLockHolder {
 
   /** Deletes expired records (whoever holds them) and tells their holders. */
   private async expire(): Promise<void> {
-    const { store } = this.options;
-    const now = this.now();
-    for (const record of await store.expired(now)) {
-      if (await store.deleteIf(record.lockid, { expiredAt: now })) {
-        if (record.holder !== RESERVED) {
-          this.options.onExpired?.();
-        }
-        await store.publishUnlock(record.lockid);
-        await this.release(record.lockid);
+    for (const record of await this.options.store.sweepExpired(this.now())) {
+      if (record.holder !== RESERVED) {
+        this.options.onExpired?.();
       }
+      await this.release(record.lockid);
     }
   }
 
@@ -327,13 +312,13 @@ export class ClusterLockHolder {
       this.retakes.delete(lockid);
       return;
     }
-    const session: LockSession = record.session ?? {
+    const session: SessionParams = record.session ?? {
       clientUuid: '00000000-0000-0000-0000-000000000000',
       bypass: [],
       version: 4,
       mode: 'full',
     };
-    let lock: HeldLock | null;
+    let lock: RepositoryLock | null;
     try {
       lock = await this.take(record.repository, record.key, session);
     } catch (error) {
@@ -361,13 +346,13 @@ export class ClusterLockHolder {
   private async take(
     serverUuid: string,
     key: string,
-    session: LockSession,
-  ): Promise<HeldLock | null> {
+    session: SessionParams,
+  ): Promise<RepositoryLock | null> {
     const repository = await this.options.registry.lookup(serverUuid);
     if (!repository) {
       throw new Error(`repository ${serverUuid} is not served by this lock-service`);
     }
-    const target: SessionTarget = {
+    const target: RepositoryTarget = {
       repoPath: repository.path,
       serverUuid,
       clientUuid: session.clientUuid,
@@ -375,52 +360,15 @@ export class ClusterLockHolder {
       version: session.version,
       mode: session.mode,
     };
-    return this.options.dispatcher.lockContent(target, key);
+    return RepositoryLock.take(this.options.locker, target, key, this.now);
   }
 
-  /**
-   * Takes a lock once more on a fresh session, so git-annex's retention file covers its new
-   * expiry, then unlocks the old session (which leaves the newer retention file).
-   */
-  private async renew(lockid: string, held: Held): Promise<void> {
-    const { record } = held;
-    let fresh: HeldLock | null;
-    try {
-      fresh = await this.take(record.repository, record.key, record.session);
-    } catch (error) {
-      this.log(`cannot renew lock ${lockid}: ${String(error)}`);
-      return;
-    }
-    if (!fresh) {
-      return;
-    }
-    if (this.held.get(lockid) !== held || this.closing) {
-      await fresh.release();
-      return;
-    }
-    const old = held.lock;
-    held.lock = fresh;
-    held.coveredUntil = this.now() + GIT_ANNEX_RETENTION_MS;
-    this.watch(held, fresh);
-    await old.release();
-  }
-
-  private keep(record: ClusterLockRecord & { session: LockSession }, lock: HeldLock): void {
-    const held: Held = {
-      record,
-      lock,
-      expiresAt: record.expiresAt,
-      coveredUntil: this.now() + GIT_ANNEX_RETENTION_MS,
-    };
+  private keep(record: ClusterLockRecord & { session: SessionParams }, lock: RepositoryLock): void {
+    const held: Held = { record, lock, expiresAt: record.expiresAt };
     this.held.set(record.lockid, held);
-    this.watch(held, lock);
-  }
-
-  /** Takes the lock again if the session holding it dies. */
-  private watch(held: Held, lock: HeldLock): void {
-    const { record } = held;
+    // A lock whose session dies is taken again.
     lock.onLost(() => {
-      if (this.held.get(record.lockid) === held && held.lock === lock) {
+      if (this.held.get(record.lockid) === held) {
         this.held.delete(record.lockid);
         if (!this.closing) {
           this.log(`the session holding lock ${record.lockid} died; taking the lock again`);

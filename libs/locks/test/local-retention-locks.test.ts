@@ -2,12 +2,17 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type Dispatcher, type HeldLock } from '@annex-p2phttp/dispatch';
-import { LockJournal, MemoryLockStore } from '@annex-p2phttp/locks';
-import { type SessionTarget } from '@annex-p2phttp/p2p';
-import { GIT_ANNEX_RETENTION_MS, LockService } from '../src/lock.service';
+import { type HeldLock } from '@annex-p2phttp/dispatch';
+import {
+  GIT_ANNEX_RETENTION_MS,
+  LocalRetentionLocks,
+  LockJournal,
+  MemoryLockStore,
+  type ContentLocker,
+} from '@annex-p2phttp/locks';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 
-const target: SessionTarget = {
+const target: RepositoryTarget = {
   repoPath: '/repo',
   serverUuid: 'server-uuid',
   clientUuid: 'client-uuid',
@@ -47,7 +52,7 @@ function setup(
   } = {},
 ) {
   const held: FakeLock[] = [];
-  const dispatcher = {
+  const locker: ContentLocker = {
     lockContent: () => {
       if (options.refuse) {
         return Promise.resolve(null);
@@ -56,9 +61,9 @@ function setup(
       held.push(lock);
       return Promise.resolve(lock);
     },
-  } as unknown as Dispatcher;
+  };
   const store = new MemoryLockStore();
-  const service = new LockService(store, dispatcher, {
+  const service = new LocalRetentionLocks(store, locker, {
     lockedFiles: options.lockedFiles ?? 10,
     ttlMs: options.ttlMs ?? 60_000,
     journal: options.journal,
@@ -69,7 +74,7 @@ function setup(
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('LockService', () => {
+describe('LocalRetentionLocks', () => {
   it('records a lock and releases it on unlock', async () => {
     const { service, store, held } = setup();
     const lockid = await service.lock(target, 'KEY');

@@ -1,52 +1,36 @@
 /**
- * Retention locks (DESIGN.md "Locks"): lockcontent takes the lock in the repository on a dedicated
- * session and records it in the LockStore; it expires `ttlMs` after locking unless a keeplocked
- * request holds it, whose heartbeats push the expiry forward; unlock releases at once. When a
- * keeplocked request goes away without unlocking, the lock expires `ttlMs` after its last
- * heartbeat. Every held lock has a timer owned here.
+ * The embedded server's retention locks (DESIGN.md "Locks"): lockcontent takes the lock in the
+ * repository on a dedicated session and records it in the LockStore; it expires `ttlMs` after
+ * locking unless a keeplocked request holds it, whose heartbeats push the expiry forward; unlock
+ * releases at once. When a keeplocked request goes away without unlocking, the lock expires
+ * `ttlMs` after its last heartbeat. Every held lock has a timer owned here.
  *
- * Locks outlive this process: the session holding one ends by a signal when the process goes
- * (SIGTERM or a crash), and git-annex then keeps the lock's retention file, which protects the
- * content for ten minutes after the lock was taken (GIT_ANNEX_RETENTION_MS). A lock kept longer
- * than that is taken once more on a fresh session, once its expiry is RENEW_SLACK_MS past its
- * retention file. With
+ * Locks outlive this process: each is a RepositoryLock (repository-lock.ts), whose retention file
+ * git-annex keeps when the session ends by a signal; a lock whose session dies is forgotten. With
  * a LockJournal, each lock is also recorded in its repository, and `restore` (at start) takes
  * over the locks a previous process left: it holds them until they expire or are unlocked, and
  * lets go at once of those that expired meanwhile.
  */
 import { randomUUID } from 'node:crypto';
-import { type Dispatcher, type HeldLock } from '@annex-p2phttp/dispatch';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
+import { type JournaledLock, type LockJournal } from './lock-journal';
+import { type LockStore } from './lock-store';
+import { RepositoryLock, type ContentLocker } from './repository-lock';
 import {
   HeartbeatKeeper,
-  type JournaledLock,
-  type LockJournal,
+  LOCK_TTL_MS,
   type LockKeeper,
-  type LockStore,
   type RetentionLocks,
-} from '@annex-p2phttp/locks';
-import { type SessionTarget } from '@annex-p2phttp/p2p';
-
-export const LOCK_TTL_MS = 10 * 60_000;
-/** How long git-annex keeps a retention file after LOCKCONTENT (PROTOCOL.md §1.5). */
-export const GIT_ANNEX_RETENTION_MS = 10 * 60_000;
-/**
- * A lock is taken again once its expiry is this far past its retention file, not at once: every
- * keeplocked begins with a heartbeat that moves the expiry a little past it.
- */
-export const RENEW_SLACK_MS = 60_000;
+} from './retention-locks';
 
 interface Held {
-  lock: HeldLock;
-  readonly target: SessionTarget;
-  readonly key: string;
+  readonly lock: RepositoryLock;
   readonly lockedAt: number;
   expiresAt: number;
-  /** Until when git-annex's retention file protects the content without the session. */
-  coveredUntil: number;
   timer: NodeJS.Timeout | null;
 }
 
-export interface LockServiceOptions {
+export interface LocalRetentionLocksOptions {
   readonly lockedFiles: number;
   readonly ttlMs?: number;
   readonly holder?: string;
@@ -57,7 +41,7 @@ export interface LockServiceOptions {
   readonly log?: (message: string) => void;
 }
 
-export class LockService implements RetentionLocks {
+export class LocalRetentionLocks implements RetentionLocks {
   private readonly held = new Map<string, Held>();
   private readonly ttlMs: number;
   private readonly now: () => number;
@@ -66,15 +50,15 @@ export class LockService implements RetentionLocks {
 
   constructor(
     private readonly store: LockStore,
-    private readonly dispatcher: Dispatcher,
-    private readonly options: LockServiceOptions,
+    private readonly locker: ContentLocker,
+    private readonly options: LocalRetentionLocksOptions,
   ) {
     this.ttlMs = options.ttlMs ?? LOCK_TTL_MS;
     this.now = options.now ?? Date.now;
   }
 
   /** Takes a retention lock; the lockid, or null when refused (absent, or too many locks). */
-  async lock(target: SessionTarget, key: string): Promise<string | null> {
+  async lock(target: RepositoryTarget, key: string): Promise<string | null> {
     if (this.closed) {
       return null;
     }
@@ -124,9 +108,11 @@ export class LockService implements RetentionLocks {
       if (this.held.get(lockid) === held && (await this.store.extend(lockid, expiresAt))) {
         held.expiresAt = expiresAt;
         this.schedule(lockid, held);
-        if (expiresAt > held.coveredUntil + RENEW_SLACK_MS) {
-          await this.renew(lockid, held);
-        }
+        await held.lock.cover(
+          expiresAt,
+          () => this.held.get(lockid) === held,
+          (error) => this.log(`cannot renew lock ${lockid}: ${String(error)}`),
+        );
         await this.record(lockid, held);
       }
     };
@@ -173,7 +159,7 @@ export class LockService implements RetentionLocks {
   /** Records the lock, takes it in the repository and holds it; false when refused. */
   private async take(
     lockid: string,
-    target: SessionTarget,
+    target: RepositoryTarget,
     key: string,
     lockedAt: number,
     expiresAt: number,
@@ -190,9 +176,9 @@ export class LockService implements RetentionLocks {
     if (!(await this.store.create(record, this.options.lockedFiles))) {
       return false;
     }
-    let lock: HeldLock | null = null;
+    let lock: RepositoryLock | null = null;
     try {
-      lock = await this.dispatcher.lockContent(target, key);
+      lock = await RepositoryLock.take(this.locker, target, key, this.now);
     } finally {
       if (!lock) {
         await this.store.delete(lockid);
@@ -206,17 +192,14 @@ export class LockService implements RetentionLocks {
       lock.abandon();
       return false;
     }
-    const held: Held = {
-      lock,
-      target,
-      key,
-      lockedAt,
-      expiresAt,
-      coveredUntil: this.now() + GIT_ANNEX_RETENTION_MS,
-      timer: null,
-    };
+    const held: Held = { lock, lockedAt, expiresAt, timer: null };
     this.held.set(lockid, held);
-    this.watch(lockid, held, lock);
+    // A lock whose session dies is forgotten.
+    lock.onLost(() => {
+      if (this.held.get(lockid) === held) {
+        void this.forget(lockid);
+      }
+    });
     this.schedule(lockid, held);
     await this.record(lockid, held);
     return true;
@@ -224,7 +207,7 @@ export class LockService implements RetentionLocks {
 
   /** A lock of the journal: held again if it is still live, else let go. */
   private async takeOver(lock: JournaledLock): Promise<boolean> {
-    const target: SessionTarget = {
+    const target: RepositoryTarget = {
       repoPath: lock.repoPath,
       serverUuid: lock.serverUuid,
       clientUuid: lock.clientUuid,
@@ -244,7 +227,7 @@ export class LockService implements RetentionLocks {
         // Expired or no longer takeable: a lock taken now and unlocked at once ends the retention
         // file the previous process left (git-annex deletes it when its own lock wrote it last).
         await this.options.journal?.remove(lock.repoPath, lock.lockid);
-        const held = await this.dispatcher.lockContent(target, lock.key);
+        const held = await this.locker.lockContent(target, lock.key);
         await held?.release();
       }
     } catch (error) {
@@ -253,53 +236,18 @@ export class LockService implements RetentionLocks {
     return false;
   }
 
-  /**
-   * Takes the lock once more on a fresh session, so git-annex's retention file covers the
-   * lock's new expiry, then unlocks the old session (which leaves the newer retention file).
-   */
-  private async renew(lockid: string, held: Held): Promise<void> {
-    let fresh: HeldLock | null;
-    try {
-      fresh = await this.dispatcher.lockContent(held.target, held.key);
-    } catch (error) {
-      this.log(`cannot renew lock ${lockid}: ${String(error)}`);
-      return;
-    }
-    if (!fresh) {
-      return;
-    }
-    if (this.held.get(lockid) !== held) {
-      await fresh.release();
-      return;
-    }
-    const old = held.lock;
-    held.lock = fresh;
-    held.coveredUntil = this.now() + GIT_ANNEX_RETENTION_MS;
-    this.watch(lockid, held, fresh);
-    await old.release();
-  }
-
-  /** Forgets the lock if the session holding it dies. */
-  private watch(lockid: string, held: Held, lock: HeldLock): void {
-    lock.onLost(() => {
-      if (this.held.get(lockid) === held && held.lock === lock) {
-        void this.forget(lockid);
-      }
-    });
-  }
-
   private async record(lockid: string, held: Held): Promise<void> {
     const { journal } = this.options;
     if (!journal) {
       return;
     }
-    const { target } = held;
+    const { target, key } = held.lock;
     try {
       await journal.write({
         lockid,
         repoPath: target.repoPath,
         serverUuid: target.serverUuid,
-        key: held.key,
+        key,
         clientUuid: target.clientUuid,
         bypass: target.bypass,
         version: target.version,
@@ -346,7 +294,7 @@ export class LockService implements RetentionLocks {
     await this.store.delete(lockid);
     if (held) {
       await this.options.journal
-        ?.remove(held.target.repoPath, lockid)
+        ?.remove(held.lock.target.repoPath, lockid)
         .catch((error: unknown) => this.log(`cannot forget lock ${lockid}: ${String(error)}`));
     }
   }
