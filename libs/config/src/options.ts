@@ -12,7 +12,12 @@
  */
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { parseRedisUrl, redactRedisUrl, RedisUrlError } from '@annex-p2phttp/redis';
+import {
+  DEFAULT_REDIS_PREFIX,
+  parseRedisUrl,
+  redactRedisUrl,
+  RedisUrlError,
+} from '@annex-p2phttp/redis';
 import { Command, CommanderError, Option } from 'commander';
 import { type AuthPolicy } from './auth';
 import { ConfigError, HelpRequested } from './errors';
@@ -109,7 +114,6 @@ export interface ListenAddress {
 export const DEFAULT_PORT = 9417;
 export const DEFAULT_DATA_PORT = 9418;
 export const DEFAULT_HEALTH_PORT = 9419;
-export const DEFAULT_REDIS_PREFIX = 'annex-p2phttp:';
 export const DEFAULT_QUEUE_WAIT_SECONDS = 30;
 /** git-annex's own retention period of a lock (PROTOCOL.md §2.5). */
 export const DEFAULT_LOCK_TTL_SECONDS = 600;
