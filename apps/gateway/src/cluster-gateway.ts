@@ -105,6 +105,12 @@ export async function startClusterGateway(
     metrics.poolWaiters.set(stats.waiting);
     metrics.streams.set(stats.streams);
   });
+  // Both checks of /readyz read the directory once.
+  let reading: ReturnType<ClusterDirectory['read']> | null = null;
+  const readDirectory = () =>
+    (reading ??= directory.read().finally(() => {
+      reading = null;
+    }));
   const gateway = await startGateway(
     options,
     {
@@ -112,21 +118,13 @@ export async function startClusterGateway(
       dispatcher,
       locks,
       metrics,
-      readiness: async () => {
-        try {
-          const snapshot = await directory.read();
-          return [
-            { name: 'redis', ok: true },
-            {
-              name: 'proxy-workers',
-              ok: snapshot.workers > 0,
-              detail: `${snapshot.workers} live, ${snapshot.starting} starting`,
-            },
-          ];
-        } catch (error) {
-          const detail = error instanceof Error ? error.message : String(error);
-          return [{ name: 'redis', ok: false, detail }];
-        }
+      checks: {
+        redis: () => readDirectory().then(() => null),
+        'proxy-workers': async () => {
+          const { workers, starting } = await readDirectory();
+          const detail = `${workers} live, ${starting} starting`;
+          return workers > 0 ? { note: detail } : detail;
+        },
       },
       // Each step is bounded and skipped while Redis is unreachable (shutdown-steps.ts).
       close: async (graceMs) => {

@@ -184,24 +184,24 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
     host: options.healthHost,
     metrics,
     log: logger,
-    notReady: async () => {
-      try {
-        await redis.ping();
-      } catch (error) {
-        return `Redis unreachable: ${error instanceof Error ? error.message : String(error)}`;
-      }
-      for (const path of repoPaths) {
-        try {
-          await access(path, constants.R_OK | constants.X_OK);
-        } catch {
-          return `repository not readable: ${path}`;
+    checks: {
+      redis: () =>
+        redis.ping().then(
+          () => null,
+          (error: unknown) =>
+            `Redis unreachable: ${error instanceof Error ? error.message : String(error)}`,
+        ),
+      repositories: async () => {
+        for (const path of repoPaths) {
+          try {
+            await access(path, constants.R_OK | constants.X_OK);
+          } catch {
+            return `repository not readable: ${path}`;
+          }
         }
-      }
-      const unwritable = await writable.unwritable();
-      if (unwritable.length > 0) {
-        return `cannot write to ${unwritable.map((dir) => dir.path).join(', ')} (see the log)`;
-      }
-      return null;
+        return null;
+      },
+      writable: () => writable.problem(),
     },
   });
 
