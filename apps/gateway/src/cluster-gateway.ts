@@ -5,7 +5,7 @@
  * is a job for a proxy worker. Retention locks are asked of the lock-service through Redis
  * (ClusterRetentionLocks), so any gateway can lock, keep, unlock and check any lock.
  */
-import { type ServeOptions } from '@annex-p2phttp/config';
+import { type GatewayConfig } from '@annex-p2phttp/config';
 import {
   boundedStep,
   BullMqDispatcher,
@@ -24,13 +24,9 @@ import type Redis from 'ioredis';
 import { describeRedisTarget, parseRedisUrl } from '@annex-p2phttp/redis';
 import { startGateway, type RunningGateway } from './server';
 
-export interface ClusterGatewayOptions extends ServeOptions {
-  readonly redis: string;
-}
-
 /** What a RetentionLocks factory gets to build cluster-wide locks. */
 export interface ClusterLocksContext {
-  readonly options: ClusterGatewayOptions;
+  readonly options: GatewayConfig;
   readonly keys: ClusterKeys;
   /** The gateway's command connection (fail-fast); owned by the gateway. */
   readonly redis: Redis;
@@ -49,7 +45,7 @@ export function describeRedis(url: string): string {
 }
 
 export async function startClusterGateway(
-  options: ClusterGatewayOptions,
+  options: GatewayConfig,
   env: NodeJS.ProcessEnv = process.env,
   locksFactory?: RetentionLocksFactory,
   logger: Logger = loggerFor(options, 'gateway'),

@@ -22,7 +22,8 @@ import {
   repositoryLocation,
   unwritableAdvice,
   WritableCheck,
-  type ServeOptions,
+  type ApiConfig,
+  type EmbeddedConfig,
 } from '@annex-p2phttp/config';
 import {
   boundedStep,
@@ -96,7 +97,7 @@ export interface RunningServer extends RunningGateway {
 export const MAX_HEADER_BYTES = 64 * 1024;
 
 export async function startEmbeddedServer(
-  options: ServeOptions,
+  options: EmbeddedConfig,
   env: NodeJS.ProcessEnv = process.env,
   log: Logger = loggerFor(options, 'embedded'),
 ): Promise<RunningServer> {
@@ -118,8 +119,8 @@ export async function startEmbeddedServer(
   });
   let restored = 0;
   const registry = new RepositoryRegistry({
-    repos: options.repos,
-    directories: options.directories,
+    repos: [...options.repos],
+    directories: [...options.directories],
     log: logFunction(log, 'warn'),
     // The locks a previous server left (stopped or crashed) are taken over before a repository
     // is served.
@@ -269,7 +270,7 @@ export async function checkWritable(
 const PUT_PATH = /\/put(?:\?|$)/;
 
 export async function startGateway(
-  options: ServeOptions,
+  options: ApiConfig,
   backend: GatewayBackend,
   env: NodeJS.ProcessEnv = process.env,
   log: Logger = loggerFor(options, 'gateway'),
@@ -425,7 +426,7 @@ export async function startGateway(
   return { urls, opsUrl: ops?.url, app, metrics, reloadPolicy, close };
 }
 
-function httpsOptions(options: ServeOptions) {
+function httpsOptions(options: ApiConfig) {
   if (!options.certFile || !options.privateKeyFile) {
     return undefined;
   }
@@ -444,7 +445,7 @@ function httpsOptions(options: ServeOptions) {
  */
 async function listen(
   app: NestFastifyApplication,
-  options: ServeOptions,
+  options: ApiConfig,
 ): Promise<{ urls: string[]; extra: HttpServer[] }> {
   const scheme = options.certFile ? 'https' : 'http';
   if (options.socket) {

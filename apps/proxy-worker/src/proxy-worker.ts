@@ -31,7 +31,8 @@ import {
   repositoryLocation,
   unwritableAdvice,
   WritableCheck,
-  type ServeOptions,
+  type RepositoriesConfig,
+  type WorkerConfig,
 } from '@annex-p2phttp/config';
 import {
   blockingOptions,
@@ -81,10 +82,6 @@ import { describeRedisTarget, parseRedisUrl, PrimaryWatch } from '@annex-p2phttp
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { JobProcessor, type ClusterJob } from './job-processor';
 
-export interface ProxyWorkerOptions extends ServeOptions {
-  readonly redis: string;
-}
-
 export interface ProxyWorkerTuning {
   /** Advert refresh interval; the advert lives three times as long. Default 2000 ms. */
   readonly heartbeatMs?: number;
@@ -121,13 +118,13 @@ const ROUTE_CHECK_MS = 250;
  * The worker group unless --worker-group names one: a hash of the --repo and --directory paths,
  * so that workers configured alike (replicas on shared storage) form one group.
  */
-export function defaultWorkerGroup(options: Pick<ServeOptions, 'repos' | 'directories'>): string {
+export function defaultWorkerGroup(options: RepositoriesConfig): string {
   const roots = JSON.stringify([[...options.repos].sort(), [...options.directories].sort()]);
   return `g${createHash('sha256').update(roots).digest('hex').slice(0, 12)}`;
 }
 
 export async function startProxyWorker(
-  options: ProxyWorkerOptions,
+  options: WorkerConfig,
   tuning: ProxyWorkerTuning = {},
 ): Promise<RunningProxyWorker> {
   const logger = tuning.logger ?? loggerFor(options, 'proxy-worker');
@@ -155,8 +152,8 @@ export async function startProxyWorker(
   const starting = setInterval(announceStarting, heartbeatMs);
   starting.unref();
   const registry = new RepositoryRegistry({
-    repos: options.repos,
-    directories: options.directories,
+    repos: [...options.repos],
+    directories: [...options.directories],
     log,
   });
   try {
@@ -500,7 +497,7 @@ export async function startProxyWorker(
 
 async function listen(
   server: Server,
-  options: ServeOptions,
+  options: Pick<WorkerConfig, 'bind' | 'dataPort'>,
 ): Promise<{ host: string; port: number }> {
   const host = options.bind[0];
   const attempt = (where: string) =>
@@ -525,7 +522,7 @@ async function listen(
 }
 
 /** http://BIND:PORT for a specific --bind address, else http://HOSTNAME:PORT. */
-export function defaultAdvertiseUrl(options: ServeOptions, port: number): string {
+export function defaultAdvertiseUrl(options: Pick<WorkerConfig, 'bind'>, port: number): string {
   const bind = options.bind[0];
   if (bind !== undefined && bind !== '::' && bind !== '0.0.0.0') {
     return `http://${bind.includes(':') ? `[${bind}]` : bind}:${port}`;
