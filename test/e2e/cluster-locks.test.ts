@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
+import { lockServiceConfig, parseServeArgs } from '@annex-p2phttp/config';
 import {
   closeRedis,
   ClusterRetentionLocks,
@@ -78,12 +79,13 @@ async function gateway(
 }
 
 async function lockService(): Promise<RunningLockService> {
-  const service = await startLockService({
-    redisUrl: redis.url,
-    repos: [repo.dir],
-    directories: [],
-    healthPort: 0,
-    healthHost: '127.0.0.1',
+  const config = lockServiceConfig(
+    parseServeArgs(
+      ['--redis', redis.url, '--repo', repo.dir, '--health-port', '0', '--bind', '127.0.0.1'],
+      repo.dir,
+    ),
+  );
+  const service = await startLockService(config, {
     holderTtlMs: 2000,
     sweepIntervalMs: 250,
     log: () => undefined,

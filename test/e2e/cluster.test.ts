@@ -307,7 +307,29 @@ describe('cluster mode', () => {
       expect((await get(gateway.port, '/healthz')).status).toBe(200);
       expect((await get(gateway.port, '/readyz')).status).toBe(200);
     }
+    // Every role answers readiness in one format: the named checks, each ok or why not.
+    const readiness = async (port: number) => {
+      const answer = await get(port, '/readyz');
+      expect(answer.status).toBe(200);
+      const body = JSON.parse(answer.body.toString('utf8')) as {
+        status: string;
+        checks: { name: string; ok: boolean }[];
+      };
+      expect(body.status).toBe('ready');
+      expect(body.checks.every((check) => check.ok)).toBe(true);
+      return body.checks.map((check) => check.name);
+    };
+    expect(await readiness(gatewayA.port)).toEqual(['accepting', 'redis', 'proxy-workers']);
+    expect(await readiness(lockService.port)).toEqual(['redis', 'repositories', 'writable']);
     for (const worker of workers) {
+      expect(await readiness(worker.port)).toEqual([
+        'accepting',
+        'redis',
+        'repositories',
+        'writable',
+        'queues',
+      ]);
+      expect((await get(worker.port, '/healthz')).body.toString('utf8')).toBe('{"status":"ok"}');
       expect((await get(worker.port, '/healthz')).status).toBe(200);
       const metrics = (await get(worker.port, '/metrics')).body.toString('utf8');
       expect(metrics).toMatch(/^annex_p2phttp_queue_jobs\{.*app="proxy-worker"/m);

@@ -1,11 +1,7 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
-import {
-  HealthController,
-  MetricsController,
-  OBSERVABILITY,
-  type Observability,
-} from './health.controller';
+import { type Health } from '@annex-p2phttp/metrics';
+import { HEALTH, HealthController, MetricsController } from './health.controller';
 import { HttpExceptionFilter } from './http-exception.filter';
 import { P2PHTTP_SERVICE, P2pHttpController } from './p2phttp.controller';
 import { type P2pHttpService } from './p2phttp.service';
@@ -19,7 +15,7 @@ export class GatewayModule {
    */
   static forRoot(
     service: P2pHttpService,
-    observability: Observability,
+    health: Health,
     { opsRoutes }: { opsRoutes: boolean } = { opsRoutes: true },
   ): DynamicModule {
     return {
@@ -31,7 +27,7 @@ export class GatewayModule {
       ],
       providers: [
         { provide: P2PHTTP_SERVICE, useValue: service },
-        { provide: OBSERVABILITY, useValue: observability },
+        { provide: HEALTH, useValue: health },
         { provide: APP_FILTER, useClass: HttpExceptionFilter },
       ],
     };

@@ -5,7 +5,7 @@
  * is a job for a proxy worker. Retention locks are asked of the lock-service through Redis
  * (ClusterRetentionLocks), so any gateway can lock, keep, unlock and check any lock.
  */
-import { type ServeOptions } from '@annex-p2phttp/config';
+import { type GatewayConfig } from '@annex-p2phttp/config';
 import {
   boundedStep,
   BullMqDispatcher,
@@ -24,13 +24,9 @@ import type Redis from 'ioredis';
 import { describeRedisTarget, parseRedisUrl } from '@annex-p2phttp/redis';
 import { startGateway, type RunningGateway } from './server';
 
-export interface ClusterGatewayOptions extends ServeOptions {
-  readonly redis: string;
-}
-
 /** What a RetentionLocks factory gets to build cluster-wide locks. */
 export interface ClusterLocksContext {
-  readonly options: ClusterGatewayOptions;
+  readonly options: GatewayConfig;
   readonly keys: ClusterKeys;
   /** The gateway's command connection (fail-fast); owned by the gateway. */
   readonly redis: Redis;
@@ -49,7 +45,7 @@ export function describeRedis(url: string): string {
 }
 
 export async function startClusterGateway(
-  options: ClusterGatewayOptions,
+  options: GatewayConfig,
   env: NodeJS.ProcessEnv = process.env,
   locksFactory?: RetentionLocksFactory,
   logger: Logger = loggerFor(options, 'gateway'),
@@ -105,6 +101,12 @@ export async function startClusterGateway(
     metrics.poolWaiters.set(stats.waiting);
     metrics.streams.set(stats.streams);
   });
+  // Both checks of /readyz read the directory once.
+  let reading: ReturnType<ClusterDirectory['read']> | null = null;
+  const readDirectory = () =>
+    (reading ??= directory.read().finally(() => {
+      reading = null;
+    }));
   const gateway = await startGateway(
     options,
     {
@@ -112,21 +114,13 @@ export async function startClusterGateway(
       dispatcher,
       locks,
       metrics,
-      readiness: async () => {
-        try {
-          const snapshot = await directory.read();
-          return [
-            { name: 'redis', ok: true },
-            {
-              name: 'proxy-workers',
-              ok: snapshot.workers > 0,
-              detail: `${snapshot.workers} live, ${snapshot.starting} starting`,
-            },
-          ];
-        } catch (error) {
-          const detail = error instanceof Error ? error.message : String(error);
-          return [{ name: 'redis', ok: false, detail }];
-        }
+      checks: {
+        redis: () => readDirectory().then(() => null),
+        'proxy-workers': async () => {
+          const { workers, starting } = await readDirectory();
+          const detail = `${workers} live, ${starting} starting`;
+          return workers > 0 ? { note: detail } : detail;
+        },
       },
       // Each step is bounded and skipped while Redis is unreachable (shutdown-steps.ts).
       close: async (graceMs) => {

@@ -1,58 +1,41 @@
 /**
  * `/healthz` (the process answers) and `/readyz` (what it depends on is reachable: the
  * repositories it serves and can write, or Redis and a live worker in cluster mode), and
- * `/metrics` (Prometheus text). They need no credentials. `/metrics` (and `/stats`) are on the
- * API's port only without `--ops-listen`; with it they move to that listener (ops-server.ts).
+ * `/metrics` (Prometheus text), answered by the one health helper of every role
+ * (@annex-p2phttp/metrics, health.ts). They need no credentials. `/metrics` (and `/stats`) are on
+ * the API's port only without `--ops-listen`; with it they move to that listener (ops-server.ts).
  */
 import { Controller, Get, Inject, Res } from '@nestjs/common';
-import { type Metrics } from '@annex-p2phttp/metrics';
+import { type Health, type HealthAnswer } from '@annex-p2phttp/metrics';
 import { type FastifyReply } from 'fastify';
 
-export const OBSERVABILITY = Symbol('Observability');
+export const HEALTH = Symbol('Health');
 
-export interface ReadinessCheck {
-  readonly name: string;
-  readonly ok: boolean;
-  readonly detail?: string;
-}
-
-export interface Observability {
-  readonly metrics: Metrics;
-  readiness(): Promise<ReadinessCheck[]>;
+function send(reply: FastifyReply, answer: HealthAnswer): void {
+  void reply.code(answer.status).header('content-type', answer.contentType).send(answer.body);
 }
 
 @Controller()
 export class MetricsController {
-  constructor(@Inject(OBSERVABILITY) private readonly observability: Observability) {}
+  constructor(@Inject(HEALTH) private readonly health: Health) {}
 
   @Get('metrics')
   async metrics(@Res() reply: FastifyReply): Promise<void> {
-    const { contentType, body } = await this.observability.metrics.render();
-    void reply.code(200).header('content-type', contentType).send(body);
+    send(reply, await this.health.scrape());
   }
 }
 
 @Controller()
 export class HealthController {
-  constructor(@Inject(OBSERVABILITY) private readonly observability: Observability) {}
+  constructor(@Inject(HEALTH) private readonly health: Health) {}
 
   @Get('healthz')
   healthz(@Res() reply: FastifyReply): void {
-    void reply.code(200).header('content-type', 'application/json').send('{"status":"ok"}');
+    send(reply, this.health.live());
   }
 
   @Get('readyz')
   async readyz(@Res() reply: FastifyReply): Promise<void> {
-    let checks: ReadinessCheck[];
-    try {
-      checks = await this.observability.readiness();
-    } catch (error) {
-      checks = [{ name: 'readiness', ok: false, detail: String(error) }];
-    }
-    const ok = checks.every((check) => check.ok);
-    void reply
-      .code(ok ? 200 : 503)
-      .header('content-type', 'application/json')
-      .send(JSON.stringify({ status: ok ? 'ready' : 'not ready', checks }));
+    send(reply, await this.health.ready());
   }
 }

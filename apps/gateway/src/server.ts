@@ -22,7 +22,8 @@ import {
   repositoryLocation,
   unwritableAdvice,
   WritableCheck,
-  type ServeOptions,
+  type ApiConfig,
+  type EmbeddedConfig,
 } from '@annex-p2phttp/config';
 import {
   boundedStep,
@@ -41,17 +42,18 @@ import {
 } from '@annex-p2phttp/locks';
 import {
   CounterMirror,
+  Health,
   logFunction,
   loggerFor,
   Metrics,
   mirrorPool,
+  type Checks,
   type Logger,
 } from '@annex-p2phttp/metrics';
 import { BodyTap, LocalShellConnector, ObjectFiles, SessionPool } from '@annex-p2phttp/p2p';
 import { AccessControl } from './access';
 import { GatewayModule } from './app.module';
 import { AuthHook } from './auth-hook';
-import { type ReadinessCheck } from './health.controller';
 import { instrumentHttp } from './http-metrics';
 import { NestLogger } from './nest-logger';
 import { startOpsServer, type OpsServer } from './ops-server';
@@ -67,8 +69,8 @@ export interface GatewayBackend {
   readonly locks: RetentionLocks;
   /** The registry /metrics serves; the backend mirrors its own state into it. */
   readonly metrics: Metrics;
-  /** What it depends on and whether each is reachable now (GET /readyz). */
-  readiness(): Promise<ReadinessCheck[]>;
+  /** What it depends on, each checked for GET /readyz. */
+  readonly checks: Checks;
   /**
    * Ends what the backend owns, once the API stopped accepting requests: what is in flight gets
    * `graceMs`, and the whole takes at most SHUTDOWN_CLEANUP_MS more, whatever the state of Redis.
@@ -99,7 +101,7 @@ export interface RunningServer extends RunningGateway {
 export const MAX_HEADER_BYTES = 64 * 1024;
 
 export async function startEmbeddedServer(
-  options: ServeOptions,
+  options: EmbeddedConfig,
   env: NodeJS.ProcessEnv = process.env,
   log: Logger = loggerFor(options, 'embedded'),
 ): Promise<RunningServer> {
@@ -122,8 +124,8 @@ export async function startEmbeddedServer(
   });
   let restored = 0;
   const registry = new RepositoryRegistry({
-    repos: options.repos,
-    directories: options.directories,
+    repos: [...options.repos],
+    directories: [...options.directories],
     log: logFunction(log, 'warn'),
     // The locks a previous server left (stopped or crashed) are taken over before a repository
     // is served.
@@ -164,15 +166,18 @@ export async function startEmbeddedServer(
       dispatcher,
       locks,
       metrics,
-      readiness: async () => {
-        if (!registry.firstScanFinished || writable === undefined) {
-          return [{ name: 'repositories', ok: false, detail: 'still reading the repositories' }];
-        }
-        const served = registry.list().filter((repo) => repo.kind === 'repository').length;
-        return [
-          { name: 'repositories', ok: served > 0, detail: `${served} served` },
-          await writableReadiness(writable),
-        ];
+      checks: {
+        repositories: () => {
+          if (!registry.firstScanFinished || writable === undefined) {
+            return Promise.resolve('still reading the repositories');
+          }
+          const served = registry.list().filter((repo) => repo.kind === 'repository').length;
+          return Promise.resolve(served > 0 ? { note: `${served} served` } : '0 served');
+        },
+        writable: () =>
+          writable === undefined
+            ? Promise.resolve('not checked yet: still reading the repositories')
+            : writable.problem(),
       },
       close: async (graceMs) => {
         stopped = true;
@@ -262,18 +267,6 @@ export async function checkWritable(
   return check;
 }
 
-/** The readiness check of `check`: not ready while some served repository is not writable. */
-export async function writableReadiness(check: WritableCheck): Promise<ReadinessCheck> {
-  const found = await check.unwritable();
-  return found.length === 0
-    ? { name: 'writable', ok: true }
-    : {
-        name: 'writable',
-        ok: false,
-        detail: `cannot write to ${found.map((dir) => dir.path).join(', ')} (see the log)`,
-      };
-}
-
 /**
  * The HTTP API over a backend: builds the Nest app on Fastify, listens, and owns the shutdown
  * order: stop listening, end the backend (locks, sessions or queues), wait for the requests.
@@ -282,7 +275,7 @@ export async function writableReadiness(check: WritableCheck): Promise<Readiness
 const PUT_PATH = /\/put(?:\?|$)/;
 
 export async function startGateway(
-  options: ServeOptions,
+  options: ApiConfig,
   backend: GatewayBackend,
   env: NodeJS.ProcessEnv = process.env,
   log: Logger = loggerFor(options, 'gateway'),
@@ -325,10 +318,10 @@ export async function startGateway(
     metrics.keepLockedOpen.set(stats.keeplocked);
   });
   let closing: Promise<void> | null = null;
-  const readiness = async (): Promise<ReadinessCheck[]> => [
-    { name: 'accepting', ok: closing === null, detail: closing ? 'shutting down' : undefined },
-    ...(await backend.readiness()),
-  ];
+  const health = new Health(metrics, {
+    accepting: () => Promise.resolve(closing === null ? null : 'shutting down'),
+    ...backend.checks,
+  });
 
   const adapter = new FastifyAdapter({
     https: httpsOptions(options),
@@ -360,7 +353,7 @@ export async function startGateway(
   });
   const opsListen = options.opsListen;
   const app = await NestFactory.create<NestFastifyApplication>(
-    GatewayModule.forRoot(service, { metrics, readiness }, { opsRoutes: opsListen === undefined }),
+    GatewayModule.forRoot(service, health, { opsRoutes: opsListen === undefined }),
     adapter,
     { bodyParser: false, logger: new NestLogger(log.child({ component: 'nest' })) },
   );
@@ -389,9 +382,8 @@ export async function startGateway(
     try {
       ops = await startOpsServer({
         listen: opsListen,
-        metrics,
+        health,
         stats: () => service.stats(),
-        readiness,
         log,
       });
     } catch (error) {
@@ -439,7 +431,7 @@ export async function startGateway(
   return { urls, opsUrl: ops?.url, app, metrics, reloadPolicy, close };
 }
 
-function httpsOptions(options: ServeOptions) {
+function httpsOptions(options: ApiConfig) {
   if (!options.certFile || !options.privateKeyFile) {
     return undefined;
   }
@@ -458,7 +450,7 @@ function httpsOptions(options: ServeOptions) {
  */
 async function listen(
   app: NestFastifyApplication,
-  options: ServeOptions,
+  options: ApiConfig,
 ): Promise<{ urls: string[]; extra: HttpServer[] }> {
   const scheme = options.certFile ? 'https' : 'http';
   if (options.socket) {

@@ -1,12 +1,18 @@
 /**
  * The lock-service's own small HTTP server on --health-port: /healthz (the process runs),
- * /readyz (Redis answers and the repositories are readable) and /metrics (Prometheus).
+ * /readyz (its named checks: Redis answers, the repositories are readable and writable) and
+ * /metrics, as every role answers them (@annex-p2phttp/metrics, health.ts).
  */
-import { createServer, type Server } from 'node:http';
-import { type AddressInfo } from 'node:net';
-import { logNodeRequest, type Logger, type Metrics } from '@annex-p2phttp/metrics';
+import {
+  Health,
+  startHealthServer as startServer,
+  type Checks,
+  type Logger,
+  type Metrics,
+} from '@annex-p2phttp/metrics';
 
 export interface HealthServer {
+  /** Its base URL (the loopback address when it listens on all of them). */
   readonly url: string;
   close(): Promise<void>;
 }
@@ -17,51 +23,15 @@ export async function startHealthServer(options: {
   metrics: Metrics;
   /** Where each request's access-log line goes. */
   log?: Logger;
-  /** Why the service is not ready, or null when it is. */
-  notReady: () => Promise<string | null>;
+  /** What /readyz checks. */
+  checks: Checks;
 }): Promise<HealthServer> {
-  const server: Server = createServer((request, response) => {
-    const path = (request.url ?? '/').split('?')[0] ?? '/';
-    if (options.log) {
-      const known = ['/healthz', '/readyz', '/metrics'].includes(path);
-      logNodeRequest(options.log, request, response, known ? path.slice(1) : 'unmatched');
-    }
-    const send = (status: number, body: string, type = 'text/plain;charset=utf-8') => {
-      response.writeHead(status, { 'content-type': type }).end(body);
-    };
-    if (request.method !== 'GET' && request.method !== 'HEAD') {
-      send(405, 'method not allowed\n');
-      return;
-    }
-    if (path === '/healthz') {
-      send(200, 'ok\n');
-    } else if (path === '/readyz') {
-      options.notReady().then(
-        (problem) => (problem === null ? send(200, 'ready\n') : send(503, `${problem}\n`)),
-        (error: unknown) => send(503, `${String(error)}\n`),
-      );
-    } else if (path === '/metrics') {
-      options.metrics.render().then(
-        ({ contentType, body }) => send(200, body, contentType),
-        (error: unknown) => send(500, `${String(error)}\n`),
-      );
-    } else {
-      send(404, 'not found\n');
-    }
+  const server = await startServer({
+    health: new Health(options.metrics, options.checks),
+    port: options.port,
+    host: options.host ?? '0.0.0.0',
+    log: options.log,
   });
-  server.requestTimeout = 30_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return {
-    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  const host = server.host === '0.0.0.0' ? '127.0.0.1' : server.host;
+  return { url: `http://${host}:${server.port}`, close: () => server.close() };
 }

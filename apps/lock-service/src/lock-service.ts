@@ -11,7 +11,12 @@ import { access, constants } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
-import { RepositoryRegistry, unwritableAdvice, WritableCheck } from '@annex-p2phttp/config';
+import {
+  RepositoryRegistry,
+  unwritableAdvice,
+  WritableCheck,
+  type LockServiceConfig,
+} from '@annex-p2phttp/config';
 import {
   boundedStep,
   Deadline,
@@ -38,19 +43,11 @@ import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { PrimaryWatch } from '@annex-p2phttp/redis';
 import { startHealthServer } from './health-server';
 
-export const DEFAULT_HEALTH_PORT = 9419;
 export const DEFAULT_LOCK_CONCURRENCY = 16;
 export const DEFAULT_SHUTDOWN_DEADLINE_MS = 10_000;
 
-export interface LockServiceOptions {
-  readonly redisUrl: string;
-  /** Prefix of every Redis key (default `annex-p2phttp:`). */
-  readonly redisPrefix?: string;
-  readonly repos: readonly string[];
-  readonly directories: readonly string[];
-  /** Port of /healthz, /readyz, /metrics (default 9419; 0 = any free port). */
-  readonly healthPort?: number;
-  readonly healthHost?: string;
+/** What the command line does not set: for tests. */
+export interface LockServiceTuning {
   /** Lock requests handled at once (default 16). */
   readonly concurrency?: number;
   /** This instance's holder identity (default host:pid:random). */
@@ -59,9 +56,7 @@ export interface LockServiceOptions {
   readonly sweepIntervalMs?: number;
   /** How long SIGTERM/close waits for locks to be released (default 10 s). */
   readonly shutdownDeadlineMs?: number;
-  readonly clusterJobs?: number;
-  readonly debug?: boolean;
-  /** The structured log (default: json unless stderr is a terminal, level info). */
+  /** The structured log (default: from the config's --log-format and --log-level). */
   readonly logger?: Logger;
   /** Overrides where its messages go (tests). */
   readonly log?: (message: string) => void;
@@ -76,12 +71,15 @@ export interface RunningLockService {
   close(): Promise<void>;
 }
 
-export async function startLockService(options: LockServiceOptions): Promise<RunningLockService> {
-  const logger = options.logger ?? loggerFor({}, 'lock-service');
-  const log = options.log ?? logFunction(logger, 'warn');
+export async function startLockService(
+  config: LockServiceConfig,
+  tuning: LockServiceTuning = {},
+): Promise<RunningLockService> {
+  const logger = tuning.logger ?? loggerFor(config, 'lock-service');
+  const log = tuning.log ?? logFunction(logger, 'warn');
   const registry = new RepositoryRegistry({
-    repos: [...options.repos],
-    directories: [...options.directories],
+    repos: [...config.repos],
+    directories: [...config.directories],
     log,
   });
   try {
@@ -101,9 +99,9 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
     log(unwritableAdvice(dir));
   }
 
-  const holderId = options.holder ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  const redis = openRedis(options.redisUrl, 'command', 'annex-p2phttp-lock-service');
-  const workerRedis = openRedis(options.redisUrl, 'blocking', 'annex-p2phttp-lock-worker');
+  const holderId = tuning.holder ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const redis = openRedis(config.redis, 'command', 'annex-p2phttp-lock-service');
+  const workerRedis = openRedis(config.redis, 'blocking', 'annex-p2phttp-lock-worker');
   let subscriber: Awaited<ReturnType<typeof subscription>> | undefined;
   const closeConnections = () =>
     Promise.all(
@@ -113,13 +111,13 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
     );
 
   const pool = new SessionPool({
-    connector: new LocalShellConnector({ debug: options.debug, clusterJobs: options.clusterJobs }),
+    connector: new LocalShellConnector({ debug: config.debug, clusterJobs: config.clusterJobs }),
     // Locks take uncounted sessions; nothing else runs here, and no session is kept idle.
     maxActive: 1,
     maxIdle: 0,
   });
   const dispatcher = new InProcessDispatcher(pool);
-  const store = new RedisLockStore(redis, options.redisPrefix);
+  const store = new RedisLockStore(redis, config.redisPrefix);
   const metrics = new Metrics('lock-service');
   const primary = new PrimaryWatch(redis);
   mirrorRedis(metrics, () => primary.stats());
@@ -129,8 +127,8 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
     registry,
     holder: holderId,
     redisProblem: () => redisUnreachable(redis),
-    holderTtlMs: options.holderTtlMs,
-    sweepIntervalMs: options.sweepIntervalMs,
+    holderTtlMs: tuning.holderTtlMs,
+    sweepIntervalMs: tuning.sweepIntervalMs,
     onExpired: () => metrics.lockExpirations.inc(),
     log,
   });
@@ -142,7 +140,7 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
   try {
     await whenReady(redis);
     subscriber = await subscription(
-      options.redisUrl,
+      config.redis,
       store.keys.unlockChannel,
       (lockid) => void locks.unlocked(lockid),
       'annex-p2phttp-lock-unlocks',
@@ -163,7 +161,7 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
       {
         connection: workerRedis,
         prefix: store.keys.bullPrefix,
-        concurrency: options.concurrency ?? DEFAULT_LOCK_CONCURRENCY,
+        concurrency: tuning.concurrency ?? DEFAULT_LOCK_CONCURRENCY,
         // A request whose lock-service died is not run again: its gateway answers 503.
         maxStalledCount: 0,
         // Wait for requests in blocks of one second, so that closing does not wait longer.
@@ -178,30 +176,30 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
     throw error;
   }
 
-  const repoPaths = [...options.repos, ...options.directories];
+  const repoPaths = [...config.repos, ...config.directories];
   const health = await startHealthServer({
-    port: options.healthPort ?? DEFAULT_HEALTH_PORT,
-    host: options.healthHost,
+    port: config.healthPort,
+    host: config.healthHost,
     metrics,
     log: logger,
-    notReady: async () => {
-      try {
-        await redis.ping();
-      } catch (error) {
-        return `Redis unreachable: ${error instanceof Error ? error.message : String(error)}`;
-      }
-      for (const path of repoPaths) {
-        try {
-          await access(path, constants.R_OK | constants.X_OK);
-        } catch {
-          return `repository not readable: ${path}`;
+    checks: {
+      redis: () =>
+        redis.ping().then(
+          () => null,
+          (error: unknown) =>
+            `Redis unreachable: ${error instanceof Error ? error.message : String(error)}`,
+        ),
+      repositories: async () => {
+        for (const path of repoPaths) {
+          try {
+            await access(path, constants.R_OK | constants.X_OK);
+          } catch {
+            return `repository not readable: ${path}`;
+          }
         }
-      }
-      const unwritable = await writable.unwritable();
-      if (unwritable.length > 0) {
-        return `cannot write to ${unwritable.map((dir) => dir.path).join(', ')} (see the log)`;
-      }
-      return null;
+        return null;
+      },
+      writable: () => writable.problem(),
     },
   });
 
@@ -210,7 +208,7 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
   const close = () => {
     closing ??= (async () => {
       registry.close();
-      const grace = new Deadline(options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS);
+      const grace = new Deadline(tuning.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS);
       const cleanup = grace.extended(SHUTDOWN_CLEANUP_MS);
       // No new requests; those running finish (or give up by the deadline). BullMQ's close
       // also waits for its connections, which never comes while Redis is unreachable: the

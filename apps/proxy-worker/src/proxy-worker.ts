@@ -22,7 +22,7 @@
  * within its grace whatever the state of Redis; the log says what could not be done.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { type AddressInfo } from 'node:net';
 import { Queue, Worker } from 'bullmq';
@@ -31,7 +31,8 @@ import {
   repositoryLocation,
   unwritableAdvice,
   WritableCheck,
-  type ServeOptions,
+  type RepositoriesConfig,
+  type WorkerConfig,
 } from '@annex-p2phttp/config';
 import {
   blockingOptions,
@@ -66,6 +67,9 @@ import {
   type WorkerAdvert,
 } from '@annex-p2phttp/dispatch';
 import {
+  handleHealthRequest,
+  Health,
+  HEALTH_PATHS,
   logFunction,
   loggerFor,
   logNodeRequest,
@@ -77,10 +81,6 @@ import {
 import { describeRedisTarget, parseRedisUrl, PrimaryWatch } from '@annex-p2phttp/redis';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { JobProcessor, type ClusterJob } from './job-processor';
-
-export interface ProxyWorkerOptions extends ServeOptions {
-  readonly redis: string;
-}
 
 export interface ProxyWorkerTuning {
   /** Advert refresh interval; the advert lives three times as long. Default 2000 ms. */
@@ -118,13 +118,13 @@ const ROUTE_CHECK_MS = 250;
  * The worker group unless --worker-group names one: a hash of the --repo and --directory paths,
  * so that workers configured alike (replicas on shared storage) form one group.
  */
-export function defaultWorkerGroup(options: Pick<ServeOptions, 'repos' | 'directories'>): string {
+export function defaultWorkerGroup(options: RepositoriesConfig): string {
   const roots = JSON.stringify([[...options.repos].sort(), [...options.directories].sort()]);
   return `g${createHash('sha256').update(roots).digest('hex').slice(0, 12)}`;
 }
 
 export async function startProxyWorker(
-  options: ProxyWorkerOptions,
+  options: WorkerConfig,
   tuning: ProxyWorkerTuning = {},
 ): Promise<RunningProxyWorker> {
   const logger = tuning.logger ?? loggerFor(options, 'proxy-worker');
@@ -152,8 +152,8 @@ export async function startProxyWorker(
   const starting = setInterval(announceStarting, heartbeatMs);
   starting.unref();
   const registry = new RepositoryRegistry({
-    repos: options.repos,
-    directories: options.directories,
+    repos: [...options.repos],
+    directories: [...options.directories],
     log,
   });
   try {
@@ -207,66 +207,37 @@ export async function startProxyWorker(
   let stopping = false;
   let closing: Promise<void> | null = null;
 
-  const server = createServer((request, response) => {
-    void handle(request, response);
+  const health = new Health(metrics, {
+    accepting: () => Promise.resolve(stopping ? 'shutting down' : null),
+    redis: () => redis.ping().then(() => null),
+    repositories: () =>
+      Promise.resolve(
+        !registry.firstScanFinished
+          ? 'still reading the repositories'
+          : routes.size === 0
+            ? 'no repository served'
+            : null,
+      ),
+    writable: () => writable.problem(),
+    queues: () => {
+      const stopped = [...shardWorkers]
+        .filter(([, entry]) => !entry.worker.isRunning())
+        .map(([queue]) => `queue ${queue}: worker not running`);
+      return Promise.resolve(stopped.length === 0 ? null : stopped.join(', '));
+    },
   });
-  const handle = async (request: IncomingMessage, response: ServerResponse) => {
+  // The data port: streams (get and put bytes), and the health paths.
+  const server = createServer((request, response) => {
     const path = (request.url ?? '').split('?')[0] ?? '';
     logNodeRequest(logger, request, response, dataPortRoute(path));
-    if (streams.handle(request, response)) {
+    if (streams.handle(request, response) || handleHealthRequest(health, request, response)) {
       return;
     }
-    if (request.method !== 'GET' && request.method !== 'HEAD') {
-      return text(response, 405, 'method not allowed\n');
-    }
-    switch (path) {
-      case '/healthz':
-        return text(response, 200, 'ok\n');
-      case '/readyz': {
-        const problems = await readiness();
-        return text(
-          response,
-          problems.length === 0 ? 200 : 503,
-          `${problems.join('\n') || 'ready'}\n`,
-        );
-      }
-      case '/metrics': {
-        const { contentType, body } = await metrics.render();
-        response.writeHead(200, { 'content-type': contentType }).end(body);
-        return;
-      }
-      default:
-        return text(response, 404, 'not found\n');
-    }
-  };
-  const readiness = async (): Promise<string[]> => {
-    const problems: string[] = [];
-    if (stopping) {
-      problems.push('shutting down');
-    }
-    try {
-      await redis.ping();
-    } catch (error) {
-      problems.push(`redis: ${error instanceof Error ? error.message : String(error)}`);
-    }
-    if (!registry.firstScanFinished) {
-      problems.push('still reading the repositories');
-    } else if (routes.size === 0) {
-      problems.push('no repository served');
-    }
-    const unwritable = await writable.unwritable();
-    if (unwritable.length > 0) {
-      problems.push(
-        `cannot write to ${unwritable.map((dir) => dir.path).join(', ')} (see the log)`,
-      );
-    }
-    for (const [queue, entry] of shardWorkers) {
-      if (!entry.worker.isRunning()) {
-        problems.push(`queue ${queue}: worker not running`);
-      }
-    }
-    return problems;
-  };
+    const allowed = request.method === 'GET' || request.method === 'HEAD';
+    response
+      .writeHead(allowed ? 404 : 405, { 'content-type': 'text/plain;charset=utf-8' })
+      .end(allowed ? 'not found\n' : 'method not allowed\n');
+  });
 
   const listening = await listen(server, options);
   const url = options.advertiseUrl ?? defaultAdvertiseUrl(options, listening.port);
@@ -524,13 +495,9 @@ export async function startProxyWorker(
   return { id, url, listening: `http://${listening.host}:${listening.port}`, pool, close };
 }
 
-function text(response: ServerResponse, status: number, body: string): void {
-  response.writeHead(status, { 'content-type': 'text/plain;charset=utf-8' }).end(body);
-}
-
 async function listen(
   server: Server,
-  options: ServeOptions,
+  options: Pick<WorkerConfig, 'bind' | 'dataPort'>,
 ): Promise<{ host: string; port: number }> {
   const host = options.bind[0];
   const attempt = (where: string) =>
@@ -555,7 +522,7 @@ async function listen(
 }
 
 /** http://BIND:PORT for a specific --bind address, else http://HOSTNAME:PORT. */
-export function defaultAdvertiseUrl(options: ServeOptions, port: number): string {
+export function defaultAdvertiseUrl(options: Pick<WorkerConfig, 'bind'>, port: number): string {
   const bind = options.bind[0];
   if (bind !== undefined && bind !== '::' && bind !== '0.0.0.0') {
     return `http://${bind.includes(':') ? `[${bind}]` : bind}:${port}`;
@@ -568,5 +535,5 @@ function dataPortRoute(path: string): string {
   if (path.startsWith(STREAM_PATH)) {
     return 'stream';
   }
-  return ['/healthz', '/readyz', '/metrics'].includes(path) ? path.slice(1) : 'unmatched';
+  return HEALTH_PATHS.includes(path) ? path.slice(1) : 'unmatched';
 }

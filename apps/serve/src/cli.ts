@@ -4,7 +4,16 @@
  * `lock-service` are the apps of cluster mode. All read the same options (`annex-p2phttp serve --help`).
  */
 import { constants } from 'node:os';
-import { ConfigError, parseServeArgs, serveHelp, type ServeOptions } from '@annex-p2phttp/config';
+import {
+  ConfigError,
+  embeddedConfig,
+  gatewayConfig,
+  lockServiceConfig,
+  parseServeArgs,
+  serveHelp,
+  workerConfig,
+  type ServeOptions,
+} from '@annex-p2phttp/config';
 import { SHUTDOWN_CLEANUP_MS, SHUTDOWN_GRACE_MS } from '@annex-p2phttp/dispatch';
 import { startClusterGateway, startEmbeddedServer } from '@annex-p2phttp/gateway';
 import { startLockService } from '@annex-p2phttp/lock-service';
@@ -165,13 +174,10 @@ function handleStopSignals(log: () => Logger): {
   };
 }
 
+/** Starts the role `command` names, with the slice of the options it uses. */
 async function start(command: string, options: ServeOptions, log: Logger): Promise<Started> {
-  const redis = options.redis;
   if (command === 'proxy-worker') {
-    if (redis === undefined) {
-      throw new ConfigError('proxy-worker needs --redis URL (or REDIS_URL)');
-    }
-    const worker = await startProxyWorker({ ...options, redis }, { logger: log });
+    const worker = await startProxyWorker(workerConfig(options), { logger: log });
     return {
       banner: [
         `proxy-worker ${worker.id}: data port ${worker.listening}, advertised as ${worker.url}`,
@@ -180,30 +186,14 @@ async function start(command: string, options: ServeOptions, log: Logger): Promi
     };
   }
   if (command === 'lock-service') {
-    if (redis === undefined) {
-      throw new ConfigError('lock-service needs --redis URL (or REDIS_URL)');
-    }
-    const service = await startLockService({
-      redisUrl: redis,
-      redisPrefix: options.redisPrefix,
-      repos: options.repos,
-      directories: options.directories,
-      healthPort: options.healthPort,
-      healthHost: options.bind[0],
-      clusterJobs: options.clusterJobs,
-      debug: options.debug,
-      logger: log,
-    });
+    const service = await startLockService(lockServiceConfig(options), { logger: log });
     return {
       banner: [`lock-service ${service.holder}: listening on ${service.healthUrl}`],
       close: () => service.close(),
     };
   }
-  if (command === 'gateway' || redis !== undefined) {
-    if (redis === undefined) {
-      throw new ConfigError('gateway needs --redis URL (or REDIS_URL)');
-    }
-    const gateway = await startClusterGateway({ ...options, redis }, process.env, undefined, log);
+  if (command === 'gateway' || options.redis !== undefined) {
+    const gateway = await startClusterGateway(gatewayConfig(options), process.env, undefined, log);
     return {
       banner: [
         ...gateway.urls.map((url) => `listening on ${url} (cluster gateway)`),
@@ -213,7 +203,7 @@ async function start(command: string, options: ServeOptions, log: Logger): Promi
       close: () => gateway.close(),
     };
   }
-  const server = await startEmbeddedServer(options, process.env, log);
+  const server = await startEmbeddedServer(embeddedConfig(options), process.env, log);
   return {
     banner: [...server.urls.map((url) => `listening on ${url}`), ...opsBanner(server.opsUrl)],
     reloadPolicy: () => server.reloadPolicy(),

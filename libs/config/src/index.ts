@@ -5,3 +5,5 @@ export * from './auth';
 export * from './repositories';
 export * from './writable';
 export * from './policy';
+export * from './frozen';
+export * from './roles';

@@ -12,93 +12,103 @@
  */
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { parseRedisUrl, redactRedisUrl, RedisUrlError } from '@annex-p2phttp/redis';
+import {
+  DEFAULT_REDIS_PREFIX,
+  parseRedisUrl,
+  redactRedisUrl,
+  RedisUrlError,
+} from '@annex-p2phttp/redis';
 import { Command, CommanderError, Option } from 'commander';
 import { type AuthPolicy } from './auth';
 import { ConfigError, HelpRequested } from './errors';
+import { deepFreeze } from './frozen';
 
-export interface ServeOptions extends AuthPolicy {
+/**
+ * Everything the command line says, read and checked once and then frozen (deepFreeze): no part
+ * of it changes afterwards. Each role takes the slice it uses (roles.ts).
+ */
+export interface ServeOptions extends Readonly<AuthPolicy> {
   /** TCP port; 0 lets the system pick a free one. */
-  port: number;
+  readonly port: number;
   /** Addresses to listen on; empty = all interfaces. */
-  bind: string[];
+  readonly bind: readonly string[];
   /** Listen on this unix socket instead of TCP. */
-  socket?: string;
+  readonly socket?: string;
   /** Concurrent jobs (worker slots per repository). */
-  jobs: number;
+  readonly jobs: number;
   /** `--cpus N`: cores the server may use at once (threads of its file I/O pool); unset: default. */
-  cpus?: number;
+  readonly cpus?: number;
   /** Idle P2P connections kept for reuse, across all keys. */
-  proxyConnections: number;
+  readonly proxyConnections: number;
   /** Concurrent node operations per connection to a cluster. */
-  clusterJobs: number;
+  readonly clusterJobs: number;
   /** Content locks held at once; past it lockcontent answers locked:false. */
-  lockedFiles: number;
+  readonly lockedFiles: number;
   /** How long a retention lock lasts after lockcontent, or after its keeplocked request ended. */
-  lockTtlMs: number;
+  readonly lockTtlMs: number;
   /** An upload body that brings no bytes for this long is cut (its bytes kept for a resume). */
-  uploadIdleMs: number;
+  readonly uploadIdleMs: number;
   /**
    * Take an anonymous client's address from `X-Forwarded-For` (set by a reverse proxy in front),
    * for sharing the sessions fairly between clients.
    */
-  trustForwardedFor: boolean;
-  certFile?: string;
-  privateKeyFile?: string;
-  chainFiles: string[];
+  readonly trustForwardedFor: boolean;
+  readonly certFile?: string;
+  readonly privateKeyFile?: string;
+  readonly chainFiles: readonly string[];
   /** Repositories served, absolute. */
-  repos: string[];
+  readonly repos: readonly string[];
   /** Directories whose repositories are served, absolute. */
-  directories: string[];
-  debug: boolean;
+  readonly directories: readonly string[];
+  readonly debug: boolean;
   /** Cluster mode: the Redis URL (`--redis` or REDIS_URL); embedded mode when absent. */
-  redis?: string;
+  readonly redis?: string;
   /** Prefix of every Redis key (`--redis-prefix` or ANNEX_P2PHTTP_REDIS_PREFIX). */
-  redisPrefix: string;
+  readonly redisPrefix: string;
   /** Cluster mode: how long a job may wait for a worker before the request gets 503. */
-  queueWaitMs: number;
+  readonly queueWaitMs: number;
   /** Cluster mode: how long the gateway waits for a job's answer (streams excepted). */
-  jobTimeoutMs: number;
+  readonly jobTimeoutMs: number;
   /** proxy-worker: the internal data port (get/put bytes, /metrics, /healthz, /readyz). */
-  dataPort: number;
+  readonly dataPort: number;
   /** proxy-worker: the URL gateways reach the data port at; default from --bind or hostname. */
-  advertiseUrl?: string;
+  readonly advertiseUrl?: string;
   /** proxy-worker: the job lock duration and stalled-job check interval. */
-  stallCheckMs: number;
+  readonly stallCheckMs: number;
   /**
    * proxy-worker: jobs taken at once per queue. More than `jobs`: a job served from the object
    * files needs no session, one that does waits for one of the `jobs` session slots.
    */
-  workerJobs: number;
+  readonly workerJobs: number;
   /**
    * proxy-worker: the BullMQ queues (shards) of its worker group; a repository's queue is its
    * uuid's hash mod `shards`. Workers of a group share the queues of the same number only.
    */
-  shards: number;
+  readonly shards: number;
   /**
    * proxy-worker: its worker group (`--worker-group`): workers that serve the same repositories
    * and share their shard queues. Absent: derived from its --repo and --directory paths.
    */
-  workerGroup?: string;
+  readonly workerGroup?: string;
   /** lock-service: port of /healthz, /readyz and /metrics. */
-  healthPort: number;
+  readonly healthPort: number;
   /**
    * serve, gateway: a listener of its own for /metrics and /stats (which then leave the API's
    * port); absent: they are answered on the API's port like /healthz and /readyz.
    */
-  opsListen?: ListenAddress;
+  readonly opsListen?: ListenAddress;
   /** The log's format; absent: json unless stderr is a terminal. */
-  logFormat?: 'json' | 'text';
+  readonly logFormat?: 'json' | 'text';
   /** Lines below this level are not logged (`--debug` makes it debug). */
-  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** `--policy FILE` (or ANNEX_P2PHTTP_POLICY): per-repository access rules, absolute. */
-  policyFile?: string;
+  readonly policyFile?: string;
   /** `--auth-hook URL`: the forge's service asked for each access decision. */
-  authHook?: string;
+  readonly authHook?: string;
   /** `--auth-hook-cache S`: how long a hook's answer is reused, in ms; 0 = not at all. */
-  authHookCacheMs: number;
+  readonly authHookCacheMs: number;
   /** `--path-prefix /P`: the API is also served below this path (no trailing slash). */
-  pathPrefix?: string;
+  readonly pathPrefix?: string;
 }
 
 export interface ListenAddress {
@@ -109,7 +119,6 @@ export interface ListenAddress {
 export const DEFAULT_PORT = 9417;
 export const DEFAULT_DATA_PORT = 9418;
 export const DEFAULT_HEALTH_PORT = 9419;
-export const DEFAULT_REDIS_PREFIX = 'annex-p2phttp:';
 export const DEFAULT_QUEUE_WAIT_SECONDS = 30;
 /** git-annex's own retention period of a lock (PROTOCOL.md §2.5). */
 export const DEFAULT_LOCK_TTL_SECONDS = 600;
@@ -358,7 +367,7 @@ export function parseListenAddress(
  * Parses the arguments that follow `serve`. Relative paths are resolved against `cwd`; REDIS_URL
  * and ANNEX_P2PHTTP_REDIS_PREFIX come from `env` when the options are not given. Every problem
  * found is reported in one ConfigError; `--help` throws HelpRequested (a ConfigError) with the
- * help text.
+ * help text. The options come back deeply frozen.
  */
 export function parseServeArgs(
   argv: string[],
@@ -582,7 +591,7 @@ export function parseServeArgs(
   const abs = (p: string): string => resolve(cwd, p);
   const repos = repoArgs.map(abs);
   const directories = directoryArgs.map(abs);
-  const options: ServeOptions = {
+  const options: { -readonly [K in keyof ServeOptions]: ServeOptions[K] } = {
     port,
     bind,
     jobs,
@@ -649,5 +658,5 @@ export function parseServeArgs(
   if (raw.privatekeyfile !== undefined) {
     options.privateKeyFile = abs(raw.privatekeyfile);
   }
-  return options;
+  return deepFreeze(options);
 }

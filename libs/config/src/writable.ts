@@ -101,4 +101,12 @@ export class WritableCheck {
     );
     return this.running;
   }
+
+  /** The readiness check: null when every served repository is writable, else which are not. */
+  async problem(): Promise<string | null> {
+    const found = await this.unwritable();
+    return found.length === 0
+      ? null
+      : `cannot write to ${found.map((dir) => dir.path).join(', ')} (see the log)`;
+  }
 }

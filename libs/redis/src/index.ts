@@ -1,3 +1,4 @@
 export * from './url';
 export * from './connections';
 export * from './primary';
+export * from './keys';

@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import type Redis from 'ioredis';
-import { PrimaryWatch } from '@annex-p2phttp/redis';
+import { PrimaryWatch, type ClusterKeys } from '@annex-p2phttp/redis';
 import {
   AbortError,
   answerWithoutSession,
@@ -53,7 +53,6 @@ import {
   type QueryPayload,
   type StreamOffer,
 } from './jobs';
-import { type ClusterKeys } from './keys';
 import { QueryClient } from './query-lane';
 import { blockingOptions, quietLog } from './redis';
 import {

@@ -28,7 +28,8 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type Redis from 'ioredis';
 import { unavailable } from './errors';
-import { type ClusterKeys, type Route, type WorkerAdvert } from './keys';
+import { type ClusterKeys } from '@annex-p2phttp/redis';
+import { type Route, type WorkerAdvert } from './keys';
 
 /** The routes hash's field that holds its version (not a uuid: those start with [A-Za-z0-9]). */
 const VERSION_FIELD = '~v';

@@ -1,83 +1,10 @@
 import { createHash } from 'node:crypto';
 
 /**
- * Where cluster mode keeps its state in Redis. Every key starts with the configured prefix
- * (`--redis-prefix`, default `annex-p2phttp:`). Nothing here grows in number with the
- * repositories served: a worker group's repositories share its `--shards` queues.
- *
- * - `<prefix>bull:<group>.<S>.<shard>:*` the BullMQ queue of one of the S shards of a worker
- *                                       group (BullMQ's keys); a repository's shard is
- *                                       `shardOf(its uuid, S)`
- * - `<prefix>workers`                   sorted set: proxy-worker id → advert expiry (ms, Redis time)
- * - `<prefix>worker:<id>`               string: the worker's advert (JSON, WorkerAdvert), with a
- *                                       TTL; small, whatever the number of repositories
- * - `<prefix>routes:<id>`               hash: uuid → its route (JSON, Route) for every uuid the
- *                                       worker serves, plus `~v` → the version of that content;
- *                                       written only as it changes, same TTL as the advert
- * - `<prefix>uuids`                     hash: every uuid ever advertised → its queue
- * - `<prefix>epoch`                     string: Redis time (ms) of the first advert since Redis's
- *                                       state began (directory.ts: when the cluster has settled)
- * - `<prefix>cancel`                    pub/sub channel: ids of jobs whose requester went away
- * - `<prefix>query:<group>.<S>.<shard>` list: checkpresent / gettimestamp queries (query-lane.ts)
- * - `<prefix>reply:<gateway id>`        pub/sub channel: answers to one gateway's queries
+ * The cluster's Redis keys are part of the one key scheme (libs/redis/src/keys.ts lists every
+ * key); here: the names of a worker group's shard queues, and what the directory stores.
  */
-export class ClusterKeys {
-  constructor(readonly prefix: string) {}
-
-  /** The `prefix` option of every BullMQ Queue, Worker and QueueEvents. */
-  get bullPrefix(): string {
-    return `${this.prefix}bull`;
-  }
-
-  get workers(): string {
-    return `${this.prefix}workers`;
-  }
-
-  /** The prefix of the advert keys (`worker(id)` is this plus the id). */
-  get workerPrefix(): string {
-    return `${this.prefix}worker:`;
-  }
-
-  worker(id: string): string {
-    return `${this.workerPrefix}${id}`;
-  }
-
-  /** The prefix of the route hashes (`routes(id)` is this plus the id). */
-  get routesPrefix(): string {
-    return `${this.prefix}routes:`;
-  }
-
-  routes(id: string): string {
-    return `${this.routesPrefix}${id}`;
-  }
-
-  get uuids(): string {
-    return `${this.prefix}uuids`;
-  }
-
-  get epoch(): string {
-    return `${this.prefix}epoch`;
-  }
-
-  get cancel(): string {
-    return `${this.prefix}cancel`;
-  }
-
-  /** The query lane's list of a queue. */
-  query(queue: string): string {
-    return `${this.prefix}query:${queue}`;
-  }
-
-  /** The channel of a gateway's query answers. */
-  reply(gateway: string): string {
-    return `${this.prefix}reply:${gateway}`;
-  }
-
-  /** BullMQ's events stream of a queue. */
-  events(queue: string): string {
-    return `${this.bullPrefix}:${queue}:events`;
-  }
-}
+export { ClusterKeys } from '@annex-p2phttp/redis';
 
 /** A worker group's name (--worker-group): what may stand in a BullMQ queue name and a key. */
 export const WORKER_GROUP = /^[A-Za-z0-9_-]{1,64}$/;

@@ -25,6 +25,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import Redis from 'ioredis';
 import { AbortError } from '@annex-p2phttp/p2p';
+import { type ClusterKeys } from '@annex-p2phttp/redis';
 import { decodeFailure, DispatchError, encodeFailure, shuttingDown, unavailable } from './errors';
 import {
   BATCHABLE_OPS,
@@ -33,7 +34,6 @@ import {
   type JobResult,
   type QueryPayload,
 } from './jobs';
-import { type ClusterKeys } from './keys';
 import { blockingOptions, subscription } from './redis';
 import {
   boundedStep,
