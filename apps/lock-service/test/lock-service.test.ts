@@ -13,6 +13,7 @@ import {
   RedisLockStore,
   whenReady,
 } from '@annex-p2phttp/locks';
+import { lockServiceConfig, parseServeArgs } from '@annex-p2phttp/config';
 import { startLockService, type RunningLockService } from '../src';
 import { PrivateRedis } from '../../../test/support/redis';
 import { makeServedRepo, manyFiles, Sandbox, type ServedRepo } from '../../../test/support/repos';
@@ -51,13 +52,24 @@ describe('startLockService', { timeout: 30_000 }, () => {
   it('starts, serves lock requests and unlocks, answers health, and stops', async () => {
     const url = redis!.url;
     const prefix = `svc-${randomUUID().slice(0, 8)}:`;
-    const service: RunningLockService = await startLockService({
-      redisUrl: url,
-      redisPrefix: prefix,
-      repos: [repo.dir],
-      directories: [],
-      healthPort: 0,
-      healthHost: '127.0.0.1',
+    const config = lockServiceConfig(
+      parseServeArgs(
+        [
+          '--redis',
+          url,
+          '--redis-prefix',
+          prefix,
+          '--repo',
+          repo.dir,
+          '--health-port',
+          '0',
+          '--bind',
+          '127.0.0.1',
+        ],
+        repo.dir,
+      ),
+    );
+    const service: RunningLockService = await startLockService(config, {
       // No upkeep round during the test: only the unlock message can release the lock.
       sweepIntervalMs: 60_000,
       log: () => undefined,
@@ -65,8 +77,15 @@ describe('startLockService', { timeout: 30_000 }, () => {
     const gateway = new ClusterRetentionLocks({ redisUrl: url, prefix, lockedFiles: 10 });
     const command: Redis = openRedis(url, 'command');
     try {
-      expect(await get(`${service.healthUrl}/healthz`)).toEqual({ status: 200, body: 'ok\n' });
-      expect(await get(`${service.healthUrl}/readyz`)).toEqual({ status: 200, body: 'ready\n' });
+      const health = await get(`${service.healthUrl}/healthz`);
+      expect(health.status).toBe(200);
+      expect(JSON.parse(health.body)).toEqual({ status: 'ok' });
+      const ready = await get(`${service.healthUrl}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(JSON.parse(ready.body)).toMatchObject({ status: 'ready' });
+      expect(
+        (JSON.parse(ready.body) as { checks: { name: string }[] }).checks.map((c) => c.name),
+      ).toEqual(['redis', 'repositories', 'writable']);
       expect((await get(`${service.healthUrl}/metrics`)).body).toMatch(
         /annex_p2phttp_locks\{app="lock-service"\} 0/,
       );
