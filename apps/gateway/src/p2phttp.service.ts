@@ -24,7 +24,8 @@ import {
 import { DispatchError, type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
 import { UnknownBrake } from './unknown-brake';
 import { type RetentionLocks } from '@annex-p2phttp/locks';
-import { BodyTap, P2PError, type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
+import { P2PError, type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
+import { BodyTap } from '@annex-p2phttp/ops';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
 import { type AccessControl } from './access';
 import {

@@ -42,7 +42,8 @@ import {
   mirrorPool,
   type Logger,
 } from '@annex-p2phttp/metrics';
-import { BodyTap, LocalShellConnector, ObjectFiles, SessionPool } from '@annex-p2phttp/p2p';
+import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
+import { BodyTap, ObjectFiles } from '@annex-p2phttp/ops';
 import { AccessControl } from './access';
 import { GatewayModule } from './app.module';
 import { AuthHook } from './auth-hook';

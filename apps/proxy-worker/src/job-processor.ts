@@ -35,7 +35,8 @@ import {
   type StreamSlot,
   type StreamTable,
 } from '@annex-p2phttp/dispatch';
-import { AbortError, type PutOutcome, type SessionTarget } from '@annex-p2phttp/p2p';
+import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
+import { type PutOutcome } from '@annex-p2phttp/ops';
 
 export type ClusterJob = Job<JobPayload, JobResult, JobOperation>;
 

@@ -3,6 +3,7 @@
  * server runs them in process over its own pool; cluster mode sends them to proxy workers. Both
  * run the same operation functions of @annex-p2phttp/p2p.
  */
+import { type SessionTarget } from '@annex-p2phttp/p2p';
 import {
   type GetOutcome,
   type GetRequest,
@@ -10,8 +11,7 @@ import {
   type PutOffsetResult,
   type PutOutcome,
   type PutRequest,
-  type SessionTarget,
-} from '@annex-p2phttp/p2p';
+} from '@annex-p2phttp/ops';
 
 /** A repository-side retention lock, held until `release` or until it is lost. */
 export interface HeldLock {

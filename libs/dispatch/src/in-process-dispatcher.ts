@@ -4,6 +4,7 @@
  * remove-before) are tracked by the JournalCommitter, which commits the repository's git-annex
  * journal about a second after the last of them ended, and once more on close.
  */
+import { type SessionPool, type SessionTarget } from '@annex-p2phttp/p2p';
 import {
   bootClockSeconds,
   checkPresent,
@@ -31,9 +32,7 @@ import {
   type PutOffsetResult,
   type PutOutcome,
   type PutRequest,
-  type SessionPool,
-  type SessionTarget,
-} from '@annex-p2phttp/p2p';
+} from '@annex-p2phttp/ops';
 import * as path from 'node:path';
 import { type Dispatcher, type DispatcherStats, type HeldLock } from './dispatcher';
 import { KeyedMutex } from './keyed-mutex';

@@ -24,8 +24,8 @@ import * as path from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import type Redis from 'ioredis';
 import { PrimaryWatch } from '@annex-p2phttp/redis';
+import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
 import {
-  AbortError,
   answerWithoutSession,
   cutWhenIdle,
   DEFAULT_UPLOAD_IDLE_MS,
@@ -36,8 +36,7 @@ import {
   type PutOffsetResult,
   type PutOutcome,
   type PutRequest,
-  type SessionTarget,
-} from '@annex-p2phttp/p2p';
+} from '@annex-p2phttp/ops';
 import { type Dispatcher, type DispatcherStats, type HeldLock } from '../dispatcher';
 import { KeyedMutex } from '../keyed-mutex';
 import { Batcher, type Settled } from './batcher';

@@ -10,12 +10,8 @@
  * change them. `encodePayload` and `decodePayload` do that, at the two ends of each lane.
  */
 import { fromWireText, wireText } from '@annex-p2phttp/protocol';
-import {
-  type PutOffsetResult,
-  type PutOutcome,
-  type ServerMode,
-  type SessionTarget,
-} from '@annex-p2phttp/p2p';
+import { type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
+import { type PutOffsetResult, type PutOutcome } from '@annex-p2phttp/ops';
 
 /** A SessionTarget without the repository path, which only the worker knows. */
 export interface JobTarget {

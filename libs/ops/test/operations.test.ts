@@ -6,22 +6,24 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  LocalShellConnector,
+  P2PConnection,
+  SessionPool,
+  type SessionTarget,
+} from '@annex-p2phttp/p2p';
+import {
   bootClockSeconds,
   checkPresent,
   get,
   getTimestamp,
-  LocalShellConnector,
   lockContent,
-  P2PConnection,
   put,
   putOffset,
   remove,
   removeBeforeJudgedHere,
-  SessionPool,
   timestampSeconds,
   unlockContent,
-  type SessionTarget,
-} from '@annex-p2phttp/p2p';
+} from '@annex-p2phttp/ops';
 import { makeRepo, sha256Key, shellProcesses, waitFor, type TestRepo } from './support';
 
 const CLIENT = '11111111-2222-3333-4444-555555555555';
