@@ -1,7 +1,8 @@
 /**
  * The HTTP API process, in both modes. Embedded: one process serving repositories over the HTTP
- * P2P API, like `git annex p2phttp` (registry, pool, in-process dispatcher, locks). Cluster mode
- * (cluster-gateway.ts) plugs a different backend into the same `startGateway`.
+ * P2P API, like `git annex p2phttp` (registry, pool, operation executor behind the local
+ * dispatcher, locks). Cluster mode (cluster-gateway.ts) plugs a different backend into the same
+ * `startGateway`.
  */
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
@@ -24,15 +25,7 @@ import {
   WritableCheck,
   type ServeOptions,
 } from '@annex-p2phttp/config';
-import {
-  boundedStep,
-  Deadline,
-  InProcessDispatcher,
-  SHUTDOWN_CLEANUP_MS,
-  SHUTDOWN_GRACE_MS,
-  unavailable,
-  type Dispatcher,
-} from '@annex-p2phttp/dispatch';
+import { localDispatcher, unavailable, type Dispatcher } from '@annex-p2phttp/dispatch';
 import { LockJournal, MemoryLockStore, type RetentionLocks } from '@annex-p2phttp/locks';
 import {
   CounterMirror,
@@ -43,7 +36,15 @@ import {
   type Logger,
 } from '@annex-p2phttp/metrics';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
-import { BodyTap, ObjectFiles } from '@annex-p2phttp/ops';
+import {
+  BodyTap,
+  boundedStep,
+  Deadline,
+  ObjectFiles,
+  OperationExecutor,
+  SHUTDOWN_CLEANUP_MS,
+  SHUTDOWN_GRACE_MS,
+} from '@annex-p2phttp/ops';
 import { AccessControl } from './access';
 import { GatewayModule } from './app.module';
 import { AuthHook } from './auth-hook';
@@ -105,10 +106,11 @@ export async function startEmbeddedServer(
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });
-  const dispatcher = new InProcessDispatcher(pool, undefined, {
+  const executor = new OperationExecutor(pool, undefined, {
     log: logFunction(log, 'warn'),
     uploadIdleMs: options.uploadIdleMs,
   });
+  const dispatcher = localDispatcher(executor);
   const objects = new ObjectFiles();
   const locks = new LockService(new MemoryLockStore(), dispatcher, {
     lockedFiles: options.lockedFiles,
@@ -132,7 +134,7 @@ export async function startEmbeddedServer(
     await registry.start();
   } catch (error) {
     registry.close();
-    await dispatcher.close(0, logFunction(log, 'warn'));
+    await executor.close(0, logFunction(log, 'warn'));
     throw error;
   }
   let writable: WritableCheck | undefined;
@@ -180,7 +182,7 @@ export async function startEmbeddedServer(
         });
         // Sessions still in use when the grace is over are closed; then the journals are
         // committed, within SHUTDOWN_CLEANUP_MS after the grace at the latest.
-        await dispatcher.close(grace.remaining, logFunction(log, 'warn'));
+        await executor.close(grace.remaining, logFunction(log, 'warn'));
       },
     },
     env,

@@ -21,9 +21,9 @@ import {
   boundedStep,
   NO_ANSWER_FROM_REDIS,
   REDIS_STEP_MS,
-  type Dispatcher,
   type HeldLock,
-} from '@annex-p2phttp/dispatch';
+  type OperationExecutor,
+} from '@annex-p2phttp/ops';
 import {
   keyOfRequest,
   RESERVED,
@@ -57,7 +57,7 @@ interface Held {
 
 export interface ClusterLockHolderOptions {
   readonly store: RedisLockStore;
-  readonly dispatcher: Dispatcher;
+  readonly dispatcher: OperationExecutor;
   readonly registry: RepositoryRegistry;
   /** This instance's identity in the records' holder field. */
   readonly holder: string;

@@ -12,17 +12,17 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
 import { RepositoryRegistry, unwritableAdvice, WritableCheck } from '@annex-p2phttp/config';
+import { subscription } from '@annex-p2phttp/dispatch';
 import {
   boundedStep,
   Deadline,
   InFlight,
-  InProcessDispatcher,
+  OperationExecutor,
   NO_ANSWER_FROM_REDIS,
   REDIS_STEP_MS,
   redisUnreachable,
   SHUTDOWN_CLEANUP_MS,
-  subscription,
-} from '@annex-p2phttp/dispatch';
+} from '@annex-p2phttp/ops';
 import {
   closeRedis,
   LOCK_REQUEST_QUEUE,
@@ -118,14 +118,14 @@ export async function startLockService(options: LockServiceOptions): Promise<Run
     maxActive: 1,
     maxIdle: 0,
   });
-  const dispatcher = new InProcessDispatcher(pool);
+  const executor = new OperationExecutor(pool);
   const store = new RedisLockStore(redis, options.redisPrefix);
   const metrics = new Metrics('lock-service');
   const primary = new PrimaryWatch(redis);
   mirrorRedis(metrics, () => primary.stats());
   const locks = new ClusterLockHolder({
     store,
-    dispatcher,
+    dispatcher: executor,
     registry,
     holder: holderId,
     redisProblem: () => redisUnreachable(redis),

@@ -1,6 +1,6 @@
 /**
  * Runs one cluster job on this worker's sessions: resolves the job's uuid to a repository this
- * worker serves through the job's queue (the shard queue of that repository in its group), then runs the operation with the InProcessDispatcher
+ * worker serves through the job's queue (the shard queue of that repository in its group), then runs the operation with the OperationExecutor
  * (the same code as embedded mode). For get and put it opens the P2P exchange first, then offers
  * a stream on the data port (reported as job progress) and moves the bytes once the gateway
  * claims it; the job stays active until the bytes went. An unclaimed or abandoned stream closes
@@ -25,7 +25,6 @@ import {
   encodeFailure,
   type BatchableJob,
   type BatchItemResult,
-  type InProcessDispatcher,
   type JobOperation,
   type JobPayload,
   type JobResult,
@@ -35,6 +34,7 @@ import {
   type StreamSlot,
   type StreamTable,
 } from '@annex-p2phttp/dispatch';
+import { type OperationExecutor } from '@annex-p2phttp/ops';
 import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
 import { type PutOutcome } from '@annex-p2phttp/ops';
 
@@ -42,7 +42,7 @@ export type ClusterJob = Job<JobPayload, JobResult, JobOperation>;
 
 export interface JobProcessorOptions {
   readonly registry: RepositoryRegistry;
-  readonly dispatcher: InProcessDispatcher;
+  readonly executor: OperationExecutor;
   readonly streams: StreamTable;
   /** The data port's advertised base URL. */
   readonly baseUrl: string;
@@ -73,11 +73,11 @@ export class JobProcessor {
   async process(job: ClusterJob, queue: string, signal: AbortSignal): Promise<JobResult> {
     const payload = decodePayload(job.data);
     const target = await this.resolve(payload.target, queue);
-    const { dispatcher } = this.options;
+    const { executor } = this.options;
     switch (payload.op) {
       case 'remove': {
         const result = await this.bounded(signal, (wait) =>
-          dispatcher.remove(target, payload.key, payload.before, wait),
+          executor.remove(target, payload.key, payload.before, wait),
         );
         return { op: 'remove', ok: result.ok, plusUuids: result.plusUuids };
       }
@@ -85,7 +85,7 @@ export class JobProcessor {
         return {
           op: 'putoffset',
           result: await this.bounded(signal, (wait) =>
-            dispatcher.putOffset(target, payload.key, wait),
+            executor.putOffset(target, payload.key, wait),
           ),
         };
       case 'put':
@@ -108,22 +108,22 @@ export class JobProcessor {
     target: SessionTarget,
     signal: AbortSignal,
   ): Promise<JobResult> {
-    const { dispatcher } = this.options;
+    const { executor } = this.options;
     if (payload.op === 'checkpresent') {
       // Content in the object files is answered from disk: no session to wait for.
-      if (await dispatcher.presentLocally(target, payload.key)) {
+      if (await executor.presentLocally(target, payload.key)) {
         return { op: 'checkpresent', present: true };
       }
       return {
         op: 'checkpresent',
         present: await this.bounded(signal, (wait) =>
-          dispatcher.checkPresent(target, payload.key, wait),
+          executor.checkPresent(target, payload.key, wait),
         ),
       };
     }
     return {
       op: 'gettimestamp',
-      timestamp: await this.bounded(signal, (wait) => dispatcher.getTimestamp(target, wait)),
+      timestamp: await this.bounded(signal, (wait) => executor.getTimestamp(target, wait)),
     };
   }
 
@@ -154,7 +154,7 @@ export class JobProcessor {
   }
 
   /**
-   * Runs a dispatcher call whose signal only bounds waits (for a session slot, for an upload of
+   * Runs an executor call whose signal only bounds waits (for a session slot, for an upload of
    * the same key): aborted with the job, or when the wait outlasts `sessionWaitMs`, which fails
    * it as unavailable.
    */
@@ -276,7 +276,7 @@ export class JobProcessor {
     let outcome: PutOutcome;
     try {
       outcome = await this.bounded(signal, (wait) =>
-        this.options.dispatcher.put(
+        this.options.executor.put(
           target,
           {
             key: payload.key,
@@ -311,7 +311,7 @@ export class JobProcessor {
   ): Promise<boolean> {
     const limit = validLimit(payload.limit);
     const outcome = await this.bounded(signal, (wait) =>
-      this.options.dispatcher.get(
+      this.options.executor.get(
         target,
         {
           key: payload.key,

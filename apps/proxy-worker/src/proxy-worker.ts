@@ -35,36 +35,38 @@ import {
 } from '@annex-p2phttp/config';
 import {
   blockingOptions,
-  boundedStep,
   ClusterKeys,
   commandConnection,
   connected,
-  Deadline,
   DispatchError,
   encodeFailure,
-  InFlight,
   quietLog,
-  InProcessDispatcher,
   queueOf,
   RouteAdvertiser,
   shardQueue,
   type Route,
   QueryServer,
-  NO_ANSWER_FROM_REDIS,
-  REDIS_STEP_MS,
-  redisUnreachable,
-  SHUTDOWN_CLEANUP_MS,
-  SHUTDOWN_GRACE_MS,
   STREAM_PATH,
   StreamTable,
   subscription,
   unavailable,
-  waitUntil,
   type JobOperation,
   type JobPayload,
   type JobResult,
   type WorkerAdvert,
 } from '@annex-p2phttp/dispatch';
+import {
+  boundedStep,
+  Deadline,
+  InFlight,
+  OperationExecutor,
+  NO_ANSWER_FROM_REDIS,
+  REDIS_STEP_MS,
+  redisUnreachable,
+  SHUTDOWN_CLEANUP_MS,
+  SHUTDOWN_GRACE_MS,
+  waitUntil,
+} from '@annex-p2phttp/ops';
 import {
   logFunction,
   loggerFor,
@@ -183,7 +185,7 @@ export async function startProxyWorker(
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });
-  const dispatcher = new InProcessDispatcher(pool, undefined, {
+  const executor = new OperationExecutor(pool, undefined, {
     log,
     uploadIdleMs: options.uploadIdleMs,
   });
@@ -273,13 +275,13 @@ export async function startProxyWorker(
 
   const processor = new JobProcessor({
     registry,
-    dispatcher,
+    executor,
     streams,
     baseUrl: url,
     sessionWaitMs: options.queueWaitMs,
     queueOf: queueFor,
   });
-  mirrorPool(metrics, () => ({ ...dispatcher.stats(), streams: processor.streams }));
+  mirrorPool(metrics, () => ({ ...executor.stats(), streams: processor.streams }));
   const queries = new QueryServer({
     redisUrl: options.redis,
     redis,
@@ -495,7 +497,7 @@ export async function startProxyWorker(
       });
       streams.close(new DispatchError('DISPATCH_UNAVAILABLE', 'shutting down'));
       // Sessions, then what is left in the journals, by the end of the cleanup at the latest.
-      await dispatcher.close(cleanup.cap(SHUTDOWN_CLEANUP_MS), log, cleanup);
+      await executor.close(cleanup.cap(SHUTDOWN_CLEANUP_MS), log, cleanup);
       await boundedStep(
         'close the job queues',
         () => Promise.all([queuesClosed, ...workers.map((entry) => entry.queue.close())]),

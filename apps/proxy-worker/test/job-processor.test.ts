@@ -10,10 +10,10 @@ import {
   DispatchError,
   StreamTable,
   type BatchItemResult,
-  type InProcessDispatcher,
   type BatchableJob,
   type JobTarget,
 } from '@annex-p2phttp/dispatch';
+import { type OperationExecutor } from '@annex-p2phttp/ops';
 import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
 import { JobProcessor } from '../src/job-processor';
 
@@ -32,7 +32,7 @@ const registry = {
 } as unknown as RepositoryRegistry;
 
 /**
- * A dispatcher with one session slot whose signal, like the InProcessDispatcher's, bounds only
+ * An executor with one session slot whose signal, like the OperationExecutor's, bounds only
  * the wait for a slot. Key "hold" keeps the slot until `release`; "present" answers true.
  */
 class OneSlot {
@@ -90,10 +90,10 @@ class OneSlot {
   }
 }
 
-function processor(dispatcher: OneSlot, sessionWaitMs: number): JobProcessor {
+function processor(executor: OneSlot, sessionWaitMs: number): JobProcessor {
   return new JobProcessor({
     registry,
-    dispatcher: dispatcher as unknown as InProcessDispatcher,
+    executor: executor as unknown as OperationExecutor,
     streams: new StreamTable(),
     baseUrl: 'http://worker:9418',
     sessionWaitMs,

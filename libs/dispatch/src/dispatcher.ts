@@ -1,50 +1,23 @@
 /**
  * The Dispatcher seam (DESIGN.md): how the gateway gets repository operations done. The embedded
- * server runs them in process over its own pool; cluster mode sends them to proxy workers. Both
- * run the same operation functions of @annex-p2phttp/p2p.
+ * server runs them in process over its own pool (the local dispatcher, over the operation
+ * executor of @annex-p2phttp/ops); cluster mode sends them to proxy workers, which run the same
+ * executor.
  */
 import { type SessionTarget } from '@annex-p2phttp/p2p';
 import {
+  type ExecutorStats,
   type GetOutcome,
   type GetRequest,
+  type HeldLock,
   type PlusResult,
   type PutOffsetResult,
   type PutOutcome,
   type PutRequest,
 } from '@annex-p2phttp/ops';
 
-/** A repository-side retention lock, held until `release` or until it is lost. */
-export interface HeldLock {
-  /** Unlocks in the repository. Idempotent. */
-  release(): Promise<void>;
-  /**
-   * Ends the holding session by a signal without unlocking: git-annex keeps the lock's retention
-   * file, and the content stays locked for the ten minutes after it was locked (shutdown, when
-   * the lock must outlive this process). Idempotent; a no-op after `release`.
-   */
-  abandon(): void;
-  /** Called if the lock is lost without `release` (the holding session died). */
-  onLost(listener: () => void): void;
-}
-
-export interface DispatcherStats {
-  /** Sessions running an operation. */
-  readonly active: number;
-  /** Sessions kept idle for reuse. */
-  readonly idle: number;
-  /** Requests waiting for a job slot. */
-  readonly waiting: number;
-  /** Sessions holding a retention lock. */
-  readonly locks: number;
-  /** Sessions that exist (each one a git-annex-shell process). */
-  readonly connections: number;
-  /** GET bodies being streamed. */
-  readonly streams: number;
-  readonly opened: number;
-  readonly openFailures: number;
-  readonly evicted: number;
-  readonly expired: number;
-}
+/** The executor's counts; the cluster dispatcher fills those it has (its jobs and streams). */
+export type DispatcherStats = ExecutorStats;
 
 export interface Dispatcher {
   checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean>;

@@ -4,3 +4,6 @@ export * from './verified-put';
 export * from './boot-clock';
 export * from './journal-committer';
 export * from './upload-staging';
+export * from './keyed-mutex';
+export * from './shutdown-steps';
+export * from './executor';

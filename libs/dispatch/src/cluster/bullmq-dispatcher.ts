@@ -27,18 +27,26 @@ import { PrimaryWatch } from '@annex-p2phttp/redis';
 import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
 import {
   answerWithoutSession,
+  boundedStep,
   cutWhenIdle,
+  Deadline,
   DEFAULT_UPLOAD_IDLE_MS,
+  KeyedMutex,
+  NO_ANSWER_FROM_REDIS,
+  REDIS_STEP_MS,
+  redisUnreachable,
+  SHUTDOWN_CLEANUP_MS,
   stageBody,
+  waitUntil,
   type GetOutcome,
   type GetRequest,
   type PlusResult,
   type PutOffsetResult,
   type PutOutcome,
+  type HeldLock,
   type PutRequest,
 } from '@annex-p2phttp/ops';
-import { type Dispatcher, type DispatcherStats, type HeldLock } from '../dispatcher';
-import { KeyedMutex } from '../keyed-mutex';
+import { type Dispatcher, type DispatcherStats } from '../dispatcher';
 import { Batcher, type Settled } from './batcher';
 import { decodeFailure, DispatchError, shuttingDown, unavailable } from './errors';
 import {
@@ -55,15 +63,6 @@ import {
 import { type ClusterKeys } from './keys';
 import { QueryClient } from './query-lane';
 import { blockingOptions, quietLog } from './redis';
-import {
-  boundedStep,
-  Deadline,
-  NO_ANSWER_FROM_REDIS,
-  REDIS_STEP_MS,
-  redisUnreachable,
-  SHUTDOWN_CLEANUP_MS,
-  waitUntil,
-} from '../shutdown-steps';
 import { abandonStream, claimGetStream, dataPlaneAgent, sendPutStream } from './stream-client';
 
 export interface BullMqDispatcherOptions {

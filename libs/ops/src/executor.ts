@@ -1,40 +1,39 @@
 /**
- * The embedded Dispatcher: runs each operation in this process on the SessionPool (the proxy
- * workers of cluster mode run it too). Operations that change content (put, remove,
+ * The operation executor: runs each operation in this process on the SessionPool. The embedded
+ * server reaches it through the local Dispatcher (libs/dispatch); the proxy workers of cluster
+ * mode and the lock-service call it directly. Operations that change content (put, remove,
  * remove-before) are tracked by the JournalCommitter, which commits the repository's git-annex
  * journal about a second after the last of them ended, and once more on close.
  */
+import * as path from 'node:path';
 import { type SessionPool, type SessionTarget } from '@annex-p2phttp/p2p';
+import { bootClockSeconds, timestampSeconds } from './boot-clock';
+import { JournalCommitter } from './journal-committer';
+import { ObjectFiles, readObject } from './object-files';
 import {
-  bootClockSeconds,
   checkPresent,
   get,
   getTimestamp,
   lockContent,
-  putOffset,
   put,
+  putOffset,
   remove,
   removeBeforeJudgedHere,
-  timestampSeconds,
   unlockContent,
-  answerWithoutSession,
-  contentDigestOf,
-  cutWhenIdle,
-  DEFAULT_UPLOAD_IDLE_MS,
-  stageBody,
-  JournalCommitter,
-  ObjectFiles,
-  readObject,
-  VerifiedPut,
   type GetOutcome,
   type GetRequest,
   type PlusResult,
   type PutOffsetResult,
   type PutOutcome,
   type PutRequest,
-} from '@annex-p2phttp/ops';
-import * as path from 'node:path';
-import { type Dispatcher, type DispatcherStats, type HeldLock } from './dispatcher';
+} from './operations';
+import {
+  answerWithoutSession,
+  cutWhenIdle,
+  DEFAULT_UPLOAD_IDLE_MS,
+  stageBody,
+} from './upload-staging';
+import { contentDigestOf, VerifiedPut } from './verified-put';
 import { KeyedMutex } from './keyed-mutex';
 import { boundedStep, Deadline, SHUTDOWN_CLEANUP_MS } from './shutdown-steps';
 
@@ -44,7 +43,40 @@ const UNLOCK_ANSWER_MS = 10_000;
 /** Operations that change nothing when repeated after a session died unanswered. */
 const RETRY = { retryOnStale: true };
 
-export class InProcessDispatcher implements Dispatcher {
+/** A repository-side retention lock, held until `release` or until it is lost. */
+export interface HeldLock {
+  /** Unlocks in the repository. Idempotent. */
+  release(): Promise<void>;
+  /**
+   * Ends the holding session by a signal without unlocking: git-annex keeps the lock's retention
+   * file, and the content stays locked for the ten minutes after it was locked (shutdown, when
+   * the lock must outlive this process). Idempotent; a no-op after `release`.
+   */
+  abandon(): void;
+  /** Called if the lock is lost without `release` (the holding session died). */
+  onLost(listener: () => void): void;
+}
+
+export interface ExecutorStats {
+  /** Sessions running an operation. */
+  readonly active: number;
+  /** Sessions kept idle for reuse. */
+  readonly idle: number;
+  /** Requests waiting for a job slot. */
+  readonly waiting: number;
+  /** Sessions holding a retention lock. */
+  readonly locks: number;
+  /** Sessions that exist (each one a git-annex-shell process). */
+  readonly connections: number;
+  /** GET bodies being streamed. */
+  readonly streams: number;
+  readonly opened: number;
+  readonly openFailures: number;
+  readonly evicted: number;
+  readonly expired: number;
+}
+
+export class OperationExecutor {
   private readonly uploads = new KeyedMutex();
   private heldLocks = 0;
   /** Abandons each retention lock held here (see lockContent). */
@@ -369,7 +401,7 @@ export class InProcessDispatcher implements Dispatcher {
     };
   }
 
-  stats(): DispatcherStats {
+  stats(): ExecutorStats {
     const stats = this.pool.stats();
     return {
       active: stats.active,
