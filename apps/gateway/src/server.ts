@@ -17,14 +17,19 @@ import { type AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { join } from 'node:path';
+import { loadUsers, repositoryLocation, type ServeOptions } from '@annex-p2phttp/config';
 import {
-  loadUsers,
+  BodyTap,
+  boundedStep,
+  Deadline,
+  ObjectFiles,
+  OperationExecutor,
   RepositoryRegistry,
-  repositoryLocation,
+  SHUTDOWN_CLEANUP_MS,
+  SHUTDOWN_GRACE_MS,
   unwritableAdvice,
   WritableCheck,
-  type ServeOptions,
-} from '@annex-p2phttp/config';
+} from '@annex-p2phttp/ops';
 import { localDispatcher, unavailable, type Dispatcher } from '@annex-p2phttp/dispatch';
 import { LockJournal, MemoryLockStore, type RetentionLocks } from '@annex-p2phttp/locks';
 import {
@@ -36,15 +41,6 @@ import {
   type Logger,
 } from '@annex-p2phttp/metrics';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
-import {
-  BodyTap,
-  boundedStep,
-  Deadline,
-  ObjectFiles,
-  OperationExecutor,
-  SHUTDOWN_CLEANUP_MS,
-  SHUTDOWN_GRACE_MS,
-} from '@annex-p2phttp/ops';
 import { AccessControl } from './access';
 import { GatewayModule } from './app.module';
 import { AuthHook } from './auth-hook';

@@ -16,13 +16,13 @@
  * ten minutes after the lock was taken, until another lock-service has taken it over. A lock whose
  * record's expiry moves RENEW_SLACK_MS past that is taken once more on a fresh session.
  */
-import { type RepositoryRegistry } from '@annex-p2phttp/config';
 import {
   boundedStep,
   NO_ANSWER_FROM_REDIS,
   REDIS_STEP_MS,
   type HeldLock,
   type OperationExecutor,
+  type RepositoryRegistry,
 } from '@annex-p2phttp/ops';
 import {
   keyOfRequest,

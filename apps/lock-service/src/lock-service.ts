@@ -11,18 +11,20 @@ import { access, constants } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
-import { RepositoryRegistry, unwritableAdvice, WritableCheck } from '@annex-p2phttp/config';
-import { subscription } from '@annex-p2phttp/dispatch';
 import {
   boundedStep,
   Deadline,
   InFlight,
-  OperationExecutor,
   NO_ANSWER_FROM_REDIS,
+  OperationExecutor,
   REDIS_STEP_MS,
   redisUnreachable,
+  RepositoryRegistry,
   SHUTDOWN_CLEANUP_MS,
+  unwritableAdvice,
+  WritableCheck,
 } from '@annex-p2phttp/ops';
+import { subscription } from '@annex-p2phttp/dispatch';
 import {
   closeRedis,
   LOCK_REQUEST_QUEUE,

@@ -16,7 +16,11 @@
 import { type IncomingMessage, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { type Job } from 'bullmq';
-import { type RepositoryRegistry } from '@annex-p2phttp/config';
+import {
+  type OperationExecutor,
+  type PutOutcome,
+  type RepositoryRegistry,
+} from '@annex-p2phttp/ops';
 import {
   BATCHABLE_OPS,
   DATA_LENGTH_HEADER,
@@ -34,9 +38,7 @@ import {
   type StreamSlot,
   type StreamTable,
 } from '@annex-p2phttp/dispatch';
-import { type OperationExecutor } from '@annex-p2phttp/ops';
 import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
-import { type PutOutcome } from '@annex-p2phttp/ops';
 
 export type ClusterJob = Job<JobPayload, JobResult, JobOperation>;
 

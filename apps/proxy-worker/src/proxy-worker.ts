@@ -26,13 +26,22 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { hostname } from 'node:os';
 import { type AddressInfo } from 'node:net';
 import { Queue, Worker } from 'bullmq';
+import { repositoryLocation, type ServeOptions } from '@annex-p2phttp/config';
 import {
+  boundedStep,
+  Deadline,
+  InFlight,
+  NO_ANSWER_FROM_REDIS,
+  OperationExecutor,
+  REDIS_STEP_MS,
+  redisUnreachable,
   RepositoryRegistry,
-  repositoryLocation,
+  SHUTDOWN_CLEANUP_MS,
+  SHUTDOWN_GRACE_MS,
   unwritableAdvice,
+  waitUntil,
   WritableCheck,
-  type ServeOptions,
-} from '@annex-p2phttp/config';
+} from '@annex-p2phttp/ops';
 import {
   blockingOptions,
   ClusterKeys,
@@ -55,18 +64,6 @@ import {
   type JobResult,
   type WorkerAdvert,
 } from '@annex-p2phttp/dispatch';
-import {
-  boundedStep,
-  Deadline,
-  InFlight,
-  OperationExecutor,
-  NO_ANSWER_FROM_REDIS,
-  REDIS_STEP_MS,
-  redisUnreachable,
-  SHUTDOWN_CLEANUP_MS,
-  SHUTDOWN_GRACE_MS,
-  waitUntil,
-} from '@annex-p2phttp/ops';
 import {
   logFunction,
   loggerFor,

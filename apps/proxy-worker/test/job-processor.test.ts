@@ -4,7 +4,11 @@
  * answers each item on its own.
  */
 import { describe, expect, it } from 'vitest';
-import { type RepositoryRegistry, type ServedRepository } from '@annex-p2phttp/config';
+import {
+  type OperationExecutor,
+  type RepositoryRegistry,
+  type ServedRepository,
+} from '@annex-p2phttp/ops';
 import {
   decodeFailure,
   DispatchError,
@@ -13,7 +17,6 @@ import {
   type BatchableJob,
   type JobTarget,
 } from '@annex-p2phttp/dispatch';
-import { type OperationExecutor } from '@annex-p2phttp/ops';
 import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
 import { JobProcessor } from '../src/job-processor';
 

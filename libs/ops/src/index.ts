@@ -7,3 +7,5 @@ export * from './upload-staging';
 export * from './keyed-mutex';
 export * from './shutdown-steps';
 export * from './executor';
+export * from './repositories';
+export * from './writable';
