@@ -24,7 +24,7 @@ import {
   type LockStore,
   type RetentionLocks,
 } from '@annex-p2phttp/locks';
-import { type SessionTarget } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 
 export const LOCK_TTL_MS = 10 * 60_000;
 /** How long git-annex keeps a retention file after LOCKCONTENT (PROTOCOL.md §1.5). */
@@ -37,7 +37,7 @@ export const RENEW_SLACK_MS = 60_000;
 
 interface Held {
   lock: HeldLock;
-  readonly target: SessionTarget;
+  readonly target: RepositoryTarget;
   readonly key: string;
   readonly lockedAt: number;
   expiresAt: number;
@@ -74,7 +74,7 @@ export class LockService implements RetentionLocks {
   }
 
   /** Takes a retention lock; the lockid, or null when refused (absent, or too many locks). */
-  async lock(target: SessionTarget, key: string): Promise<string | null> {
+  async lock(target: RepositoryTarget, key: string): Promise<string | null> {
     if (this.closed) {
       return null;
     }
@@ -173,7 +173,7 @@ export class LockService implements RetentionLocks {
   /** Records the lock, takes it in the repository and holds it; false when refused. */
   private async take(
     lockid: string,
-    target: SessionTarget,
+    target: RepositoryTarget,
     key: string,
     lockedAt: number,
     expiresAt: number,
@@ -224,7 +224,7 @@ export class LockService implements RetentionLocks {
 
   /** A lock of the journal: held again if it is still live, else let go. */
   private async takeOver(lock: JournaledLock): Promise<boolean> {
-    const target: SessionTarget = {
+    const target: RepositoryTarget = {
       repoPath: lock.repoPath,
       serverUuid: lock.serverUuid,
       clientUuid: lock.clientUuid,

@@ -4,10 +4,10 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type Dispatcher, type HeldLock } from '@annex-p2phttp/dispatch';
 import { LockJournal, MemoryLockStore } from '@annex-p2phttp/locks';
-import { type SessionTarget } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 import { GIT_ANNEX_RETENTION_MS, LockService } from '../src/lock.service';
 
-const target: SessionTarget = {
+const target: RepositoryTarget = {
   repoPath: '/repo',
   serverUuid: 'server-uuid',
   clientUuid: 'client-uuid',

@@ -33,7 +33,7 @@ import {
   type LockSession,
   type RedisLockStore,
 } from '@annex-p2phttp/locks';
-import { type SessionTarget } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 
 export const DEFAULT_HOLDER_TTL_MS = 10_000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 1000;
@@ -367,7 +367,7 @@ export class ClusterLockHolder {
     if (!repository) {
       throw new Error(`repository ${serverUuid} is not served by this lock-service`);
     }
-    const target: SessionTarget = {
+    const target: RepositoryTarget = {
       repoPath: repository.path,
       serverUuid,
       clientUuid: session.clientUuid,

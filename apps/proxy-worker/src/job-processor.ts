@@ -32,13 +32,13 @@ import {
   type JobOperation,
   type JobPayload,
   type JobResult,
-  type JobTarget,
   type QueryPayload,
   type StreamOffer,
   type StreamSlot,
   type StreamTable,
 } from '@annex-p2phttp/dispatch';
-import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget, type ServedTarget } from '@annex-p2phttp/protocol';
+import { AbortError } from '@annex-p2phttp/p2p';
 
 export type ClusterJob = Job<JobPayload, JobResult, JobOperation>;
 
@@ -107,7 +107,7 @@ export class JobProcessor {
 
   private async small(
     payload: BatchableJob,
-    target: SessionTarget,
+    target: RepositoryTarget,
     signal: AbortSignal,
   ): Promise<JobResult> {
     const { executor } = this.options;
@@ -192,7 +192,7 @@ export class JobProcessor {
    * it does not serve (yet: another worker of its group may have found a new repository first)
    * fails as DISPATCH_NOT_SERVED, before anything is done, and the gateway sends it again.
    */
-  private async resolve(target: JobTarget, queue: string): Promise<SessionTarget> {
+  private async resolve(target: ServedTarget, queue: string): Promise<RepositoryTarget> {
     const valid =
       typeof target === 'object' &&
       target !== null &&
@@ -259,7 +259,7 @@ export class JobProcessor {
 
   private async put(
     job: ClusterJob,
-    target: SessionTarget,
+    target: RepositoryTarget,
     payload: Extract<JobPayload, { op: 'put' }>,
     signal: AbortSignal,
   ): Promise<PutOutcome> {
@@ -307,7 +307,7 @@ export class JobProcessor {
 
   private async get(
     job: ClusterJob,
-    target: SessionTarget,
+    target: RepositoryTarget,
     payload: Extract<JobPayload, { op: 'get' }>,
     signal: AbortSignal,
   ): Promise<boolean> {

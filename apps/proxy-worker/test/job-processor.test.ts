@@ -15,13 +15,13 @@ import {
   StreamTable,
   type BatchItemResult,
   type BatchableJob,
-  type JobTarget,
 } from '@annex-p2phttp/dispatch';
-import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget, type ServedTarget } from '@annex-p2phttp/protocol';
+import { AbortError } from '@annex-p2phttp/p2p';
 import { JobProcessor } from '../src/job-processor';
 
 const QUEUE = 'aaaaaaaa-1111-2222-3333-444444444444';
-const target: JobTarget = {
+const target: ServedTarget = {
   serverUuid: QUEUE,
   clientUuid: 'bbbbbbbb-1111-2222-3333-444444444444',
   bypass: [],
@@ -48,11 +48,15 @@ class OneSlot {
   }
 
   /** Only the key "on-disk" is in the object files: every other checkpresent needs a session. */
-  presentLocally(_target: SessionTarget, key: string): Promise<boolean> {
+  presentLocally(_target: RepositoryTarget, key: string): Promise<boolean> {
     return Promise.resolve(key === 'on-disk');
   }
 
-  async checkPresent(_target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
+  async checkPresent(
+    _target: RepositoryTarget,
+    key: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     await this.slot(signal);
     try {
       if (key === 'hold') {

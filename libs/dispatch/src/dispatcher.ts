@@ -4,7 +4,7 @@
  * executor of @annex-p2phttp/ops); cluster mode sends them to proxy workers, which run the same
  * executor.
  */
-import { type SessionTarget } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 import {
   type ExecutorStats,
   type GetOutcome,
@@ -20,32 +20,32 @@ import {
 export type DispatcherStats = ExecutorStats;
 
 export interface Dispatcher {
-  checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean>;
+  checkPresent(target: RepositoryTarget, key: string, signal?: AbortSignal): Promise<boolean>;
   /**
    * true when the content is plainly present without asking anyone (the repository's own object
    * file is there), else false, and then only `checkPresent` can tell. Optional: a dispatcher
    * that cannot look by itself leaves it out.
    */
-  presentLocally?(target: SessionTarget, key: string): Promise<boolean>;
+  presentLocally?(target: RepositoryTarget, key: string): Promise<boolean>;
   /**
    * The size of the content when it is plainly present without asking anyone (the repository's
    * own object file), else undefined. Optional, like `presentLocally`.
    */
-  localSize?(target: SessionTarget, key: string): Promise<number | undefined>;
-  getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number>;
+  localSize?(target: RepositoryTarget, key: string): Promise<number | undefined>;
+  getTimestamp(target: RepositoryTarget, signal?: AbortSignal): Promise<number>;
   /** REMOVE, or REMOVE-BEFORE when `before` is given. */
   remove(
-    target: SessionTarget,
+    target: RepositoryTarget,
     key: string,
     before: number | undefined,
     signal?: AbortSignal,
   ): Promise<PlusResult>;
-  putOffset(target: SessionTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult>;
-  put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome>;
+  putOffset(target: RepositoryTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult>;
+  put(target: RepositoryTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome>;
   /** The body of a `data` outcome must be consumed or destroyed; the dispatcher owns the rest. */
-  get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome>;
+  get(target: RepositoryTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome>;
   /** Takes a retention lock on a dedicated session; null when the repository refused it. */
-  lockContent(target: SessionTarget, key: string): Promise<HeldLock | null>;
+  lockContent(target: RepositoryTarget, key: string): Promise<HeldLock | null>;
   stats(): DispatcherStats;
   /** Stops: refuses new work, ends every session (in-flight ones after `graceMs`). */
   close(graceMs?: number): Promise<void>;

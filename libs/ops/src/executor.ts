@@ -6,7 +6,8 @@
  * journal about a second after the last of them ended, and once more on close.
  */
 import * as path from 'node:path';
-import { type SessionPool, type SessionTarget } from '@annex-p2phttp/p2p';
+import { type SessionPool } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 import { bootClockSeconds, timestampSeconds } from './boot-clock';
 import { JournalCommitter } from './journal-committer';
 import { ObjectFiles, readObject } from './object-files';
@@ -108,20 +109,24 @@ export class OperationExecutor {
    * Content plainly present in the repository's own object files is answered from disk; anything
    * else (absent there, a proxied remote, a cluster) is asked of git-annex.
    */
-  async checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
+  async checkPresent(
+    target: RepositoryTarget,
+    key: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     if (await this.presentLocally(target, key)) {
       return true;
     }
     return this.pool.run(target, (c) => checkPresent(c, key), signal, RETRY);
   }
 
-  async presentLocally(target: SessionTarget, key: string): Promise<boolean> {
+  async presentLocally(target: RepositoryTarget, key: string): Promise<boolean> {
     return (
       target.direct === true && (await this.objects.locate(target.repoPath, key)) !== undefined
     );
   }
 
-  async localSize(target: SessionTarget, key: string): Promise<number | undefined> {
+  async localSize(target: RepositoryTarget, key: string): Promise<number | undefined> {
     if (target.direct !== true) {
       return undefined;
     }
@@ -135,7 +140,7 @@ export class OperationExecutor {
    * own that git-annex-shell would tell: its timestamp is this host's, which its remove-before
    * is judged by (see remove). Another proxied remote or a cluster is asked.
    */
-  async getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
+  async getTimestamp(target: RepositoryTarget, signal?: AbortSignal): Promise<number> {
     if (target.specialRemote === true) {
       return timestampSeconds();
     }
@@ -154,7 +159,7 @@ export class OperationExecutor {
    * git-annex-shell.
    */
   remove(
-    target: SessionTarget,
+    target: RepositoryTarget,
     key: string,
     before: number | undefined,
     signal?: AbortSignal,
@@ -177,7 +182,7 @@ export class OperationExecutor {
    * the size of git-annex's partial file), as git-annex would answer; no session is needed, and
    * no empty partial file is left behind.
    */
-  putOffset(target: SessionTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
+  putOffset(target: RepositoryTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
     return this.uploads.run(
       uploadKey(target, key),
       async (): Promise<PutOffsetResult> => {
@@ -193,7 +198,7 @@ export class OperationExecutor {
     );
   }
 
-  put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
+  put(target: RepositoryTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
     const idleCut = { ...request, body: cutWhenIdle(request.body, this.uploadIdleMs) };
     return this.uploads.run(
       uploadKey(target, request.key),
@@ -213,7 +218,7 @@ export class OperationExecutor {
    * it came, also when its client is gone, so that the repository keeps every byte received.
    */
   private async putStaged(
-    target: SessionTarget,
+    target: RepositoryTarget,
     request: PutRequest,
     signal?: AbortSignal,
   ): Promise<PutOutcome> {
@@ -266,7 +271,7 @@ export class OperationExecutor {
    * the upload must go through git-annex.
    */
   private async putDirect(
-    target: SessionTarget,
+    target: RepositoryTarget,
     request: PutRequest,
   ): Promise<PutOutcome | undefined> {
     if (!target.direct || request.offset !== 0 || request.dataPresent) {
@@ -295,7 +300,11 @@ export class OperationExecutor {
     }
   }
 
-  async get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome> {
+  async get(
+    target: RepositoryTarget,
+    request: GetRequest,
+    signal?: AbortSignal,
+  ): Promise<GetOutcome> {
     if (target.direct) {
       const file = await this.objects.locate(target.repoPath, request.key);
       const read =
@@ -339,7 +348,7 @@ export class OperationExecutor {
    * LOCKCONTENT on a session of its own that ends by a signal, never by the end of its input, so
    * git-annex keeps the lock's retention file if this process goes (PROTOCOL.md §1.5).
    */
-  async lockContent(target: SessionTarget, key: string): Promise<HeldLock | null> {
+  async lockContent(target: RepositoryTarget, key: string): Promise<HeldLock | null> {
     const connection = await this.pool.openHolder(target);
     let locked = false;
     try {
@@ -453,7 +462,7 @@ export class OperationExecutor {
   }
 }
 
-function uploadKey(target: SessionTarget, key: string): string {
+function uploadKey(target: RepositoryTarget, key: string): string {
   return `${target.repoPath}\n${target.serverUuid}\n${key}`;
 }
 

@@ -5,12 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  LocalShellConnector,
-  P2PConnection,
-  SessionPool,
-  type SessionTarget,
-} from '@annex-p2phttp/p2p';
+import { LocalShellConnector, P2PConnection, SessionPool } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 import {
   bootClockSeconds,
   checkPresent,
@@ -51,7 +47,7 @@ afterAll(async () => {
   repo.remove();
 });
 
-function target(version = 4, mode: SessionTarget['mode'] = 'full'): SessionTarget {
+function target(version = 4, mode: RepositoryTarget['mode'] = 'full'): RepositoryTarget {
   return {
     repoPath: repo.path,
     serverUuid: repo.uuid,
@@ -62,7 +58,7 @@ function target(version = 4, mode: SessionTarget['mode'] = 'full'): SessionTarge
   };
 }
 
-async function open(version = 4, mode: SessionTarget['mode'] = 'full'): Promise<P2PConnection> {
+async function open(version = 4, mode: RepositoryTarget['mode'] = 'full'): Promise<P2PConnection> {
   const t = target(version, mode);
   const connection = await P2PConnection.open(new LocalShellConnector().connect(t), {
     serverUuid: t.serverUuid,

@@ -24,7 +24,8 @@ import * as path from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import type Redis from 'ioredis';
 import { PrimaryWatch } from '@annex-p2phttp/redis';
-import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
+import { AbortError } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 import {
   answerWithoutSession,
   boundedStep,
@@ -178,7 +179,11 @@ export class BullMqDispatcher implements Dispatcher {
     }
   }
 
-  async checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
+  async checkPresent(
+    target: RepositoryTarget,
+    key: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     const result = await this.elsewhere(
       () =>
         this.batcher.submit(
@@ -191,7 +196,7 @@ export class BullMqDispatcher implements Dispatcher {
     return expectOp(result, 'checkpresent').present;
   }
 
-  async getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
+  async getTimestamp(target: RepositoryTarget, signal?: AbortSignal): Promise<number> {
     const result = await this.elsewhere(
       () =>
         this.batcher.submit(
@@ -205,7 +210,7 @@ export class BullMqDispatcher implements Dispatcher {
   }
 
   async remove(
-    target: SessionTarget,
+    target: RepositoryTarget,
     key: string,
     before: number | undefined,
     signal?: AbortSignal,
@@ -218,7 +223,7 @@ export class BullMqDispatcher implements Dispatcher {
     return { ok: result.ok, plusUuids: result.plusUuids };
   }
 
-  putOffset(target: SessionTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
+  putOffset(target: RepositoryTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
     return this.uploads.run(
       uploadKey(target, key),
       async () => {
@@ -236,7 +241,7 @@ export class BullMqDispatcher implements Dispatcher {
    * speed, and a body that ended short reaches it cleanly as far as it came (also when its client
    * is gone), so the repository keeps every byte received.
    */
-  put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
+  put(target: RepositoryTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
     if (request.dataPresent) {
       return this.putNow(target, request, signal);
     }
@@ -264,7 +269,7 @@ export class BullMqDispatcher implements Dispatcher {
   }
 
   private putNow(
-    target: SessionTarget,
+    target: RepositoryTarget,
     request: PutRequest,
     signal?: AbortSignal,
   ): Promise<PutOutcome> {
@@ -276,7 +281,7 @@ export class BullMqDispatcher implements Dispatcher {
   }
 
   private async sendPut(
-    target: SessionTarget,
+    target: RepositoryTarget,
     request: PutRequest,
     signal?: AbortSignal,
   ): Promise<PutOutcome> {
@@ -305,7 +310,11 @@ export class BullMqDispatcher implements Dispatcher {
     }
   }
 
-  async get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome> {
+  async get(
+    target: RepositoryTarget,
+    request: GetRequest,
+    signal?: AbortSignal,
+  ): Promise<GetOutcome> {
     const answer = await this.submit(
       target.repoPath,
       {
@@ -686,6 +695,6 @@ function expectOp<O extends JobResult['op']>(
   return result as Extract<JobResult, { op: O }>;
 }
 
-function uploadKey(target: SessionTarget, key: string): string {
+function uploadKey(target: RepositoryTarget, key: string): string {
   return `${target.repoPath}\n${target.serverUuid}\n${key}`;
 }
