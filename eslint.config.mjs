@@ -8,6 +8,8 @@ import tseslint from 'typescript-eslint';
  * and scripts may import anything. test/deploy/boundaries.test.ts checks that each rule still fires.
  *  - libs never import apps;
  *  - libs/protocol imports nothing of ours;
+ *  - libs/p2p (connections, pool) never imports libs/ops, libs/dispatch or libs/locks, and libs/ops
+ *    (operations, executor, repository registry) never imports libs/dispatch, which builds on it;
  *  - apps never import other apps, except apps/serve, the composition root of every role;
  *  - no relative import leaves its workspace folder (other workspaces go by package name).
  */
@@ -35,6 +37,19 @@ function boundaries() {
         packages.push({
           regex: `^${scope}/`,
           message: 'libs/protocol is pure: it imports nothing of ours.',
+        });
+      }
+      if (group === 'libs' && name === 'p2p') {
+        packages.push({
+          regex: anyOf(['ops', 'dispatch', 'locks']),
+          message:
+            'libs/p2p never imports libs/ops, libs/dispatch or libs/locks: they build on it.',
+        });
+      }
+      if (group === 'libs' && name === 'ops') {
+        packages.push({
+          regex: anyOf(['dispatch']),
+          message: 'libs/ops never imports libs/dispatch: the Dispatcher seam builds on it.',
         });
       }
       if (group === 'apps' && name !== 'serve') {

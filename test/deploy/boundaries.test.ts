@@ -54,6 +54,39 @@ describe('import boundaries (eslint.config.mjs)', () => {
     ).toEqual([]);
   });
 
+  it('libs/p2p never imports libs/ops, libs/dispatch or libs/locks', async () => {
+    for (const [file, specifier] of [
+      ['libs/p2p/src/wrong.ts', '@annex-p2phttp/ops'],
+      ['libs/p2p/src/wrong.ts', '@annex-p2phttp/dispatch'],
+      ['libs/p2p/src/deep/wrong.ts', '@annex-p2phttp/locks/dist/lock-store'],
+    ] as const) {
+      const wrong = await boundaryErrors(file, `import { x } from '${specifier}';`);
+      expect(wrong, `${file}: ${specifier}`).toEqual([
+        expect.stringContaining('libs/p2p never imports'),
+      ]);
+    }
+    expect(
+      await boundaryErrors('libs/p2p/src/right.ts', "import { x } from '@annex-p2phttp/protocol';"),
+    ).toEqual([]);
+    expect(
+      await boundaryErrors('libs/p2p/src/right.ts', "import { x } from '@annex-p2phttp/opsx';"),
+    ).toEqual([]);
+  });
+
+  it('libs/ops never imports libs/dispatch', async () => {
+    const wrong = await boundaryErrors(
+      'libs/ops/src/wrong.ts',
+      "import type { x } from '@annex-p2phttp/dispatch';",
+    );
+    expect(wrong).toEqual([expect.stringContaining('libs/ops never imports libs/dispatch')]);
+    expect(
+      await boundaryErrors('libs/ops/src/right.ts', "import { x } from '@annex-p2phttp/p2p';"),
+    ).toEqual([]);
+    expect(
+      await boundaryErrors('libs/dispatch/src/right.ts', "import { x } from '@annex-p2phttp/ops';"),
+    ).toEqual([]);
+  });
+
   it('apps never import other apps; apps/serve does', async () => {
     const wrong = await boundaryErrors(
       'apps/gateway/src/wrong.ts',

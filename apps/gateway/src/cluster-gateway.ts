@@ -7,17 +7,19 @@
  */
 import { type GatewayConfig } from '@annex-p2phttp/config';
 import {
-  boundedStep,
   BullMqDispatcher,
   ClusterDirectory,
   ClusterKeys,
   commandConnection,
   connected,
+} from '@annex-p2phttp/dispatch';
+import {
+  boundedStep,
   Deadline,
   NO_ANSWER_FROM_REDIS,
   REDIS_STEP_MS,
   redisUnreachable,
-} from '@annex-p2phttp/dispatch';
+} from '@annex-p2phttp/ops';
 import { ClusterRetentionLocks, type RetentionLocks } from '@annex-p2phttp/locks';
 import { logFunction, loggerFor, Metrics, mirrorRedis, type Logger } from '@annex-p2phttp/metrics';
 import type Redis from 'ioredis';

@@ -20,11 +20,14 @@ import {
   timestampResult,
   type ApiVersion,
   type Operation,
+  type RepositoryTarget,
+  type ServerMode,
 } from '@annex-p2phttp/protocol';
 import { DispatchError, type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
 import { UnknownBrake } from './unknown-brake';
 import { type RetentionLocks } from '@annex-p2phttp/locks';
-import { BodyTap, P2PError, type ServerMode, type SessionTarget } from '@annex-p2phttp/p2p';
+import { P2PError } from '@annex-p2phttp/p2p';
+import { BodyTap } from '@annex-p2phttp/ops';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
 import { type AccessControl } from './access';
 import {
@@ -173,7 +176,7 @@ export class P2pHttpService {
     const query = request.query as Query;
     // Made only for operations that go on to wait for something: most checkpresents need none.
     const signal = () => abortSignalOf(reply.raw);
-    const target = (clientUuid: string): SessionTarget => ({
+    const target = (clientUuid: string): RepositoryTarget => ({
       repoPath: resolved.repoPath,
       serverUuid: resolved.serverUuid,
       clientUuid,
@@ -265,7 +268,7 @@ export class P2pHttpService {
     // The unversioned form ignores every parameter (PROTOCOL.md §2.1).
     const clientUuid =
       (version === null ? undefined : optionalClientUuid(query)) ?? ANONYMOUS_CLIENT;
-    const target: SessionTarget = {
+    const target: RepositoryTarget = {
       repoPath: resolved.repoPath,
       serverUuid: resolved.serverUuid,
       clientUuid,
@@ -361,7 +364,7 @@ export class P2pHttpService {
    * repository's own object file, else one checkpresent and the key's size field.
    */
   private async probe(
-    target: SessionTarget,
+    target: RepositoryTarget,
     key: string,
     signal: AbortSignal,
   ): Promise<{ present: false } | { present: true; size: number | undefined }> {
@@ -377,13 +380,13 @@ export class P2pHttpService {
   }
 
   /** The content's size as known before any transfer: its object file's, or the key's field. */
-  private async knownSize(target: SessionTarget, key: string): Promise<number | undefined> {
+  private async knownSize(target: RepositoryTarget, key: string): Promise<number | undefined> {
     return (await this.context.dispatcher.localSize?.(target, key)) ?? keyContentSize(key);
   }
 
   /** 416 for content that is there (404 otherwise), with its length when known. */
   private async unsatisfiable(
-    target: SessionTarget,
+    target: RepositoryTarget,
     key: string,
     length: number | undefined,
     signal: AbortSignal,
@@ -404,7 +407,7 @@ export class P2pHttpService {
     reply: FastifyReply,
     query: Query,
     version: ApiVersion,
-    target: (clientUuid: string) => SessionTarget,
+    target: (clientUuid: string) => RepositoryTarget,
   ): Promise<void> {
     const key = keyParam(query);
     const clientUuid = clientUuidParam(query);

@@ -1,7 +1,8 @@
 /**
  * The HTTP API process, in both modes. Embedded: one process serving repositories over the HTTP
- * P2P API, like `git annex p2phttp` (registry, pool, in-process dispatcher, locks). Cluster mode
- * (cluster-gateway.ts) plugs a different backend into the same `startGateway`.
+ * P2P API, like `git annex p2phttp` (registry, pool, operation executor behind the local
+ * dispatcher, locks). Cluster mode (cluster-gateway.ts) plugs a different backend into the same
+ * `startGateway`.
  */
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
@@ -18,22 +19,23 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { join } from 'node:path';
 import {
   loadUsers,
-  RepositoryRegistry,
   repositoryLocation,
-  unwritableAdvice,
-  WritableCheck,
   type ApiConfig,
   type EmbeddedConfig,
 } from '@annex-p2phttp/config';
 import {
+  BodyTap,
   boundedStep,
   Deadline,
-  InProcessDispatcher,
+  ObjectFiles,
+  OperationExecutor,
+  RepositoryRegistry,
   SHUTDOWN_CLEANUP_MS,
   SHUTDOWN_GRACE_MS,
-  unavailable,
-  type Dispatcher,
-} from '@annex-p2phttp/dispatch';
+  unwritableAdvice,
+  WritableCheck,
+} from '@annex-p2phttp/ops';
+import { localDispatcher, unavailable, type Dispatcher } from '@annex-p2phttp/dispatch';
 import {
   LocalRetentionLocks,
   LockJournal,
@@ -50,7 +52,7 @@ import {
   type Checks,
   type Logger,
 } from '@annex-p2phttp/metrics';
-import { BodyTap, LocalShellConnector, ObjectFiles, SessionPool } from '@annex-p2phttp/p2p';
+import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { AccessControl } from './access';
 import { GatewayModule } from './app.module';
 import { AuthHook } from './auth-hook';
@@ -110,13 +112,14 @@ export async function startEmbeddedServer(
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });
-  const dispatcher = new InProcessDispatcher(pool, undefined, {
+  const executor = new OperationExecutor(pool, undefined, {
     log: logFunction(log, 'warn'),
     uploadIdleMs: options.uploadIdleMs,
   });
+  const dispatcher = localDispatcher(executor);
   const objects = new ObjectFiles();
-  // The in-process dispatcher takes the repository-side locks.
-  const locks = new LocalRetentionLocks(new MemoryLockStore(), dispatcher, {
+  // The executor takes the repository-side locks.
+  const locks = new LocalRetentionLocks(new MemoryLockStore(), executor, {
     lockedFiles: options.lockedFiles,
     ttlMs: options.lockTtlMs,
     journal: new LockJournal((repoPath) => objects.gitDir(repoPath)),
@@ -138,7 +141,7 @@ export async function startEmbeddedServer(
     await registry.start();
   } catch (error) {
     registry.close();
-    await dispatcher.close(0, logFunction(log, 'warn'));
+    await executor.close(0, logFunction(log, 'warn'));
     throw error;
   }
   let writable: WritableCheck | undefined;
@@ -189,7 +192,7 @@ export async function startEmbeddedServer(
         });
         // Sessions still in use when the grace is over are closed; then the journals are
         // committed, within SHUTDOWN_CLEANUP_MS after the grace at the latest.
-        await dispatcher.close(grace.remaining, logFunction(log, 'warn'));
+        await executor.close(grace.remaining, logFunction(log, 'warn'));
       },
     },
     env,

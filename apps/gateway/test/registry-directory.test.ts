@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RepositoryRegistry } from '@annex-p2phttp/config';
+import { RepositoryRegistry } from '@annex-p2phttp/ops';
 import { DispatchError } from '@annex-p2phttp/dispatch';
 import { registryDirectory } from '../src/server';
 

@@ -11,23 +11,21 @@ import { access, constants } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
-import {
-  RepositoryRegistry,
-  unwritableAdvice,
-  WritableCheck,
-  type LockServiceConfig,
-} from '@annex-p2phttp/config';
+import { type LockServiceConfig } from '@annex-p2phttp/config';
 import {
   boundedStep,
   Deadline,
   InFlight,
-  InProcessDispatcher,
   NO_ANSWER_FROM_REDIS,
+  OperationExecutor,
   REDIS_STEP_MS,
   redisUnreachable,
+  RepositoryRegistry,
   SHUTDOWN_CLEANUP_MS,
-  subscription,
-} from '@annex-p2phttp/dispatch';
+  unwritableAdvice,
+  WritableCheck,
+} from '@annex-p2phttp/ops';
+import { subscription } from '@annex-p2phttp/redis';
 import {
   closeRedis,
   ClusterLockHolder,
@@ -116,14 +114,14 @@ export async function startLockService(
     maxActive: 1,
     maxIdle: 0,
   });
-  const dispatcher = new InProcessDispatcher(pool);
+  const executor = new OperationExecutor(pool);
   const store = new RedisLockStore(redis, config.redisPrefix);
   const metrics = new Metrics('lock-service');
   const primary = new PrimaryWatch(redis);
   mirrorRedis(metrics, () => primary.stats());
   const locks = new ClusterLockHolder({
     store,
-    locker: dispatcher,
+    locker: executor,
     registry,
     holder: holderId,
     redisProblem: () => redisUnreachable(redis),

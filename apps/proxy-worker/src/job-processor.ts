@@ -1,6 +1,6 @@
 /**
  * Runs one cluster job on this worker's sessions: resolves the job's uuid to a repository this
- * worker serves through the job's queue (the shard queue of that repository in its group), then runs the operation with the InProcessDispatcher
+ * worker serves through the job's queue (the shard queue of that repository in its group), then runs the operation with the OperationExecutor
  * (the same code as embedded mode). For get and put it opens the P2P exchange first, then offers
  * a stream on the data port (reported as job progress) and moves the bytes once the gateway
  * claims it; the job stays active until the bytes went. An unclaimed or abandoned stream closes
@@ -16,7 +16,11 @@
 import { type IncomingMessage, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { type Job } from 'bullmq';
-import { type RepositoryRegistry } from '@annex-p2phttp/config';
+import {
+  type OperationExecutor,
+  type PutOutcome,
+  type RepositoryRegistry,
+} from '@annex-p2phttp/ops';
 import {
   BATCHABLE_OPS,
   DATA_LENGTH_HEADER,
@@ -25,23 +29,22 @@ import {
   encodeFailure,
   type BatchableJob,
   type BatchItemResult,
-  type InProcessDispatcher,
   type JobOperation,
   type JobPayload,
   type JobResult,
-  type JobTarget,
   type QueryPayload,
   type StreamOffer,
   type StreamSlot,
   type StreamTable,
 } from '@annex-p2phttp/dispatch';
-import { AbortError, type PutOutcome, type SessionTarget } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget, type ServedTarget } from '@annex-p2phttp/protocol';
+import { AbortError } from '@annex-p2phttp/p2p';
 
 export type ClusterJob = Job<JobPayload, JobResult, JobOperation>;
 
 export interface JobProcessorOptions {
   readonly registry: RepositoryRegistry;
-  readonly dispatcher: InProcessDispatcher;
+  readonly executor: OperationExecutor;
   readonly streams: StreamTable;
   /** The data port's advertised base URL. */
   readonly baseUrl: string;
@@ -72,11 +75,11 @@ export class JobProcessor {
   async process(job: ClusterJob, queue: string, signal: AbortSignal): Promise<JobResult> {
     const payload = decodePayload(job.data);
     const target = await this.resolve(payload.target, queue);
-    const { dispatcher } = this.options;
+    const { executor } = this.options;
     switch (payload.op) {
       case 'remove': {
         const result = await this.bounded(signal, (wait) =>
-          dispatcher.remove(target, payload.key, payload.before, wait),
+          executor.remove(target, payload.key, payload.before, wait),
         );
         return { op: 'remove', ok: result.ok, plusUuids: result.plusUuids };
       }
@@ -84,7 +87,7 @@ export class JobProcessor {
         return {
           op: 'putoffset',
           result: await this.bounded(signal, (wait) =>
-            dispatcher.putOffset(target, payload.key, wait),
+            executor.putOffset(target, payload.key, wait),
           ),
         };
       case 'put':
@@ -104,25 +107,25 @@ export class JobProcessor {
 
   private async small(
     payload: BatchableJob,
-    target: SessionTarget,
+    target: RepositoryTarget,
     signal: AbortSignal,
   ): Promise<JobResult> {
-    const { dispatcher } = this.options;
+    const { executor } = this.options;
     if (payload.op === 'checkpresent') {
       // Content in the object files is answered from disk: no session to wait for.
-      if (await dispatcher.presentLocally(target, payload.key)) {
+      if (await executor.presentLocally(target, payload.key)) {
         return { op: 'checkpresent', present: true };
       }
       return {
         op: 'checkpresent',
         present: await this.bounded(signal, (wait) =>
-          dispatcher.checkPresent(target, payload.key, wait),
+          executor.checkPresent(target, payload.key, wait),
         ),
       };
     }
     return {
       op: 'gettimestamp',
-      timestamp: await this.bounded(signal, (wait) => dispatcher.getTimestamp(target, wait)),
+      timestamp: await this.bounded(signal, (wait) => executor.getTimestamp(target, wait)),
     };
   }
 
@@ -153,7 +156,7 @@ export class JobProcessor {
   }
 
   /**
-   * Runs a dispatcher call whose signal only bounds waits (for a session slot, for an upload of
+   * Runs an executor call whose signal only bounds waits (for a session slot, for an upload of
    * the same key): aborted with the job, or when the wait outlasts `sessionWaitMs`, which fails
    * it as unavailable.
    */
@@ -189,7 +192,7 @@ export class JobProcessor {
    * it does not serve (yet: another worker of its group may have found a new repository first)
    * fails as DISPATCH_NOT_SERVED, before anything is done, and the gateway sends it again.
    */
-  private async resolve(target: JobTarget, queue: string): Promise<SessionTarget> {
+  private async resolve(target: ServedTarget, queue: string): Promise<RepositoryTarget> {
     const valid =
       typeof target === 'object' &&
       target !== null &&
@@ -256,7 +259,7 @@ export class JobProcessor {
 
   private async put(
     job: ClusterJob,
-    target: SessionTarget,
+    target: RepositoryTarget,
     payload: Extract<JobPayload, { op: 'put' }>,
     signal: AbortSignal,
   ): Promise<PutOutcome> {
@@ -275,7 +278,7 @@ export class JobProcessor {
     let outcome: PutOutcome;
     try {
       outcome = await this.bounded(signal, (wait) =>
-        this.options.dispatcher.put(
+        this.options.executor.put(
           target,
           {
             key: payload.key,
@@ -304,13 +307,13 @@ export class JobProcessor {
 
   private async get(
     job: ClusterJob,
-    target: SessionTarget,
+    target: RepositoryTarget,
     payload: Extract<JobPayload, { op: 'get' }>,
     signal: AbortSignal,
   ): Promise<boolean> {
     const limit = validLimit(payload.limit);
     const outcome = await this.bounded(signal, (wait) =>
-      this.options.dispatcher.get(
+      this.options.executor.get(
         target,
         {
           key: payload.key,

@@ -27,40 +27,42 @@ import { hostname } from 'node:os';
 import { type AddressInfo } from 'node:net';
 import { Queue, Worker } from 'bullmq';
 import {
-  RepositoryRegistry,
   repositoryLocation,
-  unwritableAdvice,
-  WritableCheck,
   type RepositoriesConfig,
   type WorkerConfig,
 } from '@annex-p2phttp/config';
 import {
-  blockingOptions,
   boundedStep,
+  Deadline,
+  InFlight,
+  NO_ANSWER_FROM_REDIS,
+  OperationExecutor,
+  REDIS_STEP_MS,
+  redisUnreachable,
+  RepositoryRegistry,
+  SHUTDOWN_CLEANUP_MS,
+  SHUTDOWN_GRACE_MS,
+  unwritableAdvice,
+  waitUntil,
+  WritableCheck,
+} from '@annex-p2phttp/ops';
+import {
+  blockingOptions,
   ClusterKeys,
   commandConnection,
   connected,
-  Deadline,
   DispatchError,
   encodeFailure,
-  InFlight,
   quietLog,
-  InProcessDispatcher,
   queueOf,
   RouteAdvertiser,
   shardQueue,
   type Route,
   QueryServer,
-  NO_ANSWER_FROM_REDIS,
-  REDIS_STEP_MS,
-  redisUnreachable,
-  SHUTDOWN_CLEANUP_MS,
-  SHUTDOWN_GRACE_MS,
   STREAM_PATH,
   StreamTable,
   subscription,
   unavailable,
-  waitUntil,
   type JobOperation,
   type JobPayload,
   type JobResult,
@@ -183,7 +185,7 @@ export async function startProxyWorker(
     maxActive: options.jobs,
     maxIdle: options.proxyConnections,
   });
-  const dispatcher = new InProcessDispatcher(pool, undefined, {
+  const executor = new OperationExecutor(pool, undefined, {
     log,
     uploadIdleMs: options.uploadIdleMs,
   });
@@ -244,13 +246,13 @@ export async function startProxyWorker(
 
   const processor = new JobProcessor({
     registry,
-    dispatcher,
+    executor,
     streams,
     baseUrl: url,
     sessionWaitMs: options.queueWaitMs,
     queueOf: queueFor,
   });
-  mirrorPool(metrics, () => ({ ...dispatcher.stats(), streams: processor.streams }));
+  mirrorPool(metrics, () => ({ ...executor.stats(), streams: processor.streams }));
   const queries = new QueryServer({
     redisUrl: options.redis,
     redis,
@@ -466,7 +468,7 @@ export async function startProxyWorker(
       });
       streams.close(new DispatchError('DISPATCH_UNAVAILABLE', 'shutting down'));
       // Sessions, then what is left in the journals, by the end of the cleanup at the latest.
-      await dispatcher.close(cleanup.cap(SHUTDOWN_CLEANUP_MS), log, cleanup);
+      await executor.close(cleanup.cap(SHUTDOWN_CLEANUP_MS), log, cleanup);
       await boundedStep(
         'close the job queues',
         () => Promise.all([queuesClosed, ...workers.map((entry) => entry.queue.close())]),

@@ -4,21 +4,24 @@
  * answers each item on its own.
  */
 import { describe, expect, it } from 'vitest';
-import { type RepositoryRegistry, type ServedRepository } from '@annex-p2phttp/config';
+import {
+  type OperationExecutor,
+  type RepositoryRegistry,
+  type ServedRepository,
+} from '@annex-p2phttp/ops';
 import {
   decodeFailure,
   DispatchError,
   StreamTable,
   type BatchItemResult,
-  type InProcessDispatcher,
   type BatchableJob,
-  type JobTarget,
 } from '@annex-p2phttp/dispatch';
-import { AbortError, type SessionTarget } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget, type ServedTarget } from '@annex-p2phttp/protocol';
+import { AbortError } from '@annex-p2phttp/p2p';
 import { JobProcessor } from '../src/job-processor';
 
 const QUEUE = 'aaaaaaaa-1111-2222-3333-444444444444';
-const target: JobTarget = {
+const target: ServedTarget = {
   serverUuid: QUEUE,
   clientUuid: 'bbbbbbbb-1111-2222-3333-444444444444',
   bypass: [],
@@ -32,7 +35,7 @@ const registry = {
 } as unknown as RepositoryRegistry;
 
 /**
- * A dispatcher with one session slot whose signal, like the InProcessDispatcher's, bounds only
+ * An executor with one session slot whose signal, like the OperationExecutor's, bounds only
  * the wait for a slot. Key "hold" keeps the slot until `release`; "present" answers true.
  */
 class OneSlot {
@@ -45,11 +48,15 @@ class OneSlot {
   }
 
   /** Only the key "on-disk" is in the object files: every other checkpresent needs a session. */
-  presentLocally(_target: SessionTarget, key: string): Promise<boolean> {
+  presentLocally(_target: RepositoryTarget, key: string): Promise<boolean> {
     return Promise.resolve(key === 'on-disk');
   }
 
-  async checkPresent(_target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
+  async checkPresent(
+    _target: RepositoryTarget,
+    key: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     await this.slot(signal);
     try {
       if (key === 'hold') {
@@ -90,10 +97,10 @@ class OneSlot {
   }
 }
 
-function processor(dispatcher: OneSlot, sessionWaitMs: number): JobProcessor {
+function processor(executor: OneSlot, sessionWaitMs: number): JobProcessor {
   return new JobProcessor({
     registry,
-    dispatcher: dispatcher as unknown as InProcessDispatcher,
+    executor: executor as unknown as OperationExecutor,
     streams: new StreamTable(),
     baseUrl: 'http://worker:9418',
     sessionWaitMs,

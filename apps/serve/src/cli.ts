@@ -14,7 +14,7 @@ import {
   workerConfig,
   type ServeOptions,
 } from '@annex-p2phttp/config';
-import { SHUTDOWN_CLEANUP_MS, SHUTDOWN_GRACE_MS } from '@annex-p2phttp/dispatch';
+import { SHUTDOWN_CLEANUP_MS, SHUTDOWN_GRACE_MS } from '@annex-p2phttp/ops';
 import { startClusterGateway, startEmbeddedServer } from '@annex-p2phttp/gateway';
 import { startLockService } from '@annex-p2phttp/lock-service';
 import { loggerFor, type Logger } from '@annex-p2phttp/metrics';

@@ -19,6 +19,7 @@ import {
   RedisUrlError,
 } from '@annex-p2phttp/redis';
 import { Command, CommanderError, Option } from 'commander';
+import { CONTENT_LOCK_MS } from '@annex-p2phttp/protocol';
 import { type AuthPolicy } from './auth';
 import { ConfigError, HelpRequested } from './errors';
 import { deepFreeze } from './frozen';
@@ -120,8 +121,7 @@ export const DEFAULT_PORT = 9417;
 export const DEFAULT_DATA_PORT = 9418;
 export const DEFAULT_HEALTH_PORT = 9419;
 export const DEFAULT_QUEUE_WAIT_SECONDS = 30;
-/** git-annex's own retention period of a lock (PROTOCOL.md §2.5). */
-export const DEFAULT_LOCK_TTL_SECONDS = 600;
+export const DEFAULT_LOCK_TTL_SECONDS = CONTENT_LOCK_MS / 1000;
 export const DEFAULT_UPLOAD_IDLE_SECONDS = 60;
 export const DEFAULT_JOB_TIMEOUT_SECONDS = 600;
 export const DEFAULT_STALL_CHECK_SECONDS = 30;

@@ -1,5 +1,3 @@
 export * from './dispatcher';
-export * from './keyed-mutex';
-export * from './shutdown-steps';
-export * from './in-process-dispatcher';
+export * from './local-dispatcher';
 export * from './cluster';

@@ -14,16 +14,16 @@ import {
   QueryClient,
   QueryServer,
   type JobResult,
-  type JobTarget,
   type QueryClientOptions,
   type QueryPayload,
   type QueryServerOptions,
 } from '../src/index';
+import { type ServedTarget } from '@annex-p2phttp/protocol';
 
 let redis: PrivateRedis;
 let connection: ReturnType<typeof commandConnection>;
 const keys = new ClusterKeys('unit-lane:');
-const target: JobTarget = {
+const target: ServedTarget = {
   serverUuid: 's',
   clientUuid: 'c',
   bypass: [],

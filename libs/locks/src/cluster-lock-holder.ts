@@ -15,7 +15,7 @@
  * whose retention file git-annex keeps when its session ends by a signal (a crash, or SIGTERM,
  * which abandons them), until another lock-service has taken it over.
  */
-import { boundedStep, NO_ANSWER_FROM_REDIS, REDIS_STEP_MS } from '@annex-p2phttp/dispatch';
+import { boundedStep, NO_ANSWER_FROM_REDIS, REDIS_STEP_MS } from '@annex-p2phttp/ops';
 import { type RepositoryTarget, type SessionParams } from '@annex-p2phttp/protocol';
 import { keyOfRequest, type LockReply, type LockRequest } from './lock-requests';
 import { RESERVED, type ClusterLockRecord, type RedisLockStore } from './redis-lock-store';
@@ -42,7 +42,7 @@ interface Held {
 
 export interface ClusterLockHolderOptions {
   readonly store: RedisLockStore;
-  /** Takes the repository-side locks (the in-process dispatcher of the lock-service). */
+  /** Takes the repository-side locks (the operation executor of the lock-service). */
   readonly locker: ContentLocker;
   readonly registry: ServedRepositories;
   /** This instance's identity in the records' holder field. */

@@ -9,18 +9,13 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import type Redis from 'ioredis';
-import { type ServedTarget } from '@annex-p2phttp/protocol';
+import { CONTENT_LOCK_MS, type ServedTarget } from '@annex-p2phttp/protocol';
 import { PrimaryWatch } from '@annex-p2phttp/redis';
 import { LOCK_JOB_NAME, requestKeyOf, type LockReply, type LockRequest } from './lock-requests';
 import { LOCK_REQUEST_QUEUE } from './redis-keys';
 import { closeRedis, LocksUnavailableError, openRedis, whenReady } from './redis-connection';
 import { RedisLockStore, RESERVED } from './redis-lock-store';
-import {
-  HeartbeatKeeper,
-  LOCK_TTL_MS,
-  type LockKeeper,
-  type RetentionLocks,
-} from './retention-locks';
+import { HeartbeatKeeper, type LockKeeper, type RetentionLocks } from './retention-locks';
 
 export const DEFAULT_LOCK_REQUEST_TIMEOUT_MS = 30_000;
 /** How soon the record of a failed lock request is tried again when it could not be deleted. */
@@ -66,7 +61,7 @@ export class ClusterRetentionLocks implements RetentionLocks {
   private closed = false;
 
   constructor(private readonly options: ClusterRetentionLocksOptions) {
-    this.ttlMs = options.ttlMs ?? LOCK_TTL_MS;
+    this.ttlMs = options.ttlMs ?? CONTENT_LOCK_MS;
     this.heartbeatMs = options.heartbeatMs ?? Math.max(1000, this.ttlMs / 4);
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_LOCK_REQUEST_TIMEOUT_MS;
     this.now = options.now ?? Date.now;

@@ -12,16 +12,11 @@
  * lets go at once of those that expired meanwhile.
  */
 import { randomUUID } from 'node:crypto';
-import { type RepositoryTarget } from '@annex-p2phttp/protocol';
+import { CONTENT_LOCK_MS, type RepositoryTarget } from '@annex-p2phttp/protocol';
 import { type JournaledLock, type LockJournal } from './lock-journal';
 import { type LockStore } from './lock-store';
 import { RepositoryLock, type ContentLocker } from './repository-lock';
-import {
-  HeartbeatKeeper,
-  LOCK_TTL_MS,
-  type LockKeeper,
-  type RetentionLocks,
-} from './retention-locks';
+import { HeartbeatKeeper, type LockKeeper, type RetentionLocks } from './retention-locks';
 
 interface Held {
   readonly lock: RepositoryLock;
@@ -53,7 +48,7 @@ export class LocalRetentionLocks implements RetentionLocks {
     private readonly locker: ContentLocker,
     private readonly options: LocalRetentionLocksOptions,
   ) {
-    this.ttlMs = options.ttlMs ?? LOCK_TTL_MS;
+    this.ttlMs = options.ttlMs ?? CONTENT_LOCK_MS;
     this.now = options.now ?? Date.now;
   }
 

@@ -11,7 +11,7 @@
  * session is then unlocked, which leaves the newer retention file. When the session holding it
  * dies, `onLost` tells the holder, which forgets the lock (embedded) or takes it again (cluster).
  */
-import { type HeldLock } from '@annex-p2phttp/dispatch';
+import { type HeldLock } from '@annex-p2phttp/ops';
 import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 
 /** How long git-annex keeps a retention file after LOCKCONTENT (PROTOCOL.md §1.5). */

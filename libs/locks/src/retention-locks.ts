@@ -5,9 +5,6 @@
  */
 import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 
-/** A lock expires this long after locking or after its last heartbeat, unless told otherwise. */
-export const LOCK_TTL_MS = 10 * 60_000;
-
 /**
  * Keeps a lock held while a keeplocked request is open; `end` when the request goes away, `stop`
  * before unlocking (a keeper left running would keep the lock, or write it again after Redis

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type HeldLock } from '@annex-p2phttp/dispatch';
+import { type HeldLock } from '@annex-p2phttp/ops';
 import {
   GIT_ANNEX_RETENTION_MS,
   LocalRetentionLocks,

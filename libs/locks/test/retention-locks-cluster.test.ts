@@ -6,8 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
 import { afterAll, beforeAll } from 'vitest';
-import { RepositoryRegistry } from '@annex-p2phttp/config';
-import { InProcessDispatcher, subscription } from '@annex-p2phttp/dispatch';
+import { RepositoryRegistry } from '@annex-p2phttp/ops';
+import { OperationExecutor } from '@annex-p2phttp/ops';
+import { subscription } from '@annex-p2phttp/redis';
 import {
   closeRedis,
   ClusterLockHolder,
@@ -52,7 +53,7 @@ retentionLocksContract('ClusterRetentionLocks with a ClusterLockHolder', {
     const blocking = openRedis(url, 'blocking');
     await whenReady(command);
     const store = new RedisLockStore(command, prefix);
-    const dispatcher = new InProcessDispatcher(
+    const dispatcher = new OperationExecutor(
       new SessionPool({ connector: new LocalShellConnector({}), maxActive: 1, maxIdle: 0 }),
     );
     const registry = new RepositoryRegistry({

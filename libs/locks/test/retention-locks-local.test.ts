@@ -1,6 +1,6 @@
 /** The RetentionLocks contract for the embedded server's LocalRetentionLocks. */
 import { afterAll, beforeAll } from 'vitest';
-import { InProcessDispatcher } from '@annex-p2phttp/dispatch';
+import { OperationExecutor } from '@annex-p2phttp/ops';
 import { LocalRetentionLocks, MemoryLockStore } from '@annex-p2phttp/locks';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { makeServedRepo, manyFiles, Sandbox, type ServedRepo } from '../../../test/support/repos';
@@ -21,8 +21,8 @@ afterAll(async () => {
 retentionLocksContract('LocalRetentionLocks', {
   repo: () => repo,
   open: ({ lockedFiles, ttlMs }) => {
-    // What the embedded server does: the in-process dispatcher takes the repository-side locks.
-    const dispatcher = new InProcessDispatcher(
+    // What the embedded server does: the operation executor takes the repository-side locks.
+    const dispatcher = new OperationExecutor(
       new SessionPool({ connector: new LocalShellConnector({}), maxActive: 4, maxIdle: 0 }),
     );
     const locks = new LocalRetentionLocks(new MemoryLockStore(), dispatcher, {

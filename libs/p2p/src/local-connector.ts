@@ -6,31 +6,20 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { type Writable } from 'node:stream';
+import { type RepositoryTarget, type ServerMode } from '@annex-p2phttp/protocol';
 import { openLockInput } from './lock-input';
 import { trackShellProcess } from './shell-processes';
 import { type Transport } from './transport';
 
-export type ServerMode = 'full' | 'readonly' | 'appendonly';
-
-export interface ConnectTarget {
-  /** Directory of the served repository. */
-  readonly repoPath: string;
-  /** The UUID to serve (the repository's own, or one it proxies). */
-  readonly serverUuid: string;
-  /** The HTTP client's UUID, recorded by git-annex as the peer. */
-  readonly clientUuid: string;
-  readonly mode: ServerMode;
-}
-
 export interface Connector {
-  connect(target: ConnectTarget): Transport;
+  connect(target: RepositoryTarget): Transport;
   /**
    * A session that will hold a retention lock (PROTOCOL.md §1.5): one that never sees the end of
    * its input when this process goes, and is ended by a signal instead, so that git-annex keeps
    * the lock's retention file. Its `destroy` ends it by a signal too; to unlock, send
    * UNLOCKCONTENT first. A connector that cannot do this opens an ordinary session.
    */
-  connectHolder?(target: ConnectTarget): Promise<Transport>;
+  connectHolder?(target: RepositoryTarget): Promise<Transport>;
 }
 
 /** How long a peer may take to exit after its stdin closed before it is killed. */
@@ -82,7 +71,7 @@ export class LocalShellConnector implements Connector {
     } = {},
   ) {}
 
-  connect(target: ConnectTarget): Transport {
+  connect(target: RepositoryTarget): Transport {
     const child = spawn(this.command(), this.args(target), {
       cwd: target.repoPath,
       env: this.env(target),
@@ -120,7 +109,7 @@ export class LocalShellConnector implements Connector {
    * holds open for writing itself (its input never ends), and it is started through `setpriv
    * --pdeathsig SIGKILL`, which kills it when this process dies, however it dies.
    */
-  async connectHolder(target: ConnectTarget): Promise<Transport> {
+  async connectHolder(target: RepositoryTarget): Promise<Transport> {
     const input = await openLockInput();
     let child: ChildProcess;
     try {
@@ -151,7 +140,7 @@ export class LocalShellConnector implements Connector {
     return this.options.command ?? 'git-annex-shell';
   }
 
-  private args(target: ConnectTarget): string[] {
+  private args(target: RepositoryTarget): string[] {
     const args = ['p2pstdio', target.repoPath, target.clientUuid, '--uuid', target.serverUuid];
     if (this.options.debug) {
       args.push('--debug');
@@ -159,12 +148,12 @@ export class LocalShellConnector implements Connector {
     return args;
   }
 
-  private env(target: ConnectTarget): NodeJS.ProcessEnv {
+  private env(target: RepositoryTarget): NodeJS.ProcessEnv {
     return shellEnvironment(this.options.env ?? process.env, target.mode, this.options.clusterJobs);
   }
 
   private transport(
-    target: ConnectTarget,
+    target: RepositoryTarget,
     child: ChildProcess,
     output: Writable,
     destroy: () => void,

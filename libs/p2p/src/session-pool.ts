@@ -1,13 +1,14 @@
 /**
  * The pool of P2P sessions to repositories: a ConnectionPool of P2PConnections opened through a
- * Connector, keyed by SessionTarget. `run` lends a connection to one operation and gives it back
+ * Connector, keyed by RepositoryTarget. `run` lends a connection to one operation and gives it back
  * clean or closes it, whatever the operation did.
  */
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 import { P2PConnection } from './connection';
 import { ConnectionClosedError } from './errors';
 import { type Connector } from './local-connector';
 import { ConnectionPool, type Lease, type PoolStats } from './pool';
-import { poolKey, targetOfKey, type SessionTarget } from './pool-key';
+import { poolKey, targetOfKey } from './pool-key';
 import { type Transport } from './transport';
 
 export interface SessionPoolOptions {
@@ -32,7 +33,7 @@ export class SessionPool {
 
   /** Takes a connection for `target`; the caller must call `release` exactly once. */
   async lease(
-    target: SessionTarget,
+    target: RepositoryTarget,
     options: { signal?: AbortSignal; counted?: boolean } = {},
   ): Promise<Lease<P2PConnection>> {
     const lease = await this.pool.acquire(poolKey(target), {
@@ -50,7 +51,7 @@ export class SessionPool {
    * that are safe to repeat may pass `retryOnStale` (not an upload, whose body is consumed).
    */
   async run<T>(
-    target: SessionTarget,
+    target: RepositoryTarget,
     operation: (connection: P2PConnection) => Promise<T>,
     signal?: AbortSignal,
     options: { retryOnStale?: boolean } = {},
@@ -76,7 +77,7 @@ export class SessionPool {
    * Opens a session of its own, outside the pool, to hold a retention lock (Connector
    * `connectHolder`); the caller owns it and closes it.
    */
-  async openHolder(target: SessionTarget): Promise<P2PConnection> {
+  async openHolder(target: RepositoryTarget): Promise<P2PConnection> {
     const { connector } = this.options;
     const transport = connector.connectHolder
       ? await connector.connectHolder(target)
@@ -99,7 +100,7 @@ export class SessionPool {
     return this.handshake(this.options.connector.connect(target), target);
   }
 
-  private handshake(transport: Transport, target: SessionTarget): Promise<P2PConnection> {
+  private handshake(transport: Transport, target: RepositoryTarget): Promise<P2PConnection> {
     return P2PConnection.open(transport, {
       serverUuid: target.serverUuid,
       version: target.version,

@@ -36,6 +36,8 @@ const target = {
   repoPath: os.tmpdir(),
   serverUuid: '11111111-1111-1111-1111-111111111111',
   clientUuid: '22222222-2222-2222-2222-222222222222',
+  bypass: [],
+  version: 4,
   mode: 'full' as const,
 };
 

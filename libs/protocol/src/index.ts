@@ -68,3 +68,4 @@ export {
   type ServedTarget,
   type RepositoryTarget,
 } from './target';
+export { CONTENT_LOCK_MS } from './lock-duration';

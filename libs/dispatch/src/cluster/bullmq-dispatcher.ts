@@ -24,22 +24,29 @@ import * as path from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import type Redis from 'ioredis';
 import { PrimaryWatch, type ClusterKeys } from '@annex-p2phttp/redis';
+import { AbortError } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 import {
-  AbortError,
   answerWithoutSession,
+  boundedStep,
   cutWhenIdle,
+  Deadline,
   DEFAULT_UPLOAD_IDLE_MS,
+  KeyedMutex,
+  NO_ANSWER_FROM_REDIS,
+  REDIS_STEP_MS,
+  redisUnreachable,
+  SHUTDOWN_CLEANUP_MS,
   stageBody,
+  waitUntil,
   type GetOutcome,
   type GetRequest,
   type PlusResult,
   type PutOffsetResult,
   type PutOutcome,
   type PutRequest,
-  type SessionTarget,
-} from '@annex-p2phttp/p2p';
+} from '@annex-p2phttp/ops';
 import { type Dispatcher, type DispatcherStats } from '../dispatcher';
-import { KeyedMutex } from '../keyed-mutex';
 import { Batcher, type Settled } from './batcher';
 import { decodeFailure, DispatchError, shuttingDown, unavailable } from './errors';
 import {
@@ -55,15 +62,6 @@ import {
 } from './jobs';
 import { QueryClient } from './query-lane';
 import { blockingOptions, quietLog } from './redis';
-import {
-  boundedStep,
-  Deadline,
-  NO_ANSWER_FROM_REDIS,
-  REDIS_STEP_MS,
-  redisUnreachable,
-  SHUTDOWN_CLEANUP_MS,
-  waitUntil,
-} from '../shutdown-steps';
 import { abandonStream, claimGetStream, dataPlaneAgent, sendPutStream } from './stream-client';
 
 export interface BullMqDispatcherOptions {
@@ -179,7 +177,11 @@ export class BullMqDispatcher implements Dispatcher {
     }
   }
 
-  async checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
+  async checkPresent(
+    target: RepositoryTarget,
+    key: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     const result = await this.elsewhere(
       () =>
         this.batcher.submit(
@@ -192,7 +194,7 @@ export class BullMqDispatcher implements Dispatcher {
     return expectOp(result, 'checkpresent').present;
   }
 
-  async getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
+  async getTimestamp(target: RepositoryTarget, signal?: AbortSignal): Promise<number> {
     const result = await this.elsewhere(
       () =>
         this.batcher.submit(
@@ -206,7 +208,7 @@ export class BullMqDispatcher implements Dispatcher {
   }
 
   async remove(
-    target: SessionTarget,
+    target: RepositoryTarget,
     key: string,
     before: number | undefined,
     signal?: AbortSignal,
@@ -219,7 +221,7 @@ export class BullMqDispatcher implements Dispatcher {
     return { ok: result.ok, plusUuids: result.plusUuids };
   }
 
-  putOffset(target: SessionTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
+  putOffset(target: RepositoryTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
     return this.uploads.run(
       uploadKey(target, key),
       async () => {
@@ -237,7 +239,7 @@ export class BullMqDispatcher implements Dispatcher {
    * speed, and a body that ended short reaches it cleanly as far as it came (also when its client
    * is gone), so the repository keeps every byte received.
    */
-  put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
+  put(target: RepositoryTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
     if (request.dataPresent) {
       return this.putNow(target, request, signal);
     }
@@ -265,7 +267,7 @@ export class BullMqDispatcher implements Dispatcher {
   }
 
   private putNow(
-    target: SessionTarget,
+    target: RepositoryTarget,
     request: PutRequest,
     signal?: AbortSignal,
   ): Promise<PutOutcome> {
@@ -277,7 +279,7 @@ export class BullMqDispatcher implements Dispatcher {
   }
 
   private async sendPut(
-    target: SessionTarget,
+    target: RepositoryTarget,
     request: PutRequest,
     signal?: AbortSignal,
   ): Promise<PutOutcome> {
@@ -306,7 +308,11 @@ export class BullMqDispatcher implements Dispatcher {
     }
   }
 
-  async get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome> {
+  async get(
+    target: RepositoryTarget,
+    request: GetRequest,
+    signal?: AbortSignal,
+  ): Promise<GetOutcome> {
     const answer = await this.submit(
       target.repoPath,
       {
@@ -681,6 +687,6 @@ function expectOp<O extends JobResult['op']>(
   return result as Extract<JobResult, { op: O }>;
 }
 
-function uploadKey(target: SessionTarget, key: string): string {
+function uploadKey(target: RepositoryTarget, key: string): string {
   return `${target.repoPath}\n${target.serverUuid}\n${key}`;
 }

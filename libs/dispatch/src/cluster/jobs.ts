@@ -9,29 +9,18 @@
  * it is not UTF-8), so that nothing on the way (JSON, Lua, msgpack, a UTF-8 conversion) can
  * change them. `encodePayload` and `decodePayload` do that, at the two ends of each lane.
  */
-import { fromWireText, wireText } from '@annex-p2phttp/protocol';
 import {
-  type PutOffsetResult,
-  type PutOutcome,
-  type ServerMode,
-  type SessionTarget,
-} from '@annex-p2phttp/p2p';
-
-/** A SessionTarget without the repository path, which only the worker knows. */
-export interface JobTarget {
-  readonly serverUuid: string;
-  readonly clientUuid: string;
-  readonly bypass: readonly string[];
-  readonly version: number;
-  readonly mode: ServerMode;
-  /** Who asks (SessionTarget `requester`), for sharing the worker's sessions fairly. */
-  readonly requester?: string;
-}
+  fromWireText,
+  wireText,
+  type RepositoryTarget,
+  type ServedTarget,
+} from '@annex-p2phttp/protocol';
+import { type PutOffsetResult, type PutOutcome } from '@annex-p2phttp/ops';
 
 /** What goes through the query lane (query-lane.ts), alone or batched. */
 export type BatchableJob =
-  | { readonly op: 'checkpresent'; readonly target: JobTarget; readonly key: string }
-  | { readonly op: 'gettimestamp'; readonly target: JobTarget };
+  | { readonly op: 'checkpresent'; readonly target: ServedTarget; readonly key: string }
+  | { readonly op: 'gettimestamp'; readonly target: ServedTarget };
 
 /** One query, or several of one queue answered together (see batcher.ts). */
 export type QueryPayload =
@@ -52,15 +41,15 @@ export type JobPayload = JobStamp &
   (
     | {
         readonly op: 'remove';
-        readonly target: JobTarget;
+        readonly target: ServedTarget;
         readonly key: string;
         /** REMOVE-BEFORE's timestamp; absent for REMOVE. */
         readonly before?: number;
       }
-    | { readonly op: 'putoffset'; readonly target: JobTarget; readonly key: string }
+    | { readonly op: 'putoffset'; readonly target: ServedTarget; readonly key: string }
     | {
         readonly op: 'put';
-        readonly target: JobTarget;
+        readonly target: ServedTarget;
         readonly key: string;
         readonly associatedFile: string | null;
         readonly offset: number;
@@ -69,7 +58,7 @@ export type JobPayload = JobStamp &
       }
     | {
         readonly op: 'get';
-        readonly target: JobTarget;
+        readonly target: ServedTarget;
         readonly key: string;
         readonly associatedFile: string | null;
         readonly offset: number;
@@ -142,7 +131,7 @@ export function decodePayload<P extends AnyPayload>(payload: P): P {
   return mapText(payload, (value) => (typeof value === 'string' ? fromWireText(value) : value));
 }
 
-export function jobTarget(target: SessionTarget): JobTarget {
+export function jobTarget(target: RepositoryTarget): ServedTarget {
   return {
     serverUuid: target.serverUuid,
     clientUuid: target.clientUuid,

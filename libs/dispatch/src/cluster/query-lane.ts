@@ -40,7 +40,7 @@ import {
   NO_ANSWER_FROM_REDIS,
   REDIS_STEP_MS,
   redisUnreachable,
-} from '../shutdown-steps';
+} from '@annex-p2phttp/ops';
 
 interface QueryMessage {
   readonly id: string;

@@ -8,7 +8,7 @@
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
-import { type PutOutcome } from '@annex-p2phttp/p2p';
+import { type PutOutcome } from '@annex-p2phttp/ops';
 import { DispatchError } from './errors';
 
 export const DATA_LENGTH_HEADER = 'x-git-annex-data-length';

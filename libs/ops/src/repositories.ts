@@ -36,7 +36,7 @@ import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseConfigFacts, type ConfigFacts } from './config-file';
-import { ConfigError } from './errors';
+import { ConfigError } from '@annex-p2phttp/config';
 import { firstLine, runGit } from './git';
 import { branchStamp, gitCommonDir, readProxiedUuids } from './proxies';
 import { isValidUuid, type ProxiedUuid } from './proxy-log';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { answerWithoutSession, BodyTap, cutWhenIdle, stageBody } from '@annex-p2phttp/p2p';
+import { answerWithoutSession, BodyTap, cutWhenIdle, stageBody } from '@annex-p2phttp/ops';
 
 let dir: string;
 

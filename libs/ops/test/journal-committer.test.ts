@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JournalCommitter } from '@annex-p2phttp/p2p';
+import { JournalCommitter } from '@annex-p2phttp/ops';
 import { makeRepo, run, waitFor, type TestRepo } from './support';
 
 let repo: TestRepo;

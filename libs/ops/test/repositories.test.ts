@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, RepositoryRegistry, type ServedRepository } from '../src/index';
+import { ConfigError } from '@annex-p2phttp/config';
+import { RepositoryRegistry, type ServedRepository } from '../src/index';
 
 /** Real repositories, made with git and git-annex in a fresh temporary directory. */
 let base: string;

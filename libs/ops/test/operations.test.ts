@@ -5,23 +5,21 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { LocalShellConnector, P2PConnection, SessionPool } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 import {
   bootClockSeconds,
   checkPresent,
   get,
   getTimestamp,
-  LocalShellConnector,
   lockContent,
-  P2PConnection,
   put,
   putOffset,
   remove,
   removeBeforeJudgedHere,
-  SessionPool,
   timestampSeconds,
   unlockContent,
-  type SessionTarget,
-} from '@annex-p2phttp/p2p';
+} from '@annex-p2phttp/ops';
 import { makeRepo, sha256Key, shellProcesses, waitFor, type TestRepo } from './support';
 
 const CLIENT = '11111111-2222-3333-4444-555555555555';
@@ -49,7 +47,7 @@ afterAll(async () => {
   repo.remove();
 });
 
-function target(version = 4, mode: SessionTarget['mode'] = 'full'): SessionTarget {
+function target(version = 4, mode: RepositoryTarget['mode'] = 'full'): RepositoryTarget {
   return {
     repoPath: repo.path,
     serverUuid: repo.uuid,
@@ -60,7 +58,7 @@ function target(version = 4, mode: SessionTarget['mode'] = 'full'): SessionTarge
   };
 }
 
-async function open(version = 4, mode: SessionTarget['mode'] = 'full'): Promise<P2PConnection> {
+async function open(version = 4, mode: RepositoryTarget['mode'] = 'full'): Promise<P2PConnection> {
   const t = target(version, mode);
   const connection = await P2PConnection.open(new LocalShellConnector().connect(t), {
     serverUuid: t.serverUuid,

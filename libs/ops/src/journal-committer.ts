@@ -25,8 +25,7 @@
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { shellEnvironment } from './local-connector';
-import { trackShellProcess } from './shell-processes';
+import { shellEnvironment, trackShellProcess } from '@annex-p2phttp/p2p';
 
 /** Last commits made at once by close. */
 const CLOSE_CONCURRENCY = 4;

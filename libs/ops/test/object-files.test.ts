@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashDirectories, objectFileName, ObjectFiles, readObject } from '@annex-p2phttp/p2p';
+import { hashDirectories, objectFileName, ObjectFiles, readObject } from '@annex-p2phttp/ops';
 import { bytesOfText, textOfBytes } from '@annex-p2phttp/protocol';
 import { GIT_ENV, makeRepo, run, type TestRepo } from './support';
 

@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  boundedStep,
-  Deadline,
-  InFlight,
-  redisUnreachable,
-  waitUntil,
-} from '@annex-p2phttp/dispatch';
+import { boundedStep, Deadline, InFlight, redisUnreachable, waitUntil } from '@annex-p2phttp/ops';
 
 function recorder() {
   const lines: string[] = [];

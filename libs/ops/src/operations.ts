@@ -6,8 +6,12 @@
  */
 import { Readable } from 'node:stream';
 import { ProtocolError, type ServerMessage } from '@annex-p2phttp/protocol';
-import { type P2PConnection, describe } from './connection';
-import { ConnectionClosedError, RemoteError } from './errors';
+import {
+  ConnectionClosedError,
+  describe,
+  RemoteError,
+  type P2PConnection,
+} from '@annex-p2phttp/p2p';
 
 export interface PlusResult {
   readonly ok: boolean;

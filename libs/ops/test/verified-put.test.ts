@@ -16,7 +16,7 @@ import {
   removeStaleStaging,
   VerifiedPut,
   type ContentDigest,
-} from '@annex-p2phttp/p2p';
+} from '@annex-p2phttp/ops';
 import { makeRepo, run, type TestRepo } from './support';
 
 /** Every hash backend this module verifies, as git-annex names it. */

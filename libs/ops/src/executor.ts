@@ -1,41 +1,40 @@
 /**
- * The embedded Dispatcher: runs each operation in this process on the SessionPool (the proxy
- * workers of cluster mode run it too). Operations that change content (put, remove,
+ * The operation executor: runs each operation in this process on the SessionPool. The embedded
+ * server reaches it through the local Dispatcher (libs/dispatch); the proxy workers of cluster
+ * mode and the lock-service call it directly. Operations that change content (put, remove,
  * remove-before) are tracked by the JournalCommitter, which commits the repository's git-annex
  * journal about a second after the last of them ended, and once more on close.
  */
+import * as path from 'node:path';
+import { type SessionPool } from '@annex-p2phttp/p2p';
+import { type RepositoryTarget } from '@annex-p2phttp/protocol';
+import { bootClockSeconds, timestampSeconds } from './boot-clock';
+import { JournalCommitter } from './journal-committer';
+import { ObjectFiles, readObject } from './object-files';
 import {
-  bootClockSeconds,
   checkPresent,
   get,
   getTimestamp,
   lockContent,
-  putOffset,
   put,
+  putOffset,
   remove,
   removeBeforeJudgedHere,
-  timestampSeconds,
   unlockContent,
-  answerWithoutSession,
-  contentDigestOf,
-  cutWhenIdle,
-  DEFAULT_UPLOAD_IDLE_MS,
-  stageBody,
-  JournalCommitter,
-  ObjectFiles,
-  readObject,
-  VerifiedPut,
   type GetOutcome,
   type GetRequest,
   type PlusResult,
   type PutOffsetResult,
   type PutOutcome,
   type PutRequest,
-  type SessionPool,
-  type SessionTarget,
-} from '@annex-p2phttp/p2p';
-import * as path from 'node:path';
-import { type Dispatcher, type DispatcherStats, type HeldLock } from './dispatcher';
+} from './operations';
+import {
+  answerWithoutSession,
+  cutWhenIdle,
+  DEFAULT_UPLOAD_IDLE_MS,
+  stageBody,
+} from './upload-staging';
+import { contentDigestOf, VerifiedPut } from './verified-put';
 import { KeyedMutex } from './keyed-mutex';
 import { boundedStep, Deadline, SHUTDOWN_CLEANUP_MS } from './shutdown-steps';
 
@@ -45,7 +44,40 @@ const UNLOCK_ANSWER_MS = 10_000;
 /** Operations that change nothing when repeated after a session died unanswered. */
 const RETRY = { retryOnStale: true };
 
-export class InProcessDispatcher implements Dispatcher {
+/** A repository-side retention lock, held until `release` or until it is lost. */
+export interface HeldLock {
+  /** Unlocks in the repository. Idempotent. */
+  release(): Promise<void>;
+  /**
+   * Ends the holding session by a signal without unlocking: git-annex keeps the lock's retention
+   * file, and the content stays locked for the ten minutes after it was locked (shutdown, when
+   * the lock must outlive this process). Idempotent; a no-op after `release`.
+   */
+  abandon(): void;
+  /** Called if the lock is lost without `release` (the holding session died). */
+  onLost(listener: () => void): void;
+}
+
+export interface ExecutorStats {
+  /** Sessions running an operation. */
+  readonly active: number;
+  /** Sessions kept idle for reuse. */
+  readonly idle: number;
+  /** Requests waiting for a job slot. */
+  readonly waiting: number;
+  /** Sessions holding a retention lock. */
+  readonly locks: number;
+  /** Sessions that exist (each one a git-annex-shell process). */
+  readonly connections: number;
+  /** GET bodies being streamed. */
+  readonly streams: number;
+  readonly opened: number;
+  readonly openFailures: number;
+  readonly evicted: number;
+  readonly expired: number;
+}
+
+export class OperationExecutor {
   private readonly uploads = new KeyedMutex();
   private heldLocks = 0;
   /** Abandons each retention lock held here (see lockContent). */
@@ -77,20 +109,24 @@ export class InProcessDispatcher implements Dispatcher {
    * Content plainly present in the repository's own object files is answered from disk; anything
    * else (absent there, a proxied remote, a cluster) is asked of git-annex.
    */
-  async checkPresent(target: SessionTarget, key: string, signal?: AbortSignal): Promise<boolean> {
+  async checkPresent(
+    target: RepositoryTarget,
+    key: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     if (await this.presentLocally(target, key)) {
       return true;
     }
     return this.pool.run(target, (c) => checkPresent(c, key), signal, RETRY);
   }
 
-  async presentLocally(target: SessionTarget, key: string): Promise<boolean> {
+  async presentLocally(target: RepositoryTarget, key: string): Promise<boolean> {
     return (
       target.direct === true && (await this.objects.locate(target.repoPath, key)) !== undefined
     );
   }
 
-  async localSize(target: SessionTarget, key: string): Promise<number | undefined> {
+  async localSize(target: RepositoryTarget, key: string): Promise<number | undefined> {
     if (target.direct !== true) {
       return undefined;
     }
@@ -104,7 +140,7 @@ export class InProcessDispatcher implements Dispatcher {
    * own that git-annex-shell would tell: its timestamp is this host's, which its remove-before
    * is judged by (see remove). Another proxied remote or a cluster is asked.
    */
-  async getTimestamp(target: SessionTarget, signal?: AbortSignal): Promise<number> {
+  async getTimestamp(target: RepositoryTarget, signal?: AbortSignal): Promise<number> {
     if (target.specialRemote === true) {
       return timestampSeconds();
     }
@@ -123,7 +159,7 @@ export class InProcessDispatcher implements Dispatcher {
    * git-annex-shell.
    */
   remove(
-    target: SessionTarget,
+    target: RepositoryTarget,
     key: string,
     before: number | undefined,
     signal?: AbortSignal,
@@ -146,7 +182,7 @@ export class InProcessDispatcher implements Dispatcher {
    * the size of git-annex's partial file), as git-annex would answer; no session is needed, and
    * no empty partial file is left behind.
    */
-  putOffset(target: SessionTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
+  putOffset(target: RepositoryTarget, key: string, signal?: AbortSignal): Promise<PutOffsetResult> {
     return this.uploads.run(
       uploadKey(target, key),
       async (): Promise<PutOffsetResult> => {
@@ -162,7 +198,7 @@ export class InProcessDispatcher implements Dispatcher {
     );
   }
 
-  put(target: SessionTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
+  put(target: RepositoryTarget, request: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
     const idleCut = { ...request, body: cutWhenIdle(request.body, this.uploadIdleMs) };
     return this.uploads.run(
       uploadKey(target, request.key),
@@ -182,7 +218,7 @@ export class InProcessDispatcher implements Dispatcher {
    * it came, also when its client is gone, so that the repository keeps every byte received.
    */
   private async putStaged(
-    target: SessionTarget,
+    target: RepositoryTarget,
     request: PutRequest,
     signal?: AbortSignal,
   ): Promise<PutOutcome> {
@@ -235,7 +271,7 @@ export class InProcessDispatcher implements Dispatcher {
    * the upload must go through git-annex.
    */
   private async putDirect(
-    target: SessionTarget,
+    target: RepositoryTarget,
     request: PutRequest,
   ): Promise<PutOutcome | undefined> {
     if (!target.direct || request.offset !== 0 || request.dataPresent) {
@@ -264,7 +300,11 @@ export class InProcessDispatcher implements Dispatcher {
     }
   }
 
-  async get(target: SessionTarget, request: GetRequest, signal?: AbortSignal): Promise<GetOutcome> {
+  async get(
+    target: RepositoryTarget,
+    request: GetRequest,
+    signal?: AbortSignal,
+  ): Promise<GetOutcome> {
     if (target.direct) {
       const file = await this.objects.locate(target.repoPath, request.key);
       const read =
@@ -308,7 +348,7 @@ export class InProcessDispatcher implements Dispatcher {
    * LOCKCONTENT on a session of its own that ends by a signal, never by the end of its input, so
    * git-annex keeps the lock's retention file if this process goes (PROTOCOL.md §1.5).
    */
-  async lockContent(target: SessionTarget, key: string): Promise<HeldLock | null> {
+  async lockContent(target: RepositoryTarget, key: string): Promise<HeldLock | null> {
     const connection = await this.pool.openHolder(target);
     let locked = false;
     try {
@@ -370,7 +410,7 @@ export class InProcessDispatcher implements Dispatcher {
     };
   }
 
-  stats(): DispatcherStats {
+  stats(): ExecutorStats {
     const stats = this.pool.stats();
     return {
       active: stats.active,
@@ -422,7 +462,7 @@ export class InProcessDispatcher implements Dispatcher {
   }
 }
 
-function uploadKey(target: SessionTarget, key: string): string {
+function uploadKey(target: RepositoryTarget, key: string): string {
   return `${target.repoPath}\n${target.serverUuid}\n${key}`;
 }
 

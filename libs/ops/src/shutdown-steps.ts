@@ -6,8 +6,6 @@
  * finish in time is reported in one log line ("could not withdraw the advert: Redis
  * unreachable"), whatever it waits on is cut (a connection disconnected), and shutdown goes on.
  */
-import type Redis from 'ioredis';
-
 /** What requests and jobs in flight get after SIGTERM before they are cut (README). */
 export const SHUTDOWN_GRACE_MS = 10_000;
 /** What cleanup after the grace (ending what was cut, closing connections) takes at most. */
@@ -107,7 +105,9 @@ export async function boundedStep(
  * "Redis unreachable" unless every connection is connected, else null. A step that needs Redis is
  * skipped at once then (a connection that is connected but mute is bounded by the step instead).
  */
-export function redisUnreachable(...connections: readonly Pick<Redis, 'status'>[]): string | null {
+export function redisUnreachable(
+  ...connections: readonly { readonly status: string }[]
+): string | null {
   return connections.every((connection) => connection.status === 'ready')
     ? null
     : 'Redis unreachable';
