@@ -8,47 +8,52 @@
  * Every process is spawned without a shell in its own process group and tracked, so cleanup can end
  * it (and anything it left behind) even when a test fails or the worker exits.
  */
-import { type ChildProcess } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { beforeEach } from 'vitest';
-import {
-  CommandError,
-  killAllTracked,
-  runCommand,
-  signalGroup,
-  spawnTracked,
-  type CommandResult,
-} from '../support/processes';
+import { spawnClusterApp, untilReady, type ClusterAppContext } from '../support/cluster';
+import { httpStatus } from '../support/http';
+import { CommandError, killAllTracked, runCommand, type CommandResult } from '../support/processes';
 import { annexShellsMentioning } from '../support/process-tree';
 import { annexUrlFor, keyOf, Sandbox, writeRandomFile } from '../support/repos';
-import { delay, freePort, tail } from '../support/util';
+import {
+  clusterServer,
+  projectBin,
+  projectServer,
+  referenceServer,
+  RunningServer,
+  startServer as launchServer,
+  usersEnv,
+  type ServerSpec,
+  type StopResult,
+  type UserSpec,
+} from '../support/servers';
+import { delay, freePort, pollUntil, projectRoot } from '../support/util';
 
 export {
   annexUrlFor,
   CommandError,
   delay,
   freePort,
+  httpStatus,
   keyOf,
   killAllTracked,
+  pollUntil,
+  RunningServer,
   Sandbox,
+  spawnClusterApp,
+  untilReady,
   writeRandomFile,
+  type ClusterAppContext,
   type CommandResult,
+  type StopResult,
+  type UserSpec,
 };
 
-export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
-export const PROJECT_BIN = path.join(PROJECT_ROOT, 'bin', 'annex-p2phttp.js');
-/**
- * Starts the apps of cluster mode under one process (built by `npm run build`; scripts/bench
- * compiles with test/support, so its output mirrors the tree from the project root).
- */
-const CLUSTER_LAUNCHER = path.join(
-  PROJECT_ROOT,
-  'scripts/bench/dist/scripts/bench/cluster-launcher.js',
-);
+export const PROJECT_ROOT = projectRoot();
+export const PROJECT_BIN = projectBin();
 
 // ---------------------------------------------------------------------------------------------
 // Which server, polling, small utilities
@@ -73,31 +78,6 @@ export function serverKind(): ServerKind {
 }
 
 export const isReference = (): boolean => serverKind() === 'reference';
-
-/** Calls `probe` until it returns something other than undefined; throws after `timeoutMs`. */
-export async function pollUntil<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  { timeoutMs = 20_000, intervalMs = 50 }: { timeoutMs?: number; intervalMs?: number } = {},
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) {
-        return value;
-      }
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() >= deadline) {
-      const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
-    }
-    await delay(intervalMs);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Process tracking (test/support/processes.ts: every child in its own process group, killed at exit)
@@ -520,7 +500,7 @@ export function liveAnnexShells(dirs: readonly string[]): Promise<ProcessInfo[]>
 }
 
 // ---------------------------------------------------------------------------------------------
-// Servers
+// Servers (test/support/servers.ts and cluster.ts; here: which one, from E2E_SERVER, with which options)
 // ---------------------------------------------------------------------------------------------
 
 export type AuthFlag =
@@ -530,11 +510,6 @@ export type AuthFlag =
   | '--unauth-nolocking'
   | '--authenv'
   | '--authenv-http';
-
-export interface UserSpec {
-  password: string;
-  permissions?: 'readonly' | 'appendonly';
-}
 
 export interface ServerOptions {
   repo: ServedRepo;
@@ -552,92 +527,7 @@ export interface ServerOptions {
   startTimeoutMs?: number;
 }
 
-export interface StopResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** true if it ignored SIGTERM for 20 s and had to be SIGKILLed */
-  forced: boolean;
-}
-
-export class RunningServer {
-  private outputText = '';
-  private readonly exitPromise: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private stopPromise: Promise<StopResult> | undefined;
-  exited = false;
-
-  constructor(
-    readonly kind: ServerKind,
-    readonly port: number,
-    readonly repo: ServedRepo,
-    readonly commandLine: string,
-    private readonly child: ChildProcess,
-  ) {
-    const collect = (chunk: Buffer): void => {
-      this.outputText = tail(this.outputText + chunk.toString('utf8'), 1 << 20);
-    };
-    child.stdout?.on('data', collect);
-    child.stderr?.on('data', collect);
-    this.exitPromise = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.exited = true;
-        resolve({ code, signal });
-      });
-    });
-  }
-
-  get pid(): number {
-    return this.child.pid ?? -1;
-  }
-
-  get uuid(): string {
-    return this.repo.uuid;
-  }
-
-  /** http://127.0.0.1:PORT */
-  get origin(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  get annexUrl(): string {
-    return annexUrlFor(this.port);
-  }
-
-  /** Everything the server wrote to stdout and stderr so far (last MiB). */
-  output(): string {
-    return this.outputText;
-  }
-
-  describe(): string {
-    return `${this.kind} server pid ${this.pid} on port ${this.port}: ${this.commandLine}\n--- server output ---\n${tail(this.outputText, 4000)}`;
-  }
-
-  waitExit(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    return this.exitPromise;
-  }
-
-  /** SIGTERM, wait up to 20 s, then SIGKILL the whole process group. Idempotent. */
-  stop(): Promise<StopResult> {
-    this.stopPromise ??= (async () => {
-      if (!this.exited) {
-        this.child.kill('SIGTERM');
-      }
-      const graceful = await Promise.race([this.exitPromise, delay(20_000).then(() => undefined)]);
-      if (graceful !== undefined) {
-        return { ...graceful, forced: false };
-      }
-      signalGroup(this.child, 'SIGKILL');
-      return { ...(await this.exitPromise), forced: true };
-    })();
-    return this.stopPromise;
-  }
-
-  /** Last-resort cleanup: SIGKILL the server's whole process group. */
-  killGroup(): void {
-    signalGroup(this.child, 'SIGKILL');
-  }
-}
-
-function serverCommand(options: ServerOptions, kind: ServerKind, port: number): [string, string[]] {
+function serverSpec(options: ServerOptions, kind: ServerKind): ServerSpec {
   const auth = options.auth ?? [];
   if (kind === 'reference') {
     if (options.lockedfiles !== undefined) {
@@ -646,19 +536,14 @@ function serverCommand(options: ServerOptions, kind: ServerKind, port: number): 
     if (options.extraArgs !== undefined) {
       throw new Error('extraArgs are options of this project only');
     }
-    const jobs = `-J${referenceJobs()}`;
-    return ['git-annex', ['p2phttp', '--bind', '127.0.0.1', '--port', String(port), jobs, ...auth]];
+    return referenceServer(referenceJobs(), auth);
   }
-  const args =
-    kind === 'cluster'
-      ? [CLUSTER_LAUNCHER, '--port', String(port)]
-      : [PROJECT_BIN, 'serve', '--bind', '127.0.0.1', '--port', String(port)];
-  args.push('--jobs', '4', '--repo', options.repo.dir, ...auth);
+  const args = ['--jobs', '4', ...auth];
   if (options.lockedfiles !== undefined) {
     args.push('--lockedfiles', String(options.lockedfiles));
   }
   args.push(...(options.extraArgs ?? []));
-  return [process.execPath, args];
+  return kind === 'cluster' ? clusterServer({ args }) : projectServer(args);
 }
 
 /**
@@ -674,136 +559,24 @@ function referenceJobs(): number {
   return jobs;
 }
 
-function userEnv(users: Record<string, UserSpec> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, spec] of Object.entries(users)) {
-    env[`GIT_ANNEX_P2PHTTP_PASSWORD_${name}`] = spec.password;
-    if (spec.permissions !== undefined) {
-      env[`GIT_ANNEX_P2PHTTP_PERMISSIONS_${name}`] = spec.permissions;
-    }
-  }
-  return env;
-}
-
-/** Any HTTP answer at all to POST …/v4/gettimestamp means the server is up. */
-function answersHttp(port: number, uuid: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: `/git-annex/${uuid}/v4/gettimestamp?clientuuid=${randomUUID()}`,
-        headers: { 'content-length': '0' },
-        agent: false,
-        timeout: 2000,
-      },
-      (res) => {
-        res.resume();
-        resolve(true);
-      },
-    );
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-    req.end();
-  });
-}
-
 /**
  * Starts the server (kind from options or `E2E_SERVER`) serving `options.repo`, waits until it
  * answers HTTP (max 20 s) and returns it. Retries on another port if the chosen one was taken.
+ * Its `stop()` gives SIGTERM 20 s and leaves what a graceful exit left behind for
+ * stopAndCollectLeftovers to find.
  */
-export async function startServer(options: ServerOptions): Promise<RunningServer> {
+export function startServer(options: ServerOptions): Promise<RunningServer> {
   const kind = options.kind ?? serverKind();
-  for (let attempt = 1; ; attempt += 1) {
-    const port = options.port ?? (await freePort());
-    const [file, args] = serverCommand(options, kind, port);
-    const child = spawnTracked(file, args, {
-      cwd: options.repo.dir,
-      env: options.sandbox.env(userEnv(options.users)),
-    });
-    const server = new RunningServer(kind, port, options.repo, [file, ...args].join(' '), child);
-    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-    const startTimeoutMs = options.startTimeoutMs ?? 20_000;
-    const deadline = Date.now() + startTimeoutMs;
-    for (;;) {
-      if (await answersHttp(port, options.repo.uuid)) {
-        return server;
-      }
-      if (server.exited || Date.now() > deadline) {
-        break;
-      }
-      const failed = await Promise.race([spawnError, delay(50).then(() => undefined)]);
-      if (failed !== undefined) {
-        throw new Error(`cannot start ${server.describe()}: ${failed.message}`);
-      }
-    }
-    await server.stop();
-    const portTaken = /in use|EADDRINUSE/i.test(server.output());
-    if (portTaken && options.port === undefined && attempt < 3) {
-      continue;
-    }
-    throw new Error(
-      `server did not answer within ${startTimeoutMs / 1000} s: ${server.describe()}`,
-    );
-  }
-}
-
-/** What a cluster-mode app needs: the repository, its sandbox, and the Redis it shares. */
-export interface ClusterAppContext {
-  sandbox: Sandbox;
-  repo: ServedRepo;
-  redisUrl: string;
-  /** `--redis-prefix` */
-  prefix: string;
-}
-
-/**
- * Spawns `annex-p2phttp <command> --redis URL --redis-prefix P <args>` (a gateway, proxy-worker
- * or lock-service of cluster mode) in its own process group, tracked like every server; `port` is
- * where it answers HTTP (its API or its health port).
- */
-export function spawnClusterApp(
-  context: ClusterAppContext,
-  command: 'gateway' | 'serve' | 'proxy-worker' | 'lock-service',
-  args: readonly string[],
-  port: number,
-): RunningServer {
-  const all = [command, '--redis', context.redisUrl, '--redis-prefix', context.prefix, ...args];
-  const child = spawnTracked(process.execPath, [PROJECT_BIN, ...all], {
-    cwd: context.repo.dir,
-    env: context.sandbox.env(),
+  return launchServer(serverSpec(options, kind), {
+    sandbox: options.sandbox,
+    repo: options.repo,
+    port: options.port,
+    env: usersEnv(options.users),
+    timeoutMs: options.startTimeoutMs ?? 20_000,
+    pollMs: 50,
+    keepOutput: 1 << 20,
+    stop: { graceMs: 20_000, sweepGroup: false },
   });
-  return new RunningServer('project', port, context.repo, all.join(' '), child);
-}
-
-/** The status of GET `urlPath` on 127.0.0.1:`port`, or 0 when nothing answers. */
-export function httpStatus(port: number, urlPath: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.get(
-      { host: '127.0.0.1', port, path: urlPath, agent: false, timeout: 10_000 },
-      (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      },
-    );
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(0));
-  });
-}
-
-/** Waits until an app answers GET /readyz with 200; fails at once if it exited. */
-export async function untilReady(app: RunningServer, what: string): Promise<void> {
-  await pollUntil(
-    `${what} ready`,
-    async () => {
-      if (app.exited) {
-        throw new Error(app.describe());
-      }
-      return (await httpStatus(app.port, '/readyz')) === 200 ? true : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 200 },
-  );
 }
 
 /**
