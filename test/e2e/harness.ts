@@ -10,14 +10,36 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
+import { lstat, open, readdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { beforeEach } from 'vitest';
 import { spawnClusterApp, untilReady, type ClusterAppContext } from '../support/cluster';
 import { httpStatus } from '../support/http';
-import { CommandError, killAllTracked, runCommand, type CommandResult } from '../support/processes';
+import { CommandError, killAllTracked, type CommandResult } from '../support/processes';
 import { annexShellsMentioning } from '../support/process-tree';
-import { annexUrlFor, keyOf, Sandbox, writeRandomFile } from '../support/repos';
+import {
+  addFiles,
+  annexedKeys,
+  annex as annexIn,
+  annexStatus as annexStatusIn,
+  annexUrlFor,
+  contentLocation,
+  git as gitIn,
+  keyOf,
+  lookupKey,
+  makeClientClone,
+  makeServedRepo,
+  runCheckedIn,
+  runIn,
+  Sandbox,
+  setAnnexUrl,
+  writeFiles,
+  writeRandomFile,
+  type ClientRepo,
+  type FileSpec,
+  type Repo as RepoContext,
+  type ServedRepo,
+} from '../support/repos';
 import {
   clusterServer,
   projectBin,
@@ -33,8 +55,19 @@ import {
 import { delay, freePort, pollUntil, projectRoot } from '../support/util';
 
 export {
+  annexedKeys,
   annexUrlFor,
   CommandError,
+  contentLocation,
+  lookupKey,
+  makeClientClone,
+  makeServedRepo,
+  setAnnexUrl,
+  writeFiles,
+  type ClientRepo,
+  type FileSpec,
+  type RepoContext,
+  type ServedRepo,
   delay,
   freePort,
   httpStatus,
@@ -103,8 +136,11 @@ export function killPids(pids: readonly number[]): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Running commands (no shell; stdout and stderr captured; per-command timeout)
+// Running commands (test/support/repos.ts, with the tests' habits: everything a command wrote is
+// kept, its group's leftovers are left to the tracker, 120 s to finish unless told)
 // ---------------------------------------------------------------------------------------------
+
+const TEST_COMMANDS = { keepAll: true, sweepGroup: false } as const;
 
 export interface RunOptions {
   cwd: string;
@@ -112,81 +148,40 @@ export interface RunOptions {
   timeoutMs?: number;
 }
 
-/**
- * Runs a command (test/support/processes.ts: tracked, in its own process group, killed at its
- * timeout) and resolves with its exit status whatever it is, with all it wrote.
- */
-export async function runStatus(
+/** Runs a command and resolves with its exit status whatever it is, with all it wrote. */
+export function runStatus(
   file: string,
   args: readonly string[],
   { cwd, env, timeoutMs = 120_000 }: RunOptions,
 ): Promise<CommandResult> {
-  const result = await runCommand(file, args, {
-    cwd,
-    env,
-    timeoutMs,
-    keepStdout: Infinity,
-    keepStderr: Infinity,
-    sweepGroup: false,
-  });
-  return result.timedOut
-    ? { ...result, stderr: `${result.stderr}\n[harness: killed after ${timeoutMs} ms]` }
-    : result;
-}
-
-function describeCommand(file: string, args: readonly string[], cwd: string): string {
-  return `(cd ${cwd} && ${[file, ...args].map((a) => JSON.stringify(a)).join(' ')})`;
+  return runIn({ dir: cwd, env }, file, args, { timeoutMs, ...TEST_COMMANDS });
 }
 
 /** Runs a command; throws a CommandError carrying stdout and stderr unless it exits 0. */
-export async function run(
+export function run(
   file: string,
   args: readonly string[],
-  options: RunOptions,
+  { cwd, env, timeoutMs = 120_000 }: RunOptions,
 ): Promise<CommandResult> {
-  const result = await runStatus(file, args, options);
-  if (result.code !== 0) {
-    throw new CommandError(describeCommand(file, args, options.cwd), result);
-  }
-  return result;
+  return runCheckedIn({ dir: cwd, env }, file, args, { timeoutMs, ...TEST_COMMANDS });
 }
 
-/** A repository directory plus the environment its commands run with. */
-export interface RepoContext {
-  dir: string;
-  env: NodeJS.ProcessEnv;
-}
-
-export function git(repo: RepoContext, args: readonly string[], timeoutMs?: number) {
-  return run('git', args, { cwd: repo.dir, env: repo.env, timeoutMs });
+export function git(repo: RepoContext, args: readonly string[], timeoutMs = 120_000) {
+  return gitIn(repo, args, { timeoutMs, ...TEST_COMMANDS });
 }
 
 /** `git-annex …` called directly (not through `git annex`) so a timeout kill reaches it. */
-export function annex(repo: RepoContext, args: readonly string[], timeoutMs?: number) {
-  return run('git-annex', args, { cwd: repo.dir, env: repo.env, timeoutMs });
+export function annex(repo: RepoContext, args: readonly string[], timeoutMs = 120_000) {
+  return annexIn(repo, args, { timeoutMs, ...TEST_COMMANDS });
 }
 
-export function annexStatus(repo: RepoContext, args: readonly string[], timeoutMs?: number) {
-  return runStatus('git-annex', args, { cwd: repo.dir, env: repo.env, timeoutMs });
+export function annexStatus(repo: RepoContext, args: readonly string[], timeoutMs = 120_000) {
+  return annexStatusIn(repo, args, { timeoutMs, ...TEST_COMMANDS });
 }
 
 // ---------------------------------------------------------------------------------------------
 // File contents
 // ---------------------------------------------------------------------------------------------
-
-export type FileSpec = { path: string; size: number } | { path: string; content: Buffer | string };
-
-export async function writeFiles(dir: string, files: readonly FileSpec[]): Promise<void> {
-  for (const spec of files) {
-    const file = path.join(dir, spec.path);
-    if ('content' in spec) {
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, spec.content);
-    } else {
-      await writeRandomFile(file, spec.size);
-    }
-  }
-}
 
 export async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256');
@@ -216,92 +211,9 @@ export async function fileDigest(file: string): Promise<{ size: number; sha256: 
 // Repositories
 // ---------------------------------------------------------------------------------------------
 
-export interface ServedRepo extends RepoContext {
-  uuid: string;
-  /** worktree path → key, for the files committed at creation */
-  keys: Map<string, string>;
-}
-
-export interface ClientRepo extends RepoContext {
-  uuid: string;
-}
-
-/** `git init -q -b main`, `git annex init`, add and commit `files`. */
-export async function makeServedRepo(
-  sandbox: Sandbox,
-  dir: string,
-  files: readonly FileSpec[],
-): Promise<ServedRepo> {
-  await mkdir(dir, { recursive: true });
-  const repo: RepoContext = { dir, env: sandbox.env() };
-  await git(repo, ['init', '-q', '-b', 'main']);
-  await annex(repo, ['init', '-q', 'served']);
-  await writeFiles(dir, files);
-  if (files.length > 0) {
-    await annex(repo, ['add', '-q', '--', ...files.map((f) => f.path)], 600_000);
-  }
-  await git(repo, ['commit', '-q', '--allow-empty', '-m', 'served files']);
-  const uuid = (await git(repo, ['config', 'annex.uuid'])).stdout.trim();
-  return { ...repo, uuid, keys: await annexedKeys(repo) };
-}
-
-/** worktree path → key for every annexed file, present or not. */
-export async function annexedKeys(repo: RepoContext): Promise<Map<string, string>> {
-  const { stdout } = await annex(repo, ['find', '--json', '--include=*']);
-  const keys = new Map<string, string>();
-  for (const line of stdout.split('\n')) {
-    if (line.trim() !== '') {
-      const entry = JSON.parse(line) as { file: string; key: string };
-      keys.set(entry.file, entry.key);
-    }
-  }
-  return keys;
-}
-
-export async function lookupKey(repo: RepoContext, file: string): Promise<string> {
-  return (await annex(repo, ['lookupkey', '--', file])).stdout.trim();
-}
-
-/** Path of the key's object if the repository has its content, else undefined. */
-export async function contentLocation(repo: RepoContext, key: string): Promise<string | undefined> {
-  const result = await annexStatus(repo, ['contentlocation', key]);
-  return result.code === 0 ? path.join(repo.dir, result.stdout.trim()) : undefined;
-}
-
 /** Adds (or replaces) files in a repository with `git annex add` and commits them. */
-export async function addAndCommit(repo: RepoContext, files: readonly FileSpec[]): Promise<void> {
-  await writeFiles(repo.dir, files);
-  await annex(repo, ['add', '-q', '--', ...files.map((f) => f.path)], 600_000);
-  await git(repo, ['commit', '-q', '-m', `add ${files.length} files`]);
-}
-
-/**
- * Clones `served`, runs `git annex init client`, allows loopback addresses, points annexUrl at
- * `annexUrl`, then moves origin's url to a path that does not exist, so the only way left to the
- * served repository is HTTP. Makes sure `remote.origin.annex-uuid` is the served uuid.
- */
-export async function makeClientClone(
-  sandbox: Sandbox,
-  served: ServedRepo,
-  dir: string,
-  annexUrl: string,
-): Promise<ClientRepo> {
-  const env = sandbox.env();
-  await run('git', ['clone', '-q', served.dir, dir], { cwd: sandbox.root, env });
-  const repo: RepoContext = { dir, env };
-  await annex(repo, ['init', '-q', 'client']);
-  await git(repo, ['config', 'annex.security.allowed-ip-addresses', 'all']);
-  await setAnnexUrl(repo, annexUrl);
-  await git(repo, ['remote', 'set-url', 'origin', sandbox.path('moved-away', path.basename(dir))]);
-  const recorded = await runStatus('git', ['config', 'remote.origin.annex-uuid'], {
-    cwd: dir,
-    env,
-  });
-  if (recorded.stdout.trim() !== served.uuid) {
-    await git(repo, ['config', 'remote.origin.annex-uuid', served.uuid]);
-  }
-  const uuid = (await git(repo, ['config', 'annex.uuid'])).stdout.trim();
-  return { ...repo, uuid };
+export function addAndCommit(repo: RepoContext, files: readonly FileSpec[]): Promise<void> {
+  return addFiles(repo, files, { add: 'each' });
 }
 
 /**
@@ -343,10 +255,6 @@ export async function whereisFromBranch(
   }
   const entry = JSON.parse(line) as { whereis?: { uuid: string }[] };
   return (entry.whereis ?? []).map((w) => w.uuid).sort();
-}
-
-export async function setAnnexUrl(repo: RepoContext, annexUrl: string): Promise<void> {
-  await git(repo, ['config', 'remote.origin.annexUrl', annexUrl]);
 }
 
 /** Names of the object files under `.git/annex/objects` (one per key whose content is there). */
