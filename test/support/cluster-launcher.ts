@@ -71,11 +71,11 @@ async function waitFor(what: string, probe: () => Promise<boolean>): Promise<voi
  */
 async function startRedis(sentinel: boolean): Promise<string> {
   if (sentinel) {
-    const set = await SentinelSet.start({ group: 'parent' });
+    const set = await SentinelSet.start({ group: 'parent', echo: process.stdout });
     redis = set;
     return set.url;
   }
-  const server = await PrivateRedis.start({ group: 'parent' });
+  const server = await PrivateRedis.start({ group: 'parent', echo: process.stdout });
   redis = server;
   void server.exited().then(() => {
     if (!stopping) {

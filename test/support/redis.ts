@@ -15,6 +15,8 @@ export interface PrivateRedisOptions {
   args?: readonly string[];
   /** processes.ts's `group` (default `own`; `parent` for a launcher whose group is ended whole) */
   group?: SpawnOptions['group'];
+  /** also write everything it prints to this stream (a launcher's own output) */
+  echo?: NodeJS.WritableStream;
 }
 
 export class PrivateRedis {
@@ -25,6 +27,7 @@ export class PrivateRedis {
     readonly port: number,
     private args: readonly string[],
     private readonly group: SpawnOptions['group'],
+    private readonly echo: NodeJS.WritableStream | undefined,
   ) {}
 
   /**
@@ -41,6 +44,7 @@ export class PrivateRedis {
       options.port ?? (await freePort()),
       options.args ?? [],
       options.group,
+      options.echo,
     );
     await redis.launch();
     return redis;
@@ -127,8 +131,12 @@ export class PrivateRedis {
       ],
       { cwd: process.cwd(), env: process.env, group: this.group },
     );
-    child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
-    child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
+    const collect = (chunk: Buffer): void => {
+      this.output += chunk.toString('utf8');
+      this.echo?.write(chunk);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
     this.child = child;
     const deadline = Date.now() + 20_000;
     for (;;) {

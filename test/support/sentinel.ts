@@ -21,6 +21,8 @@ export interface SentinelSetOptions {
   readonly failoverTimeoutMs?: number;
   /** processes.ts's `group` of every process of the set (default `own`) */
   readonly group?: SpawnOptions['group'];
+  /** also write everything the processes print to this stream (a launcher's own output) */
+  readonly echo?: NodeJS.WritableStream;
 }
 
 /** A replica that starts syncing at once, without waiting to batch several replicas. */
@@ -42,6 +44,7 @@ class SentinelProcess {
     readonly port: number,
     private readonly config: string,
     private readonly group: SpawnOptions['group'],
+    private readonly echo: NodeJS.WritableStream | undefined,
   ) {}
 
   async start(): Promise<void> {
@@ -50,8 +53,12 @@ class SentinelProcess {
       env: process.env,
       group: this.group,
     });
-    child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
-    child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
+    const collect = (chunk: Buffer): void => {
+      this.output += chunk.toString('utf8');
+      this.echo?.write(chunk);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
     this.child = child;
     const client = new Redis({ host: '127.0.0.1', port: this.port, lazyConnect: true });
     client.on('error', () => {});
@@ -279,12 +286,13 @@ export class SentinelSet {
 
   private async launch(): Promise<void> {
     this.dir = await mkdtemp(path.join(tmpdir(), 'annex-p2phttp-sentinel-'));
-    const group = this.options.group;
-    const primary = await PrivateRedis.start({ args: QUICK_SYNC, group });
+    const { group, echo } = this.options;
+    const primary = await PrivateRedis.start({ args: QUICK_SYNC, group, echo });
     this.servers.push(primary);
     const replica = await PrivateRedis.start({
       args: [...QUICK_SYNC, '--replicaof', '127.0.0.1', String(primary.port)],
       group,
+      echo,
     });
     this.servers.push(replica);
     await this.replicasInSync(1, primary);
@@ -304,7 +312,7 @@ export class SentinelSet {
           '',
         ].join('\n'),
       );
-      const sentinel = new SentinelProcess(port, config, this.options.group);
+      const sentinel = new SentinelProcess(port, config, group, echo);
       this.sentinels.push(sentinel);
       await sentinel.start();
     }
