@@ -49,15 +49,15 @@ import {
   type PoolMicroResult,
 } from './pool-micro';
 import { renderReport, writeJson, type Column, type ReportInput, type RunRecord } from './report';
+import { ceilingServer, startServer } from './servers';
 import {
-  ceilingServer,
   clusterServer,
+  hasRedisServer,
   projectServer,
   referenceServer,
-  startServer,
   type RunningServer,
   type ServerSpec,
-} from './servers';
+} from '../../test/support/servers';
 import { runScale } from './scale';
 import { renderStress, runStress, STRESS_FULL, STRESS_SHORT } from './stress';
 import { errorMessage, projectRoot } from '../../test/support/util';
@@ -372,9 +372,9 @@ async function main(argv: readonly string[]): Promise<number> {
       referenceServer(8),
       projectServer(),
       // cluster mode, when redis-server is installed (and behind Sentinel with --sentinel)
-      ...[clusterServer(), options.sentinel ? clusterServer(true) : undefined].filter(
-        (s): s is ServerSpec => s !== undefined,
-      ),
+      ...(hasRedisServer()
+        ? [clusterServer(), ...(options.sentinel ? [clusterServer({ sentinel: true })] : [])]
+        : []),
       ceilingServer(),
     ].filter((s) => options.servers === undefined || options.servers.includes(s.id));
     const records: RunRecord[] = [];

@@ -5,7 +5,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { Role } from './servers';
+import type { Role } from '../../test/support/servers';
 import { formatNumber, median, MiB } from '../../test/support/util';
 import type { Profile, Workload } from './workloads';
 

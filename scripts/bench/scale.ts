@@ -42,8 +42,8 @@ import {
   Sandbox,
   type ServedRepo,
 } from '../../test/support/repos';
-import { hasRedisServer } from './servers';
-import { delay, formatBytes, freePort, projectRoot } from '../../test/support/util';
+import { clusterLauncherPath, hasRedisServer, projectBin } from '../../test/support/servers';
+import { delay, formatBytes, freePort } from '../../test/support/util';
 
 interface ScaleOptions {
   counts: number[];
@@ -205,7 +205,7 @@ interface Launched {
 
 async function launch(kind: Kind, root: string, sandbox: Sandbox): Promise<Launched> {
   const port = await freePort();
-  const bin = path.join(projectRoot(), 'bin', 'annex-p2phttp.js');
+  const bin = projectBin();
   let file: string;
   let args: string[];
   switch (kind) {
@@ -216,14 +216,7 @@ async function launch(kind: Kind, root: string, sandbox: Sandbox): Promise<Launc
       break;
     case 'cluster':
       file = process.execPath;
-      args = [
-        path.join(__dirname, 'cluster-launcher.js'),
-        '--port',
-        String(port),
-        '--directory',
-        root,
-        '--wideopen',
-      ];
+      args = [clusterLauncherPath(), '--port', String(port), '--directory', root, '--wideopen'];
       break;
     case 'reference':
       file = 'git-annex';

@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { request } from '../../test/support/http';
 import { annexShellsMentioning } from '../../test/support/process-tree';
 import { pointAt } from '../../test/support/repos';
-import { startServer, type ServerStats } from './servers';
+import { startServer } from './servers';
+import type { ServerStats } from '../../test/support/servers';
 import { check, type Check, type Context, type WaveBody, type WaveResult } from './stress-shared';
 import { delay, errorMessage } from '../../test/support/util';
 

@@ -3,7 +3,7 @@
  * context a wave runs in. See stress.ts.
  */
 import type { Repo, Sandbox, ServedRepo } from '../../test/support/repos';
-import type { RunningServer, ServerSpec, ServerStats } from './servers';
+import type { RunningServer, ServerSpec, ServerStats } from '../../test/support/servers';
 import { KiB, MiB, type Random } from '../../test/support/util';
 
 export interface StressProfile {

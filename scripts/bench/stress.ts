@@ -30,7 +30,8 @@ import {
   removeTree,
   Sandbox,
 } from '../../test/support/repos';
-import { projectServer, startServer, type RunningServer, type ServerSpec } from './servers';
+import { startServer } from './servers';
+import { projectServer, type RunningServer, type ServerSpec } from '../../test/support/servers';
 import { runWave } from './stress-checks';
 import {
   check,
@@ -78,7 +79,8 @@ export interface StressOptions {
 /** Runs every wave against a fresh server in a fresh temp dir; never throws for a failed check. */
 export async function runStress(options: StressOptions): Promise<StressResult> {
   const { profile, log = () => {} } = options;
-  const spec = options.server ?? projectServer(['--jobs', String(profile.serverJobs)]);
+  const spec =
+    options.server ?? projectServer(['--wideopen', '--jobs', String(profile.serverJobs)]);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const started = Date.now();
   const result: StressResult = {

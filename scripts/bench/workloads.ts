@@ -16,7 +16,7 @@ import {
   type Sandbox,
   type ServedRepo,
 } from '../../test/support/repos';
-import type { Role, RunningServer } from './servers';
+import type { Role, RunningServer } from '../../test/support/servers';
 import { formatBytes, formatNumber, GiB, KiB, MiB } from '../../test/support/util';
 import type { Progress } from './watchdog';
 

@@ -8,47 +8,85 @@
  * Every process is spawned without a shell in its own process group and tracked, so cleanup can end
  * it (and anything it left behind) even when a test fails or the worker exits.
  */
-import { type ChildProcess } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
-import * as http from 'node:http';
+import { lstat, open, readdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { beforeEach } from 'vitest';
-import {
-  CommandError,
-  killAllTracked,
-  runCommand,
-  signalGroup,
-  spawnTracked,
-  type CommandResult,
-} from '../support/processes';
+import { spawnClusterApp, untilReady, type ClusterAppContext } from '../support/cluster';
+import { httpStatus } from '../support/http';
+import { CommandError, killAllTracked, type CommandResult } from '../support/processes';
 import { annexShellsMentioning } from '../support/process-tree';
-import { annexUrlFor, keyOf, Sandbox, writeRandomFile } from '../support/repos';
-import { delay, freePort, tail } from '../support/util';
+import {
+  addFiles,
+  annexedKeys,
+  annex as annexIn,
+  annexStatus as annexStatusIn,
+  annexUrlFor,
+  contentLocation,
+  git as gitIn,
+  keyOf,
+  lookupKey,
+  makeClientClone,
+  makeServedRepo,
+  runCheckedIn,
+  runIn,
+  Sandbox,
+  setAnnexUrl,
+  writeFiles,
+  writeRandomFile,
+  type ClientRepo,
+  type FileSpec,
+  type Repo as RepoContext,
+  type ServedRepo,
+} from '../support/repos';
+import {
+  clusterServer,
+  projectBin,
+  projectServer,
+  referenceServer,
+  RunningServer,
+  startServer as launchServer,
+  usersEnv,
+  type ServerSpec,
+  type StopResult,
+  type UserSpec,
+} from '../support/servers';
+import { delay, freePort, pollUntil, projectRoot } from '../support/util';
 
 export {
+  annexedKeys,
   annexUrlFor,
   CommandError,
+  contentLocation,
+  lookupKey,
+  makeClientClone,
+  makeServedRepo,
+  setAnnexUrl,
+  writeFiles,
+  type ClientRepo,
+  type FileSpec,
+  type RepoContext,
+  type ServedRepo,
   delay,
   freePort,
+  httpStatus,
   keyOf,
   killAllTracked,
+  pollUntil,
+  RunningServer,
   Sandbox,
+  spawnClusterApp,
+  untilReady,
   writeRandomFile,
+  type ClusterAppContext,
   type CommandResult,
+  type StopResult,
+  type UserSpec,
 };
 
-export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
-export const PROJECT_BIN = path.join(PROJECT_ROOT, 'bin', 'annex-p2phttp.js');
-/**
- * Starts the apps of cluster mode under one process (built by `npm run build`; scripts/bench
- * compiles with test/support, so its output mirrors the tree from the project root).
- */
-const CLUSTER_LAUNCHER = path.join(
-  PROJECT_ROOT,
-  'scripts/bench/dist/scripts/bench/cluster-launcher.js',
-);
+export const PROJECT_ROOT = projectRoot();
+export const PROJECT_BIN = projectBin();
 
 // ---------------------------------------------------------------------------------------------
 // Which server, polling, small utilities
@@ -74,31 +112,6 @@ export function serverKind(): ServerKind {
 
 export const isReference = (): boolean => serverKind() === 'reference';
 
-/** Calls `probe` until it returns something other than undefined; throws after `timeoutMs`. */
-export async function pollUntil<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  { timeoutMs = 20_000, intervalMs = 50 }: { timeoutMs?: number; intervalMs?: number } = {},
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) {
-        return value;
-      }
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() >= deadline) {
-      const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
-    }
-    await delay(intervalMs);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Process tracking (test/support/processes.ts: every child in its own process group, killed at exit)
 // ---------------------------------------------------------------------------------------------
@@ -123,8 +136,11 @@ export function killPids(pids: readonly number[]): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Running commands (no shell; stdout and stderr captured; per-command timeout)
+// Running commands (test/support/repos.ts, with the tests' habits: everything a command wrote is
+// kept, its group's leftovers are left to the tracker, 120 s to finish unless told)
 // ---------------------------------------------------------------------------------------------
+
+const TEST_COMMANDS = { keepAll: true, sweepGroup: false } as const;
 
 export interface RunOptions {
   cwd: string;
@@ -132,81 +148,40 @@ export interface RunOptions {
   timeoutMs?: number;
 }
 
-/**
- * Runs a command (test/support/processes.ts: tracked, in its own process group, killed at its
- * timeout) and resolves with its exit status whatever it is, with all it wrote.
- */
-export async function runStatus(
+/** Runs a command and resolves with its exit status whatever it is, with all it wrote. */
+export function runStatus(
   file: string,
   args: readonly string[],
   { cwd, env, timeoutMs = 120_000 }: RunOptions,
 ): Promise<CommandResult> {
-  const result = await runCommand(file, args, {
-    cwd,
-    env,
-    timeoutMs,
-    keepStdout: Infinity,
-    keepStderr: Infinity,
-    sweepGroup: false,
-  });
-  return result.timedOut
-    ? { ...result, stderr: `${result.stderr}\n[harness: killed after ${timeoutMs} ms]` }
-    : result;
-}
-
-function describeCommand(file: string, args: readonly string[], cwd: string): string {
-  return `(cd ${cwd} && ${[file, ...args].map((a) => JSON.stringify(a)).join(' ')})`;
+  return runIn({ dir: cwd, env }, file, args, { timeoutMs, ...TEST_COMMANDS });
 }
 
 /** Runs a command; throws a CommandError carrying stdout and stderr unless it exits 0. */
-export async function run(
+export function run(
   file: string,
   args: readonly string[],
-  options: RunOptions,
+  { cwd, env, timeoutMs = 120_000 }: RunOptions,
 ): Promise<CommandResult> {
-  const result = await runStatus(file, args, options);
-  if (result.code !== 0) {
-    throw new CommandError(describeCommand(file, args, options.cwd), result);
-  }
-  return result;
+  return runCheckedIn({ dir: cwd, env }, file, args, { timeoutMs, ...TEST_COMMANDS });
 }
 
-/** A repository directory plus the environment its commands run with. */
-export interface RepoContext {
-  dir: string;
-  env: NodeJS.ProcessEnv;
-}
-
-export function git(repo: RepoContext, args: readonly string[], timeoutMs?: number) {
-  return run('git', args, { cwd: repo.dir, env: repo.env, timeoutMs });
+export function git(repo: RepoContext, args: readonly string[], timeoutMs = 120_000) {
+  return gitIn(repo, args, { timeoutMs, ...TEST_COMMANDS });
 }
 
 /** `git-annex …` called directly (not through `git annex`) so a timeout kill reaches it. */
-export function annex(repo: RepoContext, args: readonly string[], timeoutMs?: number) {
-  return run('git-annex', args, { cwd: repo.dir, env: repo.env, timeoutMs });
+export function annex(repo: RepoContext, args: readonly string[], timeoutMs = 120_000) {
+  return annexIn(repo, args, { timeoutMs, ...TEST_COMMANDS });
 }
 
-export function annexStatus(repo: RepoContext, args: readonly string[], timeoutMs?: number) {
-  return runStatus('git-annex', args, { cwd: repo.dir, env: repo.env, timeoutMs });
+export function annexStatus(repo: RepoContext, args: readonly string[], timeoutMs = 120_000) {
+  return annexStatusIn(repo, args, { timeoutMs, ...TEST_COMMANDS });
 }
 
 // ---------------------------------------------------------------------------------------------
 // File contents
 // ---------------------------------------------------------------------------------------------
-
-export type FileSpec = { path: string; size: number } | { path: string; content: Buffer | string };
-
-export async function writeFiles(dir: string, files: readonly FileSpec[]): Promise<void> {
-  for (const spec of files) {
-    const file = path.join(dir, spec.path);
-    if ('content' in spec) {
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, spec.content);
-    } else {
-      await writeRandomFile(file, spec.size);
-    }
-  }
-}
 
 export async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256');
@@ -236,92 +211,9 @@ export async function fileDigest(file: string): Promise<{ size: number; sha256: 
 // Repositories
 // ---------------------------------------------------------------------------------------------
 
-export interface ServedRepo extends RepoContext {
-  uuid: string;
-  /** worktree path → key, for the files committed at creation */
-  keys: Map<string, string>;
-}
-
-export interface ClientRepo extends RepoContext {
-  uuid: string;
-}
-
-/** `git init -q -b main`, `git annex init`, add and commit `files`. */
-export async function makeServedRepo(
-  sandbox: Sandbox,
-  dir: string,
-  files: readonly FileSpec[],
-): Promise<ServedRepo> {
-  await mkdir(dir, { recursive: true });
-  const repo: RepoContext = { dir, env: sandbox.env() };
-  await git(repo, ['init', '-q', '-b', 'main']);
-  await annex(repo, ['init', '-q', 'served']);
-  await writeFiles(dir, files);
-  if (files.length > 0) {
-    await annex(repo, ['add', '-q', '--', ...files.map((f) => f.path)], 600_000);
-  }
-  await git(repo, ['commit', '-q', '--allow-empty', '-m', 'served files']);
-  const uuid = (await git(repo, ['config', 'annex.uuid'])).stdout.trim();
-  return { ...repo, uuid, keys: await annexedKeys(repo) };
-}
-
-/** worktree path → key for every annexed file, present or not. */
-export async function annexedKeys(repo: RepoContext): Promise<Map<string, string>> {
-  const { stdout } = await annex(repo, ['find', '--json', '--include=*']);
-  const keys = new Map<string, string>();
-  for (const line of stdout.split('\n')) {
-    if (line.trim() !== '') {
-      const entry = JSON.parse(line) as { file: string; key: string };
-      keys.set(entry.file, entry.key);
-    }
-  }
-  return keys;
-}
-
-export async function lookupKey(repo: RepoContext, file: string): Promise<string> {
-  return (await annex(repo, ['lookupkey', '--', file])).stdout.trim();
-}
-
-/** Path of the key's object if the repository has its content, else undefined. */
-export async function contentLocation(repo: RepoContext, key: string): Promise<string | undefined> {
-  const result = await annexStatus(repo, ['contentlocation', key]);
-  return result.code === 0 ? path.join(repo.dir, result.stdout.trim()) : undefined;
-}
-
 /** Adds (or replaces) files in a repository with `git annex add` and commits them. */
-export async function addAndCommit(repo: RepoContext, files: readonly FileSpec[]): Promise<void> {
-  await writeFiles(repo.dir, files);
-  await annex(repo, ['add', '-q', '--', ...files.map((f) => f.path)], 600_000);
-  await git(repo, ['commit', '-q', '-m', `add ${files.length} files`]);
-}
-
-/**
- * Clones `served`, runs `git annex init client`, allows loopback addresses, points annexUrl at
- * `annexUrl`, then moves origin's url to a path that does not exist, so the only way left to the
- * served repository is HTTP. Makes sure `remote.origin.annex-uuid` is the served uuid.
- */
-export async function makeClientClone(
-  sandbox: Sandbox,
-  served: ServedRepo,
-  dir: string,
-  annexUrl: string,
-): Promise<ClientRepo> {
-  const env = sandbox.env();
-  await run('git', ['clone', '-q', served.dir, dir], { cwd: sandbox.root, env });
-  const repo: RepoContext = { dir, env };
-  await annex(repo, ['init', '-q', 'client']);
-  await git(repo, ['config', 'annex.security.allowed-ip-addresses', 'all']);
-  await setAnnexUrl(repo, annexUrl);
-  await git(repo, ['remote', 'set-url', 'origin', sandbox.path('moved-away', path.basename(dir))]);
-  const recorded = await runStatus('git', ['config', 'remote.origin.annex-uuid'], {
-    cwd: dir,
-    env,
-  });
-  if (recorded.stdout.trim() !== served.uuid) {
-    await git(repo, ['config', 'remote.origin.annex-uuid', served.uuid]);
-  }
-  const uuid = (await git(repo, ['config', 'annex.uuid'])).stdout.trim();
-  return { ...repo, uuid };
+export function addAndCommit(repo: RepoContext, files: readonly FileSpec[]): Promise<void> {
+  return addFiles(repo, files, { add: 'each' });
 }
 
 /**
@@ -363,10 +255,6 @@ export async function whereisFromBranch(
   }
   const entry = JSON.parse(line) as { whereis?: { uuid: string }[] };
   return (entry.whereis ?? []).map((w) => w.uuid).sort();
-}
-
-export async function setAnnexUrl(repo: RepoContext, annexUrl: string): Promise<void> {
-  await git(repo, ['config', 'remote.origin.annexUrl', annexUrl]);
 }
 
 /** Names of the object files under `.git/annex/objects` (one per key whose content is there). */
@@ -520,7 +408,7 @@ export function liveAnnexShells(dirs: readonly string[]): Promise<ProcessInfo[]>
 }
 
 // ---------------------------------------------------------------------------------------------
-// Servers
+// Servers (test/support/servers.ts and cluster.ts; here: which one, from E2E_SERVER, with which options)
 // ---------------------------------------------------------------------------------------------
 
 export type AuthFlag =
@@ -530,11 +418,6 @@ export type AuthFlag =
   | '--unauth-nolocking'
   | '--authenv'
   | '--authenv-http';
-
-export interface UserSpec {
-  password: string;
-  permissions?: 'readonly' | 'appendonly';
-}
 
 export interface ServerOptions {
   repo: ServedRepo;
@@ -552,92 +435,7 @@ export interface ServerOptions {
   startTimeoutMs?: number;
 }
 
-export interface StopResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** true if it ignored SIGTERM for 20 s and had to be SIGKILLed */
-  forced: boolean;
-}
-
-export class RunningServer {
-  private outputText = '';
-  private readonly exitPromise: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private stopPromise: Promise<StopResult> | undefined;
-  exited = false;
-
-  constructor(
-    readonly kind: ServerKind,
-    readonly port: number,
-    readonly repo: ServedRepo,
-    readonly commandLine: string,
-    private readonly child: ChildProcess,
-  ) {
-    const collect = (chunk: Buffer): void => {
-      this.outputText = tail(this.outputText + chunk.toString('utf8'), 1 << 20);
-    };
-    child.stdout?.on('data', collect);
-    child.stderr?.on('data', collect);
-    this.exitPromise = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.exited = true;
-        resolve({ code, signal });
-      });
-    });
-  }
-
-  get pid(): number {
-    return this.child.pid ?? -1;
-  }
-
-  get uuid(): string {
-    return this.repo.uuid;
-  }
-
-  /** http://127.0.0.1:PORT */
-  get origin(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  get annexUrl(): string {
-    return annexUrlFor(this.port);
-  }
-
-  /** Everything the server wrote to stdout and stderr so far (last MiB). */
-  output(): string {
-    return this.outputText;
-  }
-
-  describe(): string {
-    return `${this.kind} server pid ${this.pid} on port ${this.port}: ${this.commandLine}\n--- server output ---\n${tail(this.outputText, 4000)}`;
-  }
-
-  waitExit(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    return this.exitPromise;
-  }
-
-  /** SIGTERM, wait up to 20 s, then SIGKILL the whole process group. Idempotent. */
-  stop(): Promise<StopResult> {
-    this.stopPromise ??= (async () => {
-      if (!this.exited) {
-        this.child.kill('SIGTERM');
-      }
-      const graceful = await Promise.race([this.exitPromise, delay(20_000).then(() => undefined)]);
-      if (graceful !== undefined) {
-        return { ...graceful, forced: false };
-      }
-      signalGroup(this.child, 'SIGKILL');
-      return { ...(await this.exitPromise), forced: true };
-    })();
-    return this.stopPromise;
-  }
-
-  /** Last-resort cleanup: SIGKILL the server's whole process group. */
-  killGroup(): void {
-    signalGroup(this.child, 'SIGKILL');
-  }
-}
-
-function serverCommand(options: ServerOptions, kind: ServerKind, port: number): [string, string[]] {
+function serverSpec(options: ServerOptions, kind: ServerKind): ServerSpec {
   const auth = options.auth ?? [];
   if (kind === 'reference') {
     if (options.lockedfiles !== undefined) {
@@ -646,19 +444,14 @@ function serverCommand(options: ServerOptions, kind: ServerKind, port: number): 
     if (options.extraArgs !== undefined) {
       throw new Error('extraArgs are options of this project only');
     }
-    const jobs = `-J${referenceJobs()}`;
-    return ['git-annex', ['p2phttp', '--bind', '127.0.0.1', '--port', String(port), jobs, ...auth]];
+    return referenceServer(referenceJobs(), auth);
   }
-  const args =
-    kind === 'cluster'
-      ? [CLUSTER_LAUNCHER, '--port', String(port)]
-      : [PROJECT_BIN, 'serve', '--bind', '127.0.0.1', '--port', String(port)];
-  args.push('--jobs', '4', '--repo', options.repo.dir, ...auth);
+  const args = ['--jobs', '4', ...auth];
   if (options.lockedfiles !== undefined) {
     args.push('--lockedfiles', String(options.lockedfiles));
   }
   args.push(...(options.extraArgs ?? []));
-  return [process.execPath, args];
+  return kind === 'cluster' ? clusterServer({ args }) : projectServer(args);
 }
 
 /**
@@ -674,136 +467,24 @@ function referenceJobs(): number {
   return jobs;
 }
 
-function userEnv(users: Record<string, UserSpec> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, spec] of Object.entries(users)) {
-    env[`GIT_ANNEX_P2PHTTP_PASSWORD_${name}`] = spec.password;
-    if (spec.permissions !== undefined) {
-      env[`GIT_ANNEX_P2PHTTP_PERMISSIONS_${name}`] = spec.permissions;
-    }
-  }
-  return env;
-}
-
-/** Any HTTP answer at all to POST …/v4/gettimestamp means the server is up. */
-function answersHttp(port: number, uuid: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: `/git-annex/${uuid}/v4/gettimestamp?clientuuid=${randomUUID()}`,
-        headers: { 'content-length': '0' },
-        agent: false,
-        timeout: 2000,
-      },
-      (res) => {
-        res.resume();
-        resolve(true);
-      },
-    );
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-    req.end();
-  });
-}
-
 /**
  * Starts the server (kind from options or `E2E_SERVER`) serving `options.repo`, waits until it
  * answers HTTP (max 20 s) and returns it. Retries on another port if the chosen one was taken.
+ * Its `stop()` gives SIGTERM 20 s and leaves what a graceful exit left behind for
+ * stopAndCollectLeftovers to find.
  */
-export async function startServer(options: ServerOptions): Promise<RunningServer> {
+export function startServer(options: ServerOptions): Promise<RunningServer> {
   const kind = options.kind ?? serverKind();
-  for (let attempt = 1; ; attempt += 1) {
-    const port = options.port ?? (await freePort());
-    const [file, args] = serverCommand(options, kind, port);
-    const child = spawnTracked(file, args, {
-      cwd: options.repo.dir,
-      env: options.sandbox.env(userEnv(options.users)),
-    });
-    const server = new RunningServer(kind, port, options.repo, [file, ...args].join(' '), child);
-    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-    const startTimeoutMs = options.startTimeoutMs ?? 20_000;
-    const deadline = Date.now() + startTimeoutMs;
-    for (;;) {
-      if (await answersHttp(port, options.repo.uuid)) {
-        return server;
-      }
-      if (server.exited || Date.now() > deadline) {
-        break;
-      }
-      const failed = await Promise.race([spawnError, delay(50).then(() => undefined)]);
-      if (failed !== undefined) {
-        throw new Error(`cannot start ${server.describe()}: ${failed.message}`);
-      }
-    }
-    await server.stop();
-    const portTaken = /in use|EADDRINUSE/i.test(server.output());
-    if (portTaken && options.port === undefined && attempt < 3) {
-      continue;
-    }
-    throw new Error(
-      `server did not answer within ${startTimeoutMs / 1000} s: ${server.describe()}`,
-    );
-  }
-}
-
-/** What a cluster-mode app needs: the repository, its sandbox, and the Redis it shares. */
-export interface ClusterAppContext {
-  sandbox: Sandbox;
-  repo: ServedRepo;
-  redisUrl: string;
-  /** `--redis-prefix` */
-  prefix: string;
-}
-
-/**
- * Spawns `annex-p2phttp <command> --redis URL --redis-prefix P <args>` (a gateway, proxy-worker
- * or lock-service of cluster mode) in its own process group, tracked like every server; `port` is
- * where it answers HTTP (its API or its health port).
- */
-export function spawnClusterApp(
-  context: ClusterAppContext,
-  command: 'gateway' | 'serve' | 'proxy-worker' | 'lock-service',
-  args: readonly string[],
-  port: number,
-): RunningServer {
-  const all = [command, '--redis', context.redisUrl, '--redis-prefix', context.prefix, ...args];
-  const child = spawnTracked(process.execPath, [PROJECT_BIN, ...all], {
-    cwd: context.repo.dir,
-    env: context.sandbox.env(),
+  return launchServer(serverSpec(options, kind), {
+    sandbox: options.sandbox,
+    repo: options.repo,
+    port: options.port,
+    env: usersEnv(options.users),
+    timeoutMs: options.startTimeoutMs ?? 20_000,
+    pollMs: 50,
+    keepOutput: 1 << 20,
+    stop: { graceMs: 20_000, sweepGroup: false },
   });
-  return new RunningServer('project', port, context.repo, all.join(' '), child);
-}
-
-/** The status of GET `urlPath` on 127.0.0.1:`port`, or 0 when nothing answers. */
-export function httpStatus(port: number, urlPath: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.get(
-      { host: '127.0.0.1', port, path: urlPath, agent: false, timeout: 10_000 },
-      (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      },
-    );
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(0));
-  });
-}
-
-/** Waits until an app answers GET /readyz with 200; fails at once if it exited. */
-export async function untilReady(app: RunningServer, what: string): Promise<void> {
-  await pollUntil(
-    `${what} ready`,
-    async () => {
-      if (app.exited) {
-        throw new Error(app.describe());
-      }
-      return (await httpStatus(app.port, '/readyz')) === 200 ? true : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 200 },
-  );
 }
 
 /**

@@ -166,3 +166,22 @@ export async function answersHttp(
     return false;
   }
 }
+
+/** The status of GET `pathAndQuery` on 127.0.0.1:`port`, or 0 when nothing answers. */
+export function httpStatus(
+  port: number,
+  pathAndQuery: string,
+  timeoutMs = 10_000,
+): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(
+      { host: '127.0.0.1', port, path: pathAndQuery, agent: false, timeout: timeoutMs },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
+}

@@ -7,6 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { delay, tail } from './util';
 
 const live = new Set<ChildProcess>();
+/** Tracked children spawned in this process's own group (`group: 'parent'`). */
+const sharesOurGroup = new WeakSet<ChildProcess>();
 
 // whatever ends this process (a test runner's worker included), no group it started survives it
 process.once('exit', () => killAllTracked());
@@ -14,21 +16,29 @@ process.once('exit', () => killAllTracked());
 export interface SpawnOptions {
   cwd: string;
   env: NodeJS.ProcessEnv;
+  /**
+   * `own` (default): a new process group, which stopProcess ends as a whole; `parent`: this
+   * process's group, so that whoever ends this process's group ends it too (a launcher's child).
+   */
+  group?: 'own' | 'parent';
 }
 
 /** Spawns `file args` in a new process group with piped stdout and stderr, and tracks it. */
 export function spawnTracked(
   file: string,
   args: readonly string[],
-  { cwd, env }: SpawnOptions,
+  { cwd, env, group = 'own' }: SpawnOptions,
 ): ChildProcess {
   const child = spawn(file, args, {
     cwd,
     env,
-    detached: true,
+    detached: group === 'own',
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
+  if (group === 'parent') {
+    sharesOurGroup.add(child);
+  }
   child.once('exit', () => live.delete(child));
   child.once('error', () => live.delete(child));
   return child;
@@ -40,7 +50,11 @@ export function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
     return;
   }
   try {
-    process.kill(-child.pid, signal);
+    if (sharesOurGroup.has(child)) {
+      child.kill(signal); // its group is ours: the process alone
+    } else {
+      process.kill(-child.pid, signal);
+    }
   } catch {
     // the group is gone
   }
@@ -60,11 +74,12 @@ function exitOf(child: ChildProcess): Promise<void> {
 /**
  * Ends a process and its group: `signal` to the leader only (`'group'` sends it to every member),
  * up to `graceMs` for it to exit, then SIGKILL to the whole group, which also sweeps up any member
- * left behind by a leader that did exit. Resolves whether the leader exited in time.
+ * left behind by a leader that did exit (unless `sweepGroup` is false). Resolves whether the
+ * leader exited in time.
  */
 export async function stopProcess(
   child: ChildProcess,
-  { graceMs = 5000, signal = 'SIGTERM', to = 'leader' }: StopOptions = {},
+  { graceMs = 5000, signal = 'SIGTERM', to = 'leader', sweepGroup = true }: StopOptions = {},
 ): Promise<{ graceful: boolean }> {
   const exited = exitOf(child);
   if (!hasExited(child)) {
@@ -75,6 +90,9 @@ export async function stopProcess(
     }
   }
   const graceful = await Promise.race([exited.then(() => true), delay(graceMs).then(() => false)]);
+  if (graceful && !sweepGroup) {
+    return { graceful };
+  }
   signalGroup(child, 'SIGKILL');
   await Promise.race([exited, delay(5000)]);
   return { graceful };
@@ -84,6 +102,11 @@ export interface StopOptions {
   graceMs?: number;
   signal?: NodeJS.Signals;
   to?: 'leader' | 'group';
+  /**
+   * SIGKILL the group even when the leader exited in time (default true); false leaves what the
+   * leader left behind for the caller to find.
+   */
+  sweepGroup?: boolean;
 }
 
 /** SIGKILLs every tracked group at once (for exit paths that cannot wait). */

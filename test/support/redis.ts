@@ -1,22 +1,23 @@
 /**
  * A private redis-server for tests: its own free port on 127.0.0.1, no persistence (a restart
- * comes back empty), started in its own process group and killed when the test process exits.
- * Never the system Redis on 6379.
+ * comes back empty), started in its own process group and tracked by processes.ts, which ends it
+ * when the test process exits. Never the system Redis on 6379.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
+import { hasExited, spawnTracked, stopProcess, type SpawnOptions } from './processes';
 import { freePort } from './util';
 
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of running) {
-    try {
-      process.kill(-(child.pid ?? 0), 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-});
+export interface PrivateRedisOptions {
+  /** a fixed port (default: a free one) */
+  port?: number;
+  /** further redis-server options (e.g. `--replicaof 127.0.0.1 6390`) */
+  args?: readonly string[];
+  /** processes.ts's `group` (default `own`; `parent` for a launcher whose group is ended whole) */
+  group?: SpawnOptions['group'];
+  /** also write everything it prints to this stream (a launcher's own output) */
+  echo?: NodeJS.WritableStream;
+}
 
 export class PrivateRedis {
   private child: ChildProcess | null = null;
@@ -25,16 +26,37 @@ export class PrivateRedis {
   private constructor(
     readonly port: number,
     private args: readonly string[],
+    private readonly group: SpawnOptions['group'],
+    private readonly echo: NodeJS.WritableStream | undefined,
   ) {}
 
   /**
    * Starts redis-server on a free port (or `port`) and waits until it answers PING. `args` are
-   * further redis-server options (e.g. `--replicaof 127.0.0.1 6390`).
+   * further redis-server options (e.g. `--replicaof 127.0.0.1 6390`); the options form also
+   * chooses its process group.
    */
-  static async start(port?: number, args: readonly string[] = []): Promise<PrivateRedis> {
-    const redis = new PrivateRedis(port ?? (await freePort()), args);
+  static async start(
+    port?: number | PrivateRedisOptions,
+    args: readonly string[] = [],
+  ): Promise<PrivateRedis> {
+    const options: PrivateRedisOptions = typeof port === 'object' ? port : { port, args };
+    const redis = new PrivateRedis(
+      options.port ?? (await freePort()),
+      options.args ?? [],
+      options.group,
+      options.echo,
+    );
     await redis.launch();
     return redis;
+  }
+
+  /** Resolves when the redis-server running now exits (at once if none runs). */
+  exited(): Promise<void> {
+    const child = this.child;
+    if (child === null || hasExited(child)) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => child.once('exit', () => resolve()));
   }
 
   get url(): string {
@@ -58,15 +80,7 @@ export class PrivateRedis {
     if (!child) {
       return;
     }
-    if (child.exitCode !== null || child.signalCode !== null) {
-      this.child = null;
-      return;
-    }
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill(signal);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
+    await stopProcess(child, { signal, graceMs: 5000 });
     this.child = null;
   }
 
@@ -102,7 +116,7 @@ export class PrivateRedis {
   }
 
   private async launch(): Promise<void> {
-    const child = spawn(
+    const child = spawnTracked(
       'redis-server',
       [
         '--port',
@@ -115,12 +129,14 @@ export class PrivateRedis {
         'no',
         ...this.args,
       ],
-      { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+      { cwd: process.cwd(), env: process.env, group: this.group },
     );
-    running.add(child);
-    child.once('exit', () => running.delete(child));
-    child.stdout.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
+    const collect = (chunk: Buffer): void => {
+      this.output += chunk.toString('utf8');
+      this.echo?.write(chunk);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
     this.child = child;
     const deadline = Date.now() + 20_000;
     for (;;) {
@@ -131,7 +147,7 @@ export class PrivateRedis {
       } catch {
         // not yet
       }
-      if (child.exitCode !== null || Date.now() > deadline) {
+      if (hasExited(child) || Date.now() > deadline) {
         await this.stop();
         throw new Error(`redis-server did not start: ${this.describe()}`);
       }

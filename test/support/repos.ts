@@ -1,16 +1,17 @@
 /**
- * Repositories in a temp dir, for test/e2e and scripts/bench: a sandbox with its own HOME and git
- * identity (one per test file or benchmark run), served repositories built from one template
- * (copies share every byte and the uuid; annexed objects are hard links, everything git or
- * git-annex may rewrite in place is a real copy), and client clones that reach the served
- * repository over HTTP only (PROTOCOL.md §0, §5).
+ * Repositories in a temp dir, for test/e2e, the libs' tests and scripts/bench: a sandbox with its
+ * own HOME and git identity (one per test file or benchmark run), git and git-annex commands run
+ * in a repository, served repositories and their files, copies of a served repository (they
+ * share every byte and the uuid; annexed objects are hard links, everything git or git-annex may
+ * rewrite in place is a real copy), and client clones that reach the served repository over HTTP
+ * only (PROTOCOL.md §0, §5).
  */
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { runChecked, runCommand } from './processes';
+import { CommandError, runCommand, type CommandResult } from './processes';
 import { MiB } from './util';
 
 const IDENTITY = {
@@ -74,28 +75,89 @@ export async function removeTree(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
 
+/** A repository directory plus the environment its commands run with. */
 export interface Repo {
   dir: string;
   env: NodeJS.ProcessEnv;
 }
 
-export function git(repo: Repo, args: readonly string[], timeoutMs = 120_000) {
-  return runChecked('git', args, { cwd: repo.dir, env: repo.env, timeoutMs });
+export interface RepoCommandOptions {
+  /** default: 120 s for git, 600 s for git-annex */
+  timeoutMs?: number;
+  /** keep everything the command writes (default: the last MiB of stdout, 64 KiB of stderr) */
+  keepAll?: boolean;
+  /**
+   * SIGKILL what is left of the command's process group once it exited (default true); false
+   * leaves it to processes.ts's tracker.
+   */
+  sweepGroup?: boolean;
+}
+
+/** Runs `file args` in `repo` and resolves with its exit status whatever it is. */
+export async function runIn(
+  repo: Repo,
+  file: string,
+  args: readonly string[],
+  { timeoutMs = 120_000, keepAll = false, sweepGroup = true }: RepoCommandOptions = {},
+): Promise<CommandResult> {
+  const result = await runCommand(file, args, {
+    cwd: repo.dir,
+    env: repo.env,
+    timeoutMs,
+    sweepGroup,
+    ...(keepAll ? { keepStdout: Infinity, keepStderr: Infinity } : {}),
+  });
+  return result.timedOut
+    ? { ...result, stderr: `${result.stderr}\n[killed after ${timeoutMs} ms]` }
+    : result;
+}
+
+/** Runs `file args` in `repo`; throws a CommandError carrying its output unless it exits 0. */
+export async function runCheckedIn(
+  repo: Repo,
+  file: string,
+  args: readonly string[],
+  options: RepoCommandOptions = {},
+): Promise<CommandResult> {
+  const result = await runIn(repo, file, args, options);
+  if (result.code !== 0) {
+    const line = [file, ...args].map((a) => JSON.stringify(a)).join(' ');
+    throw new CommandError(`(cd ${repo.dir} && ${line})`, result);
+  }
+  return result;
+}
+
+function commandOptions(
+  options: number | RepoCommandOptions | undefined,
+  timeoutMs: number,
+): RepoCommandOptions {
+  return typeof options === 'number' ? { timeoutMs: options } : { timeoutMs, ...(options ?? {}) };
+}
+
+export function git(repo: Repo, args: readonly string[], options?: number | RepoCommandOptions) {
+  return runCheckedIn(repo, 'git', args, commandOptions(options, 120_000));
 }
 
 /** `git-annex …` run directly (not through `git annex`), so that a kill reaches it. */
-export function annex(repo: Repo, args: readonly string[], timeoutMs = 600_000) {
-  return runChecked('git-annex', args, { cwd: repo.dir, env: repo.env, timeoutMs });
+export function annex(repo: Repo, args: readonly string[], options?: number | RepoCommandOptions) {
+  return runCheckedIn(repo, 'git-annex', args, commandOptions(options, 600_000));
+}
+
+/** `git-annex …`, resolving with its exit status whatever it is. */
+export function annexStatus(
+  repo: Repo,
+  args: readonly string[],
+  options?: number | RepoCommandOptions,
+) {
+  return runIn(repo, 'git-annex', args, commandOptions(options, 600_000));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Contents
 // ---------------------------------------------------------------------------------------------
 
-export interface FileSpec {
-  path: string;
-  size: number;
-}
+/** A file to write: random bytes of `size`, or the given `content`. */
+export type FileSpec = { path: string; size: number } | { path: string; content: Buffer | string };
 
 /** `count` files `dir/fNNN.bin` of `size` bytes each. */
 export function manyFiles(dir: string, count: number, size: number): FileSpec[] {
@@ -103,6 +165,19 @@ export function manyFiles(dir: string, count: number, size: number): FileSpec[] 
     path: `${dir}/f${String(i).padStart(3, '0')}.bin`,
     size,
   }));
+}
+
+/** Writes the files below `dir`. */
+export async function writeFiles(dir: string, files: readonly FileSpec[]): Promise<void> {
+  for (const spec of files) {
+    const file = path.join(dir, spec.path);
+    if ('content' in spec) {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, spec.content);
+    } else {
+      await writeRandomFile(file, spec.size);
+    }
+  }
 }
 
 /** Random bytes; above 8 MiB one random MiB repeated with a counter per MiB (fast, unique). */
@@ -126,24 +201,35 @@ export async function writeRandomFile(file: string, size: number): Promise<void>
   }
 }
 
-/** Writes the files, `git annex add`s them and commits. */
-export async function addFiles(repo: Repo, files: readonly FileSpec[]): Promise<void> {
-  for (const spec of files) {
-    await writeRandomFile(path.join(repo.dir, spec.path), spec.size);
-  }
-  const dirs = [...new Set(files.map((spec) => spec.path.split('/')[0] ?? spec.path))];
-  await annex(repo, ['add', '-q', '--', ...dirs]);
+/**
+ * Writes the files, `git annex add`s them and commits. `add: 'top-level'` (default) names their
+ * top-level directories to `git annex add` (short for many files, but adds whatever else is new
+ * there); `'each'` names every file.
+ */
+export async function addFiles(
+  repo: Repo,
+  files: readonly FileSpec[],
+  { add = 'top-level' }: { add?: 'top-level' | 'each' } = {},
+): Promise<void> {
+  await writeFiles(repo.dir, files);
+  await annex(repo, ['add', '-q', '--', ...addArguments(files, add)]);
   await git(repo, ['commit', '-q', '-m', `add ${files.length} files`]);
 }
 
-/** worktree path → key of every annexed file in the worktree. */
+function addArguments(files: readonly FileSpec[], add: 'top-level' | 'each'): string[] {
+  return add === 'each'
+    ? files.map((spec) => spec.path)
+    : [...new Set(files.map((spec) => spec.path.split('/')[0] ?? spec.path))];
+}
+
+/** worktree path → key of every annexed file in the worktree, present or not. */
 export async function annexedKeys(repo: Repo): Promise<Map<string, string>> {
-  const { stdout } = await annex(repo, ['find', '--include=*', '--format=${key} ${file}\\n']);
+  const { stdout } = await annex(repo, ['find', '--json', '--include=*'], { keepAll: true });
   const keys = new Map<string, string>();
   for (const line of stdout.split('\n')) {
-    const space = line.indexOf(' ');
-    if (space > 0) {
-      keys.set(line.slice(space + 1), line.slice(0, space));
+    if (line.trim() !== '') {
+      const entry = JSON.parse(line) as { file: string; key: string };
+      keys.set(entry.file, entry.key);
     }
   }
   return keys;
@@ -154,7 +240,7 @@ export interface ServedRepo extends Repo {
   keys: Map<string, string>;
 }
 
-/** `git init`, `git annex init`, add `files`, commit. */
+/** `git init -q -b main`, `git annex init`, add and commit `files` (one commit). */
 export async function makeServedRepo(
   sandbox: Sandbox,
   dir: string,
@@ -164,10 +250,12 @@ export async function makeServedRepo(
   const repo: Repo = { dir, env: sandbox.env() };
   await git(repo, ['init', '-q', '-b', 'main']);
   await annex(repo, ['init', '-q', 'served']);
-  await git(repo, ['commit', '-q', '--allow-empty', '-m', 'init']);
+  await writeFiles(dir, files);
   if (files.length > 0) {
-    await addFiles(repo, files);
+    // a new repository: its top-level entries are exactly these files' (see addFiles)
+    await annex(repo, ['add', '-q', '--', ...addArguments(files, 'top-level')]);
   }
+  await git(repo, ['commit', '-q', '--allow-empty', '-m', 'served files']);
   const uuid = (await git(repo, ['config', 'annex.uuid'])).stdout.trim();
   return { ...repo, uuid, keys: await annexedKeys(repo) };
 }
@@ -180,43 +268,69 @@ export function keyOf(repo: ServedRepo, file: string): string {
   return key;
 }
 
+export async function lookupKey(repo: Repo, file: string): Promise<string> {
+  return (await annex(repo, ['lookupkey', '--', file])).stdout.trim();
+}
+
+/** Path of the key's object if the repository has its content, else undefined. */
+export async function contentLocation(repo: Repo, key: string): Promise<string | undefined> {
+  const result = await annexStatus(repo, ['contentlocation', key], 120_000);
+  return result.code === 0 ? path.join(repo.dir, result.stdout.trim()) : undefined;
+}
+
 /** Absolute path of the object file of `key` in `repo` (which must have the content). */
 export async function objectPath(repo: Repo, key: string): Promise<string> {
-  const { stdout } = await annex(repo, ['contentlocation', key]);
-  return path.resolve(repo.dir, stdout.trim());
+  const location = await contentLocation(repo, key);
+  if (location === undefined) {
+    throw new Error(`${repo.dir} has no content for ${key}`);
+  }
+  return location;
 }
 
 export function annexUrlFor(port: number): string {
   return `annex+http://127.0.0.1:${port}/git-annex/`;
 }
 
+export interface ClientRepo extends Repo {
+  uuid: string;
+}
+
 /**
- * Clones `served` into `dir` and makes HTTP the only way back to it: `git annex init`, loopback
- * addresses allowed, the served uuid recorded for origin, origin's url moved to a path that does
- * not exist, and `remote.origin.annexUrl` set when `port` is given (else later, see pointAt).
+ * Clones `served` into `dir` and makes HTTP the only way back to it: `git annex init client`,
+ * loopback addresses allowed, `remote.origin.annexUrl` set to `server` (an annex+http URL, or the
+ * port of a server on 127.0.0.1; else later, see pointAt), origin's url moved to a path that
+ * does not exist, and the served uuid recorded for origin.
  */
 export async function makeClientClone(
   sandbox: Sandbox,
   served: ServedRepo,
   dir: string,
-  port?: number,
-): Promise<Repo> {
+  server?: string | number,
+): Promise<ClientRepo> {
   const env = sandbox.env();
-  await runChecked('git', ['clone', '-q', served.dir, dir], { cwd: sandbox.root, env });
+  await runCheckedIn({ dir: sandbox.root, env }, 'git', ['clone', '-q', served.dir, dir]);
   const repo: Repo = { dir, env };
   await annex(repo, ['init', '-q', 'client']);
   await git(repo, ['config', 'annex.security.allowed-ip-addresses', 'all']);
-  await git(repo, ['config', 'remote.origin.annex-uuid', served.uuid]);
-  await git(repo, ['remote', 'set-url', 'origin', '/nonexistent']);
-  if (port !== undefined) {
-    await pointAt(repo, port);
+  if (server !== undefined) {
+    await setAnnexUrl(repo, typeof server === 'number' ? annexUrlFor(server) : server);
   }
-  return repo;
+  await git(repo, ['remote', 'set-url', 'origin', sandbox.path('moved-away', path.basename(dir))]);
+  const recorded = await runIn(repo, 'git', ['config', 'remote.origin.annex-uuid']);
+  if (recorded.stdout.trim() !== served.uuid) {
+    await git(repo, ['config', 'remote.origin.annex-uuid', served.uuid]);
+  }
+  const uuid = (await git(repo, ['config', 'annex.uuid'])).stdout.trim();
+  return { ...repo, uuid };
+}
+
+export async function setAnnexUrl(repo: Repo, annexUrl: string): Promise<void> {
+  await git(repo, ['config', 'remote.origin.annexUrl', annexUrl]);
 }
 
 /** Points the clone's origin annexUrl at the server on `port`. */
 export async function pointAt(repo: Repo, port: number): Promise<void> {
-  await git(repo, ['config', 'remote.origin.annexUrl', annexUrlFor(port)]);
+  await setAnnexUrl(repo, annexUrlFor(port));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -229,7 +343,9 @@ export async function pointAt(repo: Repo, port: number): Promise<void> {
  */
 export async function copyRepo(src: string, dst: string): Promise<void> {
   await mkdir(path.dirname(dst), { recursive: true });
-  await runChecked('cp', ['-al', src, dst], { cwd: '/', env: process.env, timeoutMs: 300_000 });
+  await runCheckedIn({ dir: '/', env: process.env }, 'cp', ['-al', src, dst], {
+    timeoutMs: 300_000,
+  });
   const objects = path.join(dst, '.git', 'annex', 'objects');
   const unlink = async (dir: string): Promise<void> => {
     for (const entry of await readdir(dir, { withFileTypes: true })) {

@@ -4,24 +4,14 @@
  * of 127.0.0.1, with a short down-after time so that a failover takes a few seconds. Nothing is
  * persisted; the sentinels' config files live in a temporary directory removed by `close`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
+import { hasExited, spawnTracked, stopProcess, type SpawnOptions } from './processes';
 import { freePort } from './util';
 import { PrivateRedis } from './redis';
-
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of running) {
-    try {
-      process.kill(-(child.pid ?? 0), 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-});
 
 export interface SentinelSetOptions {
   readonly masterName?: string;
@@ -29,6 +19,10 @@ export interface SentinelSetOptions {
   readonly downAfterMs?: number;
   /** `sentinel failover-timeout` (default 2000). */
   readonly failoverTimeoutMs?: number;
+  /** processes.ts's `group` of every process of the set (default `own`) */
+  readonly group?: SpawnOptions['group'];
+  /** also write everything the processes print to this stream (a launcher's own output) */
+  readonly echo?: NodeJS.WritableStream;
 }
 
 /** A replica that starts syncing at once, without waiting to batch several replicas. */
@@ -49,17 +43,22 @@ class SentinelProcess {
   constructor(
     readonly port: number,
     private readonly config: string,
+    private readonly group: SpawnOptions['group'],
+    private readonly echo: NodeJS.WritableStream | undefined,
   ) {}
 
   async start(): Promise<void> {
-    const child = spawn('redis-server', [this.config, '--sentinel'], {
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const child = spawnTracked('redis-server', [this.config, '--sentinel'], {
+      cwd: process.cwd(),
+      env: process.env,
+      group: this.group,
     });
-    running.add(child);
-    child.once('exit', () => running.delete(child));
-    child.stdout.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
+    const collect = (chunk: Buffer): void => {
+      this.output += chunk.toString('utf8');
+      this.echo?.write(chunk);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
     this.child = child;
     const client = new Redis({ host: '127.0.0.1', port: this.port, lazyConnect: true });
     client.on('error', () => {});
@@ -73,7 +72,7 @@ class SentinelProcess {
         } catch {
           client.disconnect();
         }
-        if (child.exitCode !== null || Date.now() > deadline) {
+        if (hasExited(child) || Date.now() > deadline) {
           throw new Error(`redis-sentinel did not start: ${this.describe()}`);
         }
         await new Promise((resolve) => setTimeout(resolve, 50));
@@ -86,12 +85,9 @@ class SentinelProcess {
   async stop(): Promise<void> {
     const child = this.child;
     this.child = null;
-    if (!child || child.exitCode !== null || child.signalCode !== null) {
-      return;
+    if (child) {
+      await stopProcess(child, { signal: 'SIGKILL' });
     }
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGKILL');
-    await exited;
   }
 
   describe(): string {
@@ -290,14 +286,14 @@ export class SentinelSet {
 
   private async launch(): Promise<void> {
     this.dir = await mkdtemp(path.join(tmpdir(), 'annex-p2phttp-sentinel-'));
-    const primary = await PrivateRedis.start(undefined, QUICK_SYNC);
+    const { group, echo } = this.options;
+    const primary = await PrivateRedis.start({ args: QUICK_SYNC, group, echo });
     this.servers.push(primary);
-    const replica = await PrivateRedis.start(undefined, [
-      ...QUICK_SYNC,
-      '--replicaof',
-      '127.0.0.1',
-      String(primary.port),
-    ]);
+    const replica = await PrivateRedis.start({
+      args: [...QUICK_SYNC, '--replicaof', '127.0.0.1', String(primary.port)],
+      group,
+      echo,
+    });
     this.servers.push(replica);
     await this.replicasInSync(1, primary);
     for (let i = 0; i < 3; i += 1) {
@@ -316,7 +312,7 @@ export class SentinelSet {
           '',
         ].join('\n'),
       );
-      const sentinel = new SentinelProcess(port, config);
+      const sentinel = new SentinelProcess(port, config, group, echo);
       this.sentinels.push(sentinel);
       await sentinel.start();
     }
