@@ -151,9 +151,14 @@ export class ClusterLockHolder {
     return { locked: true };
   }
 
-  /** An unlock message: the record is gone, release at once. */
+  /**
+   * An unlock message: the record is gone, release at once, then say so to the unlocking gateway,
+   * which answers its client only once the repository would remove the content.
+   */
   async unlocked(lockid: string): Promise<void> {
-    await this.release(lockid);
+    if (await this.release(lockid)) {
+      await this.options.store.markReleased(lockid).catch(() => undefined);
+    }
   }
 
   /**
@@ -378,13 +383,15 @@ export class ClusterLockHolder {
     });
   }
 
-  private async release(lockid: string): Promise<void> {
+  /** Releases a lock held here; false when this holder did not hold it. */
+  private async release(lockid: string): Promise<boolean> {
     const held = this.held.get(lockid);
     if (!held) {
-      return;
+      return false;
     }
     this.held.delete(lockid);
     await held.lock.release();
+    return true;
   }
 
   private log(message: string): void {

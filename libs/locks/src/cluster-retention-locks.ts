@@ -18,6 +18,8 @@ import { RedisLockStore, RESERVED } from './redis-lock-store';
 import { HeartbeatKeeper, type LockKeeper, type RetentionLocks } from './retention-locks';
 
 export const DEFAULT_LOCK_REQUEST_TIMEOUT_MS = 30_000;
+/** How long an unlock waits at most for the holder to say it released the lock. */
+const UNLOCK_WAIT_MS = 5000;
 /** How soon the record of a failed lock request is tried again when it could not be deleted. */
 const RELEASE_RETRY_MS = 500;
 
@@ -189,11 +191,32 @@ export class ClusterRetentionLocks implements RetentionLocks {
     return keeper;
   }
 
+  /**
+   * Releases a lock: deletes its record and tells its holder, then waits (UNLOCK_WAIT_MS at most)
+   * until the holder says the repository released it, so that a remove right after the unlock
+   * is not refused by a lock the client already let go (as in embedded mode, where unlock
+   * releases before it answers). A holder that is gone never says so; its lock ends with its
+   * retention file.
+   */
   async unlock(lockid: string): Promise<void> {
+    const record = await guard(() => this.store.get(lockid));
     await guard(() => this.store.delete(lockid));
     // Tell the holder even when the record is gone: after Redis lost its data the holder may
     // still hold a lock whose record it has not recorded again yet.
     await guard(() => this.store.publishUnlock(lockid));
+    if (record === undefined || record.holder === RESERVED) {
+      return;
+    }
+    const deadline = performance.now() + UNLOCK_WAIT_MS;
+    while (
+      !(await this.store.isReleased(lockid).catch(() => true)) &&
+      performance.now() < deadline
+    ) {
+      if (!(await this.store.isHolderAlive(record.holder).catch(() => false))) {
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
   count(): Promise<number> {

@@ -24,6 +24,9 @@ export interface ClusterLockRecord extends LockRecord {
   readonly session?: SessionParams;
 }
 
+/** How long the mark of a released lock stays (its gateway waits seconds at most). */
+const RELEASED_MARK_MS = 60_000;
+
 /** The holder of a record that a gateway reserved and no lock-service holds yet. */
 export const RESERVED = '';
 
@@ -220,6 +223,16 @@ export class RedisLockStore implements LockStore {
   /** Tells the lock-services that a lock was released (its record deleted). */
   async publishUnlock(lockid: string): Promise<void> {
     await this.redis.publish(this.keys.unlockChannel, lockid);
+  }
+
+  /** Says that the repository-side lock of an unlocked lockid is released (kept a minute). */
+  async markReleased(lockid: string): Promise<void> {
+    await this.redis.set(this.keys.released(lockid), '1', 'PX', RELEASED_MARK_MS);
+  }
+
+  /** Whether the holder of an unlocked lockid has said it released the lock. */
+  async isReleased(lockid: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.released(lockid))) === 1;
   }
 
   private async deleteWhere(

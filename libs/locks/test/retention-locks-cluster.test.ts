@@ -23,7 +23,7 @@ import {
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { PrivateRedis } from '../../../test/support/redis';
 import { makeServedRepo, manyFiles, Sandbox, type ServedRepo } from '../../../test/support/repos';
-import { CONTRACT_FILES, retentionLocksContract } from './retention-locks.contract';
+import { CONTRACT_FILES, retentionLocksContract, slowToRelease } from './retention-locks.contract';
 
 let sandbox: Sandbox | undefined;
 let repo: ServedRepo;
@@ -64,7 +64,7 @@ retentionLocksContract('ClusterRetentionLocks with a ClusterLockHolder', {
     await registry.init();
     const holder = new ClusterLockHolder({
       store,
-      locker: dispatcher,
+      locker: slowToRelease(dispatcher),
       registry,
       holder: `contract-holder-${randomUUID().slice(0, 8)}`,
       sweepIntervalMs: 100,

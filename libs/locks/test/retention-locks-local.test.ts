@@ -4,7 +4,7 @@ import { OperationExecutor } from '@annex-p2phttp/ops';
 import { LocalRetentionLocks, MemoryLockStore } from '@annex-p2phttp/locks';
 import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { makeServedRepo, manyFiles, Sandbox, type ServedRepo } from '../../../test/support/repos';
-import { CONTRACT_FILES, retentionLocksContract } from './retention-locks.contract';
+import { CONTRACT_FILES, retentionLocksContract, slowToRelease } from './retention-locks.contract';
 
 let sandbox: Sandbox | undefined;
 let repo: ServedRepo;
@@ -25,7 +25,7 @@ retentionLocksContract('LocalRetentionLocks', {
     const dispatcher = new OperationExecutor(
       new SessionPool({ connector: new LocalShellConnector({}), maxActive: 4, maxIdle: 0 }),
     );
-    const locks = new LocalRetentionLocks(new MemoryLockStore(), dispatcher, {
+    const locks = new LocalRetentionLocks(new MemoryLockStore(), slowToRelease(dispatcher), {
       lockedFiles,
       ttlMs,
     });

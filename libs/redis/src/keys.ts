@@ -36,6 +36,9 @@
  * - `<prefix>locks:epoch`               random value set once; its loss means Redis lost its data
  *                                       (with the primary's replication id, the lock epoch)
  * - `<prefix>locks:unlock`              pub/sub channel: a lockid whose record was deleted
+ * - `<prefix>locks:released:<lockid>`   set for a minute by the lock-service that released the
+ *                                       lock in its repository after an unlock message, which the
+ *                                       unlocking gateway waits for
  */
 
 /** The prefix of every key unless `--redis-prefix` (or ANNEX_P2PHTTP_REDIS_PREFIX) says. */
@@ -123,6 +126,11 @@ export class LockKeys {
 
   holder(holder: string): string {
     return `${this.holderPrefix}${holder}`;
+  }
+
+  /** Set once the repository-side lock of an unlocked lockid is released. */
+  released(lockid: string): string {
+    return `${this.prefix}locks:released:${lockid}`;
   }
 }
 

@@ -49,6 +49,7 @@ describe('the Redis key scheme', () => {
     expect(keys.holder('h1')).toBe('other:locks:holder:h1');
     expect(keys.epoch).toBe('other:locks:epoch');
     expect(keys.unlockChannel).toBe('other:locks:unlock');
+    expect(keys.released('L1')).toBe('other:locks:released:L1');
     expect(new LockKeys().record('L1')).toBe('annex-p2phttp:lock:L1');
   });
 
