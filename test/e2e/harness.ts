@@ -5,8 +5,11 @@
  * `-J`, default 4). Facts it relies on: /work/shared/PROTOCOL.md
  * §0 (lab setup), §2 (HTTP API), §5 (client); nothing here depends on that directory at run time.
  *
- * Every process is spawned without a shell in its own process group and tracked, so cleanup can end
- * it (and anything it left behind) even when a test fails or the worker exits.
+ * What the tests share with scripts/bench lives in test/support (servers.ts and cluster.ts start
+ * the servers, repos.ts makes repositories and clones, processes.ts tracks every process in its
+ * own process group, so cleanup can end it and anything it left behind even when a test fails or
+ * the worker exits); this file keeps the choice of server, the tests' command habits, the
+ * probes of repositories and processes the tests assert on, and the vitest hooks.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
