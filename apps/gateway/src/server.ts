@@ -24,7 +24,6 @@ import {
   type EmbeddedConfig,
 } from '@annex-p2phttp/config';
 import {
-  BodyTap,
   boundedStep,
   Deadline,
   ObjectFiles,
@@ -56,6 +55,7 @@ import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { AccessControl } from './access';
 import { GatewayModule } from './app.module';
 import { AuthHook } from './auth-hook';
+import { BodyTap } from './body-tap';
 import { instrumentHttp } from './http-metrics';
 import { NestLogger } from './nest-logger';
 import { startOpsServer, type OpsServer } from './ops-server';
