@@ -11,6 +11,8 @@ import tseslint from 'typescript-eslint';
  *  - libs/p2p (connections, pool) never imports libs/ops, libs/dispatch or libs/locks, and libs/ops
  *    (operations, executor, repository registry) never imports libs/dispatch, which builds on it;
  *  - apps never import other apps, except apps/serve, the composition root of every role;
+ *  - apps/gateway is HTTP only: it never imports libs/ops or libs/p2p, and reaches repositories
+ *    through libs/dispatch (Dispatcher) and libs/locks (RetentionLocks) alone;
  *  - no relative import leaves its workspace folder (other workspaces go by package name).
  */
 function boundaries() {
@@ -50,6 +52,13 @@ function boundaries() {
         packages.push({
           regex: anyOf(['dispatch']),
           message: 'libs/ops never imports libs/dispatch: the Dispatcher seam builds on it.',
+        });
+      }
+      if (group === 'apps' && name === 'gateway') {
+        packages.push({
+          regex: anyOf(['ops', 'p2p']),
+          message:
+            'apps/gateway is HTTP only: it never imports libs/ops or libs/p2p; repositories are reached through libs/dispatch and libs/locks.',
         });
       }
       if (group === 'apps' && name !== 'serve') {

@@ -112,6 +112,29 @@ describe('import boundaries (eslint.config.mjs)', () => {
     ).toEqual([]);
   });
 
+  it('apps/gateway never imports libs/ops or libs/p2p', async () => {
+    for (const [file, specifier] of [
+      ['apps/gateway/src/wrong.ts', '@annex-p2phttp/ops'],
+      ['apps/gateway/src/wrong.ts', '@annex-p2phttp/p2p'],
+      ['apps/gateway/src/deep/wrong.ts', '@annex-p2phttp/ops/dist/upload-staging'],
+    ] as const) {
+      const wrong = await boundaryErrors(file, `import { x } from '${specifier}';`);
+      expect(wrong, `${file}: ${specifier}`).toEqual([
+        expect.stringContaining('apps/gateway is HTTP only'),
+      ]);
+    }
+    for (const specifier of ['@annex-p2phttp/dispatch', '@annex-p2phttp/locks']) {
+      expect(
+        await boundaryErrors('apps/gateway/src/right.ts', `import { x } from '${specifier}';`),
+      ).toEqual([]);
+    }
+    for (const specifier of ['@annex-p2phttp/ops', '@annex-p2phttp/p2p']) {
+      expect(
+        await boundaryErrors('apps/serve/src/right.ts', `import { x } from '${specifier}';`),
+      ).toEqual([]);
+    }
+  });
+
   it('no relative import leaves its workspace folder', async () => {
     const cases: Array<[string, string]> = [
       ['libs/locks/src/wrong.ts', '../../protocol/src'],

@@ -1,2 +1,1 @@
 export * from './server';
-export * from './cluster-gateway';

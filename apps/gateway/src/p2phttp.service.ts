@@ -7,6 +7,7 @@
 import { type IncomingMessage, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import {
+  AnnexP2PError,
   checkPresentResult,
   keepLockedResult,
   lockContentResult,
@@ -18,18 +19,18 @@ import {
   putResult,
   removeResult,
   timestampResult,
+  type AnnexP2PErrorCode,
   type ApiVersion,
   type Operation,
   type RepositoryTarget,
   type ServerMode,
 } from '@annex-p2phttp/protocol';
-import { DispatchError, type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
+import { type Dispatcher, type DispatcherStats } from '@annex-p2phttp/dispatch';
 import { UnknownBrake } from './unknown-brake';
 import { type RetentionLocks } from '@annex-p2phttp/locks';
-import { P2PError } from '@annex-p2phttp/p2p';
-import { BodyTap } from '@annex-p2phttp/ops';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
 import { type AccessControl } from './access';
+import { BodyTap } from './body-tap';
 import {
   contentRange,
   parseRange,
@@ -548,17 +549,22 @@ function contentHeaders(reply: FastifyReply, tag: EntityTag): void {
 }
 
 /**
- * Whether a failure came from the peer's session (it died, said something unexpected, or the
- * job running it failed), not from a lack of capacity, a timeout or a client gone.
+ * The codes of a failure of the peer's session (it died, or said ERROR) or of the job running it:
+ * not a lack of capacity, a timeout or a client gone.
  */
+const PEER_FAILURES: ReadonlySet<AnnexP2PErrorCode> = new Set<AnnexP2PErrorCode>([
+  'P2P_CONNECTION_CLOSED',
+  'P2P_REMOTE_ERROR',
+  'DISPATCH_JOB_FAILED',
+  'DISPATCH_STREAM_FAILED',
+]);
+
+/** Whether a failure came from the peer's session (by its stable code), or it said something unexpected. */
 function peerFailed(error: unknown): boolean {
-  if (error instanceof P2PError) {
-    return error.code === 'P2P_CONNECTION_CLOSED' || error.code === 'P2P_REMOTE_ERROR';
+  if (error instanceof ProtocolError) {
+    return true;
   }
-  if (error instanceof DispatchError) {
-    return error.code === 'DISPATCH_JOB_FAILED' || error.code === 'DISPATCH_STREAM_FAILED';
-  }
-  return error instanceof ProtocolError;
+  return error instanceof AnnexP2PError && PEER_FAILURES.has(error.code);
 }
 
 /** A size as the length of the body that starts at `base`. */

@@ -1,8 +1,9 @@
 /**
- * The HTTP API process, in both modes. Embedded: one process serving repositories over the HTTP
- * P2P API, like `git annex p2phttp` (registry, pool, operation executor behind the local
- * dispatcher, locks). Cluster mode (cluster-gateway.ts) plugs a different backend into the same
- * `startGateway`.
+ * The HTTP API, in both modes: `startGateway` over a backend that apps/serve composes. Embedded
+ * (apps/serve embedded.ts): registry, pool and operation executor behind the local dispatcher,
+ * local locks. Cluster (apps/serve cluster-gateway.ts): the BullMQ dispatcher, the cluster
+ * directory and cluster-wide locks. The gateway reaches repositories only through the Dispatcher
+ * and RetentionLocks it is given.
  */
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
@@ -16,50 +17,27 @@ import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import { join } from 'node:path';
+import { loadUsers, type ApiConfig } from '@annex-p2phttp/config';
+import { type Dispatcher } from '@annex-p2phttp/dispatch';
+import { type RetentionLocks } from '@annex-p2phttp/locks';
 import {
-  loadUsers,
-  repositoryLocation,
-  type ApiConfig,
-  type EmbeddedConfig,
-} from '@annex-p2phttp/config';
-import {
-  BodyTap,
-  boundedStep,
-  Deadline,
-  ObjectFiles,
-  OperationExecutor,
-  RepositoryRegistry,
-  SHUTDOWN_CLEANUP_MS,
-  SHUTDOWN_GRACE_MS,
-  unwritableAdvice,
-  WritableCheck,
-} from '@annex-p2phttp/ops';
-import { localDispatcher, unavailable, type Dispatcher } from '@annex-p2phttp/dispatch';
-import {
-  LocalRetentionLocks,
-  LockJournal,
-  MemoryLockStore,
-  type RetentionLocks,
-} from '@annex-p2phttp/locks';
-import {
-  CounterMirror,
   Health,
   logFunction,
   loggerFor,
-  Metrics,
-  mirrorPool,
   type Checks,
   type Logger,
+  type Metrics,
 } from '@annex-p2phttp/metrics';
-import { LocalShellConnector, SessionPool } from '@annex-p2phttp/p2p';
 import { AccessControl } from './access';
 import { GatewayModule } from './app.module';
 import { AuthHook } from './auth-hook';
+import { BodyTap } from './body-tap';
 import { instrumentHttp } from './http-metrics';
 import { NestLogger } from './nest-logger';
 import { startOpsServer, type OpsServer } from './ops-server';
 import { P2pHttpService, type RepositoryDirectory } from './p2phttp.service';
+
+export type { RepositoryDirectory } from './p2phttp.service';
 import { PolicySource } from './policy-source';
 import { normalizePath, parseQuery, routeUrl } from './raw-url';
 import { setRepositoryScope } from './repository-scope';
@@ -75,9 +53,29 @@ export interface GatewayBackend {
   readonly checks: Checks;
   /**
    * Ends what the backend owns, once the API stopped accepting requests: what is in flight gets
-   * `graceMs`, and the whole takes at most SHUTDOWN_CLEANUP_MS more, whatever the state of Redis.
+   * `graceMs`, and the whole takes at most `shutdown.cleanupMs` more, whatever the state of Redis.
    */
   close(graceMs: number): Promise<void>;
+  /** The shutdown bounds of every role (libs/ops shutdown-steps.ts), as the API keeps them. */
+  readonly shutdown: GatewayShutdown;
+}
+
+/** How the API stops within the bounds every role keeps. */
+export interface GatewayShutdown {
+  /** What requests in flight get after SIGTERM before their connections are cut. */
+  readonly graceMs: number;
+  /** What ending what was cut takes at most after the grace. */
+  readonly cleanupMs: number;
+  /**
+   * Waits for `work` at most `withinMs`; when it fails or runs out of time, says so in one log
+   * line and calls `cut`. Never throws.
+   */
+  bounded(
+    what: string,
+    work: () => Promise<unknown>,
+    withinMs: number,
+    cut: () => void,
+  ): Promise<unknown>;
 }
 
 export interface RunningGateway {
@@ -91,184 +89,11 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-export interface RunningServer extends RunningGateway {
-  readonly pool: SessionPool;
-  readonly locks: LocalRetentionLocks;
-}
-
 /**
  * Request line and headers beyond this get 431. Node's default of 16 KiB would refuse keys that
  * git-annex takes (up to 32,736 characters, MAX_KEY_LENGTH; in `[base64url]` form a third more).
  */
 export const MAX_HEADER_BYTES = 64 * 1024;
-
-export async function startEmbeddedServer(
-  options: EmbeddedConfig,
-  env: NodeJS.ProcessEnv = process.env,
-  log: Logger = loggerFor(options, 'embedded'),
-): Promise<RunningServer> {
-  const pool = new SessionPool({
-    connector: new LocalShellConnector({ debug: options.debug, clusterJobs: options.clusterJobs }),
-    maxActive: options.jobs,
-    maxIdle: options.proxyConnections,
-  });
-  const executor = new OperationExecutor(pool, undefined, {
-    log: logFunction(log, 'warn'),
-    uploadIdleMs: options.uploadIdleMs,
-  });
-  const dispatcher = localDispatcher(executor);
-  const objects = new ObjectFiles();
-  // The executor takes the repository-side locks.
-  const locks = new LocalRetentionLocks(new MemoryLockStore(), executor, {
-    lockedFiles: options.lockedFiles,
-    ttlMs: options.lockTtlMs,
-    journal: new LockJournal((repoPath) => objects.gitDir(repoPath)),
-    log: logFunction(log, 'warn'),
-  });
-  let restored = 0;
-  const registry = new RepositoryRegistry({
-    repos: [...options.repos],
-    directories: [...options.directories],
-    log: logFunction(log, 'warn'),
-    // The locks a previous server left (stopped or crashed) are taken over before a repository
-    // is served.
-    prepare: async (repo) => {
-      restored += await locks.restore([repo.path]);
-    },
-  });
-  try {
-    // Reads the --repo repositories; those below --directory are served as they are found.
-    await registry.start();
-  } catch (error) {
-    registry.close();
-    await executor.close(0, logFunction(log, 'warn'));
-    throw error;
-  }
-  let writable: WritableCheck | undefined;
-  let stopped = false;
-  const scanned = registry.whenScanned().then(async () => {
-    if (stopped) {
-      return;
-    }
-    writable = await checkWritable(registry, log);
-    const served = registry.list().filter((repo) => repo.kind === 'repository').length;
-    log.info(`serving ${served} repositories`);
-    if (restored > 0) {
-      log.info(`took over ${restored} content lock(s) held before the restart`);
-    }
-  });
-  scanned.catch((error: unknown) => log.error(`reading the repositories failed: ${String(error)}`));
-  const metrics = new Metrics('embedded');
-  mirrorPool(metrics, () => dispatcher.stats());
-  const expirations = new CounterMirror(metrics.lockExpirations);
-  metrics.onCollect(() => expirations.update(locks.expirations));
-  const started = startGateway(
-    options,
-    {
-      directory: registryDirectory(registry, options.directories),
-      dispatcher,
-      locks,
-      metrics,
-      checks: {
-        repositories: () => {
-          if (!registry.firstScanFinished || writable === undefined) {
-            return Promise.resolve('still reading the repositories');
-          }
-          const served = registry.list().filter((repo) => repo.kind === 'repository').length;
-          return Promise.resolve(served > 0 ? { note: `${served} served` } : '0 served');
-        },
-        writable: () =>
-          writable === undefined
-            ? Promise.resolve('not checked yet: still reading the repositories')
-            : writable.problem(),
-      },
-      close: async (graceMs) => {
-        stopped = true;
-        registry.close();
-        const grace = new Deadline(graceMs);
-        await boundedStep('leave the locks to their retention files', () => locks.close(), {
-          withinMs: grace.remaining,
-          log: logFunction(log, 'warn'),
-        });
-        // Sessions still in use when the grace is over are closed; then the journals are
-        // committed, within SHUTDOWN_CLEANUP_MS after the grace at the latest.
-        await executor.close(grace.remaining, logFunction(log, 'warn'));
-      },
-    },
-    env,
-    log,
-  );
-  let gateway: Awaited<typeof started>;
-  try {
-    gateway = await started;
-  } catch (error) {
-    stopped = true;
-    registry.close();
-    throw error;
-  }
-  return { ...gateway, pool, locks };
-}
-
-/**
- * The registry as the API looks repositories up: each with its location, and within the one a
- * path-addressed URL names (a location below a --directory root, or a --repo's absolute path
- * written without its leading '/').
- */
-export function registryDirectory(
-  registry: RepositoryRegistry,
-  directories: readonly string[],
-): RepositoryDirectory {
-  const withLocation = <T extends { path: string }>(found: T | undefined) =>
-    found === undefined
-      ? undefined
-      : { ...found, location: repositoryLocation(found.path, directories) };
-  const lookup = async (uuid: string, within: string | undefined) => {
-    if (within === undefined) {
-      return withLocation(await registry.lookup(uuid));
-    }
-    const candidates = [...directories.map((root) => join(root, within)), `/${within}`];
-    for (const candidate of candidates) {
-      if (repositoryLocation(candidate, directories).replace(/^\//, '') !== within) {
-        continue;
-      }
-      const found = await registry.lookupAt(candidate, uuid);
-      if (found !== undefined) {
-        return withLocation(found);
-      }
-    }
-    return undefined;
-  };
-  return {
-    lookup: async (uuid, within) => {
-      const found = await lookup(uuid, within);
-      if (found === undefined && !registry.firstScanFinished) {
-        // Perhaps a repository not reached yet: never 404 before the first scan is done.
-        throw unavailable('the server is still reading its repositories', 2);
-      }
-      return found;
-    },
-  };
-}
-
-/**
- * Checks that the served repositories are writable, warns at start about each one that is not
- * (with what to do), and returns the check for /readyz.
- */
-export async function checkWritable(
-  registry: { list(): { path: string; kind: string }[] },
-  log: Logger,
-): Promise<WritableCheck> {
-  const check = new WritableCheck(() =>
-    registry
-      .list()
-      .filter((repo) => repo.kind === 'repository')
-      .map((repo) => repo.path),
-  );
-  for (const dir of await check.unwritable()) {
-    log.warn(unwritableAdvice(dir), { path: dir.path });
-  }
-  return check;
-}
 
 /**
  * The HTTP API over a backend: builds the Nest app on Fastify, listens, and owns the shutdown
@@ -402,7 +227,8 @@ export async function startGateway(
     closing ??= (async () => {
       // Stop accepting; requests in flight (a keeplocked long poll among them) get a grace
       // period, then their connections are cut.
-      const done = new Deadline(SHUTDOWN_GRACE_MS + SHUTDOWN_CLEANUP_MS);
+      const { graceMs, cleanupMs } = backend.shutdown;
+      const doneAt = performance.now() + graceMs + cleanupMs;
       const servers = [app.getHttpServer(), ...extra];
       const cutConnections = () => {
         for (const server of servers) {
@@ -414,15 +240,16 @@ export async function startGateway(
         ...extra.map(closeServer),
         ops?.close() ?? Promise.resolve(),
       ]);
-      const cut = setTimeout(cutConnections, SHUTDOWN_GRACE_MS);
+      const cut = setTimeout(cutConnections, graceMs);
       policy?.close();
       try {
-        await backend.close(SHUTDOWN_GRACE_MS);
-        await boundedStep('finish the requests in flight', () => stopListening, {
-          withinMs: done.remaining,
-          cut: cutConnections,
-          log: logFunction(log, 'warn'),
-        });
+        await backend.close(graceMs);
+        await backend.shutdown.bounded(
+          'finish the requests in flight',
+          () => stopListening,
+          Math.max(0, doneAt - performance.now()),
+          cutConnections,
+        );
       } finally {
         clearTimeout(cut);
         hook?.close();

@@ -15,11 +15,12 @@ import {
   type ServeOptions,
 } from '@annex-p2phttp/config';
 import { SHUTDOWN_CLEANUP_MS, SHUTDOWN_GRACE_MS } from '@annex-p2phttp/ops';
-import { startClusterGateway, startEmbeddedServer } from '@annex-p2phttp/gateway';
 import { startLockService } from '@annex-p2phttp/lock-service';
 import { loggerFor, type Logger } from '@annex-p2phttp/metrics';
 import { endShellProcesses, killShellProcesses } from '@annex-p2phttp/p2p';
 import { startProxyWorker } from '@annex-p2phttp/proxy-worker';
+import { startClusterGateway } from './cluster-gateway';
+import { startEmbeddedServer } from './embedded';
 
 const USAGE = `usage: annex-p2phttp serve|gateway|proxy-worker|lock-service [options]
 

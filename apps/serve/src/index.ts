@@ -1,2 +1,4 @@
 export * from './cli';
 export * from './cpus';
+export * from './embedded';
+export * from './cluster-gateway';

@@ -3,7 +3,9 @@
  * as the embedded server, with the BullMQ dispatcher and the cluster directory (uuids learnt from
  * the proxy workers' adverts) behind it. It holds no repository and no session: every operation
  * is a job for a proxy worker. Retention locks are asked of the lock-service through Redis
- * (ClusterRetentionLocks), so any gateway can lock, keep, unlock and check any lock.
+ * (ClusterRetentionLocks), so any gateway can lock, keep, unlock and check any lock. The backend
+ * is composed here and plugged into the HTTP API of apps/gateway (`startGateway`), as embedded.ts
+ * plugs the embedded one.
  */
 import { type GatewayConfig } from '@annex-p2phttp/config';
 import {
@@ -24,7 +26,8 @@ import { ClusterRetentionLocks, type RetentionLocks } from '@annex-p2phttp/locks
 import { logFunction, loggerFor, Metrics, mirrorRedis, type Logger } from '@annex-p2phttp/metrics';
 import type Redis from 'ioredis';
 import { describeRedisTarget, parseRedisUrl } from '@annex-p2phttp/redis';
-import { startGateway, type RunningGateway } from './server';
+import { startGateway, type RunningGateway } from '@annex-p2phttp/gateway';
+import { gatewayShutdown } from './gateway-shutdown';
 
 /** What a RetentionLocks factory gets to build cluster-wide locks. */
 export interface ClusterLocksContext {
@@ -138,6 +141,7 @@ export async function startClusterGateway(
         await dispatcher.close(grace.remaining);
         redis.disconnect();
       },
+      shutdown: gatewayShutdown(logger),
     },
     env,
     logger,

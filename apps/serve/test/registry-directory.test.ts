@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RepositoryRegistry } from '@annex-p2phttp/ops';
 import { DispatchError } from '@annex-p2phttp/dispatch';
-import { registryDirectory } from '../src/server';
+import { registryDirectory } from '../src/embedded';
 
 const base = mkdtempSync(join(tmpdir(), 'registry-directory-'));
 afterAll(() => rmSync(base, { recursive: true, force: true }));
