@@ -21,6 +21,7 @@ import {
 import { type RepositoryTarget } from '@annex-p2phttp/protocol';
 import { startLockService, type RunningLockService } from '../../apps/lock-service/src';
 import { PrivateRedis } from '../support/redis';
+import { lockedInRepository } from '../support/repos';
 import {
   annexStatus,
   delay,
@@ -99,33 +100,6 @@ async function stopService(service: RunningLockService): Promise<void> {
   services.splice(services.indexOf(service), 1);
 }
 
-/** Asks the repository whether removing `k` is refused because its content is locked. */
-function removalBlocked(k: string): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      'git-annex-shell',
-      ['p2pstdio', repo.dir, randomUUID(), '--uuid', repo.uuid],
-      { cwd: repo.dir, env: repo.env, stdio: ['pipe', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    child.once('error', reject);
-    child.once('close', () => {
-      if (stderr.includes('content is locked')) {
-        resolve(true);
-      } else if (/^FAILURE$/m.test(stdout)) {
-        resolve(false);
-      } else {
-        reject(new Error(`unexpected probe answer:\n${stdout}\n${stderr}`));
-      }
-    });
-    // A timestamp in the past: REMOVE-BEFORE never removes, but checks the lock first.
-    child.stdin.end(`VERSION 4\nREMOVE-BEFORE 1 ${k}\n`);
-  });
-}
-
 /** `annex-p2phttp lock-service` as a process of its own. */
 async function lockServiceProcess(): Promise<ChildProcess> {
   const child = spawn(
@@ -197,7 +171,7 @@ describe('cluster retention locks', () => {
     const [a, b] = [await gateway(), await gateway()];
     const lockid = await a.lock(target(), key('basic'));
     expect(lockid).toMatch(/^[0-9a-f-]{36}$/);
-    expect(await removalBlocked(key('basic'))).toBe(true);
+    expect(await lockedInRepository(repo, key('basic'))).toBe(true);
     const drop = await annexStatus(repo, ['drop', '--force', 'basic.bin']);
     expect(drop.code).not.toBe(0);
     expect(drop.stderr).toContain('content is locked');
@@ -209,7 +183,7 @@ describe('cluster retention locks', () => {
     await b.unlock(lockid!);
     expect(await b.isLocked(repo.uuid, key('basic'))).toBe(false);
     await pollUntil('unlocked in the repository', async () =>
-      (await removalBlocked(key('basic'))) ? undefined : true,
+      (await lockedInRepository(repo, key('basic'))) ? undefined : true,
     );
     await pollUntil('the locking session ended', async () =>
       (await shells()) === 0 ? true : undefined,
@@ -232,7 +206,7 @@ describe('cluster retention locks', () => {
     expect(keeper).not.toBeNull();
     // Held for well over its ttl while a keeplocked is open...
     await delay(3 * ttlMs);
-    expect(await removalBlocked(key('expiry'))).toBe(true);
+    expect(await lockedInRepository(repo, key('expiry'))).toBe(true);
     expect(await a.isLocked(repo.uuid, key('expiry'))).toBe(true);
     // ...and for the ttl after the last heartbeat, not less.
     await keeper.end();
@@ -240,10 +214,10 @@ describe('cluster retention locks', () => {
     const expiresAt = (await a.store.get(lockid))!.expiresAt;
     expect(expiresAt).toBeGreaterThanOrEqual(ended + ttlMs - 1000);
     await delay(ttlMs / 3);
-    expect(await removalBlocked(key('expiry'))).toBe(true);
+    expect(await lockedInRepository(repo, key('expiry'))).toBe(true);
     await pollUntil(
       'the lock expired in the repository',
-      async () => ((await removalBlocked(key('expiry'))) ? undefined : true),
+      async () => ((await lockedInRepository(repo, key('expiry'))) ? undefined : true),
       { timeoutMs: 30_000, intervalMs: 200 },
     );
     expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
@@ -275,7 +249,7 @@ describe('cluster retention locks', () => {
     const service = await lockService();
     await delay(1000);
     expect(service.locks.size).toBe(0);
-    expect(await removalBlocked(key('unanswered'))).toBe(false);
+    expect(await lockedInRepository(repo, key('unanswered'))).toBe(false);
     await stopService(service);
   });
 
@@ -289,11 +263,11 @@ describe('cluster retention locks', () => {
     expect(second).not.toBeNull();
     expect(await a.lock(target(), key('cap-3'))).toBeNull();
     expect(await b.lock(target(), key('cap-3'))).toBeNull();
-    expect(await removalBlocked(key('cap-3'))).toBe(false);
+    expect(await lockedInRepository(repo, key('cap-3'))).toBe(false);
     await b.unlock(first!);
     const third = await a.lock(target(), key('cap-3'));
     expect(third).not.toBeNull();
-    expect(await removalBlocked(key('cap-3'))).toBe(true);
+    expect(await lockedInRepository(repo, key('cap-3'))).toBe(true);
     await a.unlock(second!);
     await a.unlock(third!);
     await stopService(service);
@@ -306,7 +280,7 @@ describe('cluster retention locks', () => {
     expect(lockid).not.toBeNull();
     const holder = (await a.store.get(lockid))!.holder;
     expect(holder).toContain(`:${child.pid}:`);
-    expect(await removalBlocked(key('killed'))).toBe(true);
+    expect(await lockedInRepository(repo, key('killed'))).toBe(true);
 
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGKILL');
@@ -316,7 +290,7 @@ describe('cluster retention locks', () => {
     await pollUntil('the dead service’s session ended', async () =>
       (await shells()) === 0 ? true : undefined,
     );
-    expect(await removalBlocked(key('killed'))).toBe(true);
+    expect(await lockedInRepository(repo, key('killed'))).toBe(true);
     expect(await a.isLocked(repo.uuid, key('killed'))).toBe(true);
 
     const successor = await lockService();
@@ -330,11 +304,11 @@ describe('cluster retention locks', () => {
     await pollUntil('the new lock-service holds the lock in the repository', () =>
       successor.locks.lockids().includes(lockid) ? true : undefined,
     );
-    expect(await removalBlocked(key('killed'))).toBe(true);
+    expect(await lockedInRepository(repo, key('killed'))).toBe(true);
     expect(successor.locks.lockids()).toEqual([lockid]);
     await a.unlock(lockid);
     await pollUntil('unlocked', async () =>
-      (await removalBlocked(key('killed'))) ? undefined : true,
+      (await lockedInRepository(repo, key('killed'))) ? undefined : true,
     );
     await stopService(successor);
   });
@@ -344,24 +318,24 @@ describe('cluster retention locks', () => {
     const a = await gateway();
     const lockid = (await a.lock(target(), key('stopped')))!;
     expect(lockid).not.toBeNull();
-    expect(await removalBlocked(key('stopped'))).toBe(true);
+    expect(await lockedInRepository(repo, key('stopped'))).toBe(true);
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     // Its session ended by a signal: the retention file stays, and the record lives on with
     // its holder marked dead.
     await pollUntil('its session ended', async () => ((await shells()) === 0 ? true : undefined));
-    expect(await removalBlocked(key('stopped'))).toBe(true);
+    expect(await lockedInRepository(repo, key('stopped'))).toBe(true);
     expect(await a.isLocked(repo.uuid, key('stopped'))).toBe(true);
     const holder = (await a.store.get(lockid))!.holder;
     expect(await a.store.isHolderAlive(holder)).toBe(false);
     // A live instance adopts it at its first tick, without waiting for a holder TTL.
     const successor = await lockService();
     expect(successor.locks.lockids()).toEqual([lockid]);
-    expect(await removalBlocked(key('stopped'))).toBe(true);
+    expect(await lockedInRepository(repo, key('stopped'))).toBe(true);
     await a.unlock(lockid);
     await pollUntil('unlocked', async () =>
-      (await removalBlocked(key('stopped'))) ? undefined : true,
+      (await lockedInRepository(repo, key('stopped'))) ? undefined : true,
     );
     await stopService(successor);
   });
@@ -380,7 +354,7 @@ describe('cluster retention locks', () => {
     );
     await expect(a.lock(target(), key('after'))).rejects.toBeInstanceOf(LocksUnavailableError);
     expect(Date.now() - started).toBeLessThan(5000);
-    expect(await removalBlocked(key('restart'))).toBe(true);
+    expect(await lockedInRepository(repo, key('restart'))).toBe(true);
     const unready = await getText(`${service.healthUrl}/readyz`);
     expect(unready.status).toBe(503);
     expect(unready.body).toContain('Redis unreachable');
@@ -400,7 +374,7 @@ describe('cluster retention locks', () => {
       expiresAt: before.expiresAt,
     });
     expect(await a.isLocked(repo.uuid, key('restart'))).toBe(true);
-    expect(await removalBlocked(key('restart'))).toBe(true);
+    expect(await lockedInRepository(repo, key('restart'))).toBe(true);
     expect((await getText(`${service.healthUrl}/readyz`)).status).toBe(200);
 
     // Recovered without restarting anything: new locks work, and unlock releases.
@@ -409,11 +383,12 @@ describe('cluster retention locks', () => {
       async () => (await a.lock(target(), key('after')).catch(() => undefined)) ?? undefined,
       { timeoutMs: 60_000, intervalMs: 500 },
     );
-    expect(await removalBlocked(key('after'))).toBe(true);
+    expect(await lockedInRepository(repo, key('after'))).toBe(true);
     await a.unlock(lockid);
     await a.unlock(next);
     await pollUntil('both unlocked', async () =>
-      !(await removalBlocked(key('restart'))) && !(await removalBlocked(key('after')))
+      !(await lockedInRepository(repo, key('restart'))) &&
+      !(await lockedInRepository(repo, key('after')))
         ? true
         : undefined,
     );
@@ -434,7 +409,7 @@ describe('cluster retention locks', () => {
     await pollUntil('the dead service’s session ended', async () =>
       (await shells()) === 0 ? true : undefined,
     );
-    expect(await removalBlocked(key('double'))).toBe(true);
+    expect(await lockedInRepository(repo, key('double'))).toBe(true);
     await redis.stop('SIGKILL');
     await redis.restart();
     // Only the gateway serving the keeplocked request knows of the lock now.
@@ -449,12 +424,12 @@ describe('cluster retention locks', () => {
     );
     expect(await a.isLocked(repo.uuid, key('double'))).toBe(true);
     expect(successor.locks.lockids()).toEqual([lockid]);
-    expect(await removalBlocked(key('double'))).toBe(true);
+    expect(await lockedInRepository(repo, key('double'))).toBe(true);
 
     await keeper!.end();
     await a.unlock(lockid);
     await pollUntil('unlocked', async () =>
-      (await removalBlocked(key('double'))) ? undefined : true,
+      (await lockedInRepository(repo, key('double'))) ? undefined : true,
     );
     await stopService(successor);
   });
@@ -474,7 +449,7 @@ describe('cluster retention locks', () => {
     await pollUntil('the dead service’s session ended', async () =>
       (await shells()) === 0 ? true : undefined,
     );
-    expect(await removalBlocked(key('gateway-lost'))).toBe(true);
+    expect(await lockedInRepository(repo, key('gateway-lost'))).toBe(true);
     const b = await gateway();
     expect(await b.isLocked(repo.uuid, key('gateway-lost'))).toBe(true);
     const successor = await lockService();
@@ -483,10 +458,10 @@ describe('cluster retention locks', () => {
       () => (successor.locks.lockids().includes(lockid) ? true : undefined),
       { timeoutMs: 60_000 },
     );
-    expect(await removalBlocked(key('gateway-lost'))).toBe(true);
+    expect(await lockedInRepository(repo, key('gateway-lost'))).toBe(true);
     await b.unlock(lockid);
     await pollUntil('unlocked', async () =>
-      (await removalBlocked(key('gateway-lost'))) ? undefined : true,
+      (await lockedInRepository(repo, key('gateway-lost'))) ? undefined : true,
     );
     await stopService(successor);
   });
@@ -514,7 +489,7 @@ describe('cluster retention locks', () => {
       (await shells()) === 6 ? true : undefined,
     );
     for (const name of names) {
-      expect(await removalBlocked(key(name))).toBe(true);
+      expect(await lockedInRepository(repo, key(name))).toBe(true);
     }
     for (const lockid of lockids) {
       expect((await a.store.get(lockid!))!.holder).toBe(two.holder);

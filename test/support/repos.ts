@@ -6,7 +6,8 @@
  * rewrite in place is a real copy), and client clones that reach the served repository over HTTP
  * only (PROTOCOL.md §0, §5).
  */
-import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -362,4 +363,34 @@ export async function copyRepo(src: string, dst: string): Promise<void> {
     }
   };
   await unlink(dst);
+}
+
+/**
+ * Whether the repository refuses to remove `key` because its content is locked: asks it directly
+ * over a git-annex-shell session of its own.
+ */
+export function lockedInRepository(repo: ServedRepo, key: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      'git-annex-shell',
+      ['p2pstdio', repo.dir, randomUUID(), '--uuid', repo.uuid],
+      { cwd: repo.dir, env: repo.env, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.once('error', reject);
+    child.once('close', () => {
+      if (stderr.includes('content is locked')) {
+        resolve(true);
+      } else if (/^FAILURE$/m.test(stdout)) {
+        resolve(false);
+      } else {
+        reject(new Error(`unexpected probe answer:\n${stdout}\n${stderr}`));
+      }
+    });
+    // A timestamp in the past: REMOVE-BEFORE never removes, but checks the lock first.
+    child.stdin.end(`VERSION 4\nREMOVE-BEFORE 1 ${key}\n`);
+  });
 }

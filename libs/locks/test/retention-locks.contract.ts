@@ -5,12 +5,11 @@
  * git-annex-shell sessions; whether the repository itself holds a lock is asked of a separate
  * git-annex-shell session (REMOVE-BEFORE dies with "content is locked" while a lock is held).
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { type ContentLocker, type RetentionLocks } from '@annex-p2phttp/locks';
 import { type RepositoryTarget } from '@annex-p2phttp/protocol';
-import { type ServedRepo } from '../../../test/support/repos';
+import { lockedInRepository, type ServedRepo } from '../../../test/support/repos';
 
 export interface RetentionLocksOptions {
   /** `--lockedfiles`. */
@@ -196,33 +195,6 @@ export function retentionLocksContract(name: string, adapter: RetentionLocksAdap
         expect(await lockedInRepository(adapter.repo(), held)).toBe(true);
       });
     });
-  });
-}
-
-/** Whether the repository refuses to remove `key` because its content is locked. */
-export function lockedInRepository(repo: ServedRepo, key: string): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      'git-annex-shell',
-      ['p2pstdio', repo.dir, randomUUID(), '--uuid', repo.uuid],
-      { cwd: repo.dir, env: repo.env, stdio: ['pipe', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    child.once('error', reject);
-    child.once('close', () => {
-      if (stderr.includes('content is locked')) {
-        resolve(true);
-      } else if (/^FAILURE$/m.test(stdout)) {
-        resolve(false);
-      } else {
-        reject(new Error(`unexpected probe answer:\n${stdout}\n${stderr}`));
-      }
-    });
-    // A timestamp in the past: REMOVE-BEFORE never removes, but checks the lock first.
-    child.stdin.end(`VERSION 4\nREMOVE-BEFORE 1 ${key}\n`);
   });
 }
 
