@@ -455,37 +455,53 @@ describe('cluster mode', () => {
     feed.on('monitor', (_time: string, args: string[], source: string) => {
       lines.push(`${source} ${args[0] ?? ''}`);
     });
+    /** Commands by name seen since `from`, leaving out those run inside scripts. */
+    const count = (from: number) => {
+      const byCommand = new Map<string, number>();
+      for (const line of lines.slice(from).filter((l) => !l.startsWith('lua'))) {
+        const name = line.split(' ')[1] ?? '';
+        byCommand.set(name, (byCommand.get(name) ?? 0) + 1);
+      }
+      return byCommand;
+    };
     await delay(500);
-    lines.length = 0;
     const api = new P2PApi(gatewayA.port, served.uuid);
     const rounds = 40;
+    let from = lines.length;
+    let started = performance.now();
     for (let i = 0; i < rounds; i += 1) {
       expectJson(await api.checkpresent(keyOf(served, 'one.bin')), 200, { present: true });
     }
     await delay(300); // the monitor's last lines
-    const commands = lines.filter((line) => !line.startsWith('lua'));
+    const busyMs = performance.now() - started;
+    const byCommand = count(from);
+    // What the processes do by themselves over as long (heartbeats, adverts, BullMQ's checks),
+    // which a loaded machine stretches the requests over.
+    from = lines.length;
+    started = performance.now();
+    await delay(busyMs);
+    const idle = count(from);
     feed.disconnect();
     monitor.disconnect();
-    const byCommand = new Map<string, number>();
-    for (const line of commands) {
-      const name = line.split(' ')[1] ?? '';
-      byCommand.set(name, (byCommand.get(name) ?? 0) + 1);
-    }
-    const perRequest = commands.length / rounds;
+    const commands = [...byCommand.values()].reduce((a, b) => a + b, 0);
+    const idleCommands = [...idle.values()].reduce((a, b) => a + b, 0);
+    const perRequest = (commands - idleCommands) / rounds;
     const breakdown = [...byCommand]
-      .map(([name, count]) => `${name} ${(count / rounds).toFixed(2)}`)
+      .map(([name, n]) => `${name} ${(n / rounds).toFixed(2)}`)
       .join(', ');
     console.log(
-      `Redis round trips per checkpresent, all processes: ${perRequest.toFixed(2)} (${breakdown})`,
+      `Redis round trips per checkpresent, all processes: ${perRequest.toFixed(2)} (${breakdown}; ` +
+        `${idleCommands} by themselves over ${Math.round(busyMs)} ms)`,
     );
+    const idleOf = (name: string) => idle.get(name) ?? 0;
     // The query lane: the gateway's push script (EVALSHA), the worker's BLMPOP and its PUBLISH
     // of the answer; no BullMQ script (but the workers' periodic ones).
-    expect(byCommand.get('evalsha') ?? 0).toBeLessThanOrEqual(rounds + 8);
+    expect(byCommand.get('evalsha') ?? 0).toBeLessThanOrEqual(rounds + 8 + idleOf('evalsha'));
     // A BLMPOP shows when it is sent, before its query arrives (the first one was sent before
     // counting began); some more ran out their 1 s block while the test waited.
     expect(byCommand.get('blmpop') ?? 0).toBeGreaterThanOrEqual(rounds - 1);
-    expect(byCommand.get('blmpop') ?? 0).toBeLessThanOrEqual(rounds + 8);
-    expect(byCommand.get('publish') ?? 0).toBe(rounds);
+    expect(byCommand.get('blmpop') ?? 0).toBeLessThanOrEqual(rounds + 8 + idleOf('blmpop'));
+    expect(byCommand.get('publish') ?? 0).toBe(rounds + idleOf('publish'));
     expect(perRequest).toBeLessThan(4);
   });
 
