@@ -3,8 +3,10 @@
  * LOCKCONTENT on a dedicated git-annex-shell session per lock, and keeps them in step with their
  * records in the RedisLockStore. Each tick (about every second) it:
  *  1. heartbeats its holder key (its liveness, with a TTL);
- *  2. compares the epoch key with the one it knew: a different one means Redis lost its data, and
- *     every lock held here is recorded again, so none is forgotten;
+ *  2. compares the epoch key with the one it knew: a different one means Redis lost its data or
+ *     another primary took over, and every lock held here is recorded again, with the expiry
+ *     known here when the new primary has an older one (it missed extends), so none is forgotten
+ *     or expired by mistake;
  *  3. releases held locks whose record was deleted (an unlock whose pub/sub message was missed) or
  *     taken over by another lock-service (this one was thought dead);
  *  4. deletes expired records (any holder's) and releases those held here;
@@ -260,7 +262,9 @@ export class ClusterLockHolder {
       return;
     }
     if (this.epoch !== null && this.held.size > 0) {
-      this.log(`Redis lost its lock records; recording the ${this.held.size} held here again`);
+      this.log(
+        `Redis lost its lock records or another primary took over; recording the ${this.held.size} held here again`,
+      );
     }
     for (const held of this.held.values()) {
       await store.restore({ ...held.record, holder: this.holder, expiresAt: held.expiresAt });

@@ -32,4 +32,5 @@ export const LOCK_SCRIPTS = {
   claimPending: loadLuaScript('claim-pending'),
   adopt: loadLuaScript('adopt'),
   orphaned: loadLuaScript('orphaned'),
+  restore: loadLuaScript('restore'),
 } as const;
