@@ -33,4 +33,5 @@ export const LOCK_SCRIPTS = {
   adopt: loadLuaScript('adopt'),
   orphaned: loadLuaScript('orphaned'),
   restore: loadLuaScript('restore'),
+  heldBy: loadLuaScript('held-by'),
 } as const;

@@ -159,6 +159,15 @@ export class RedisLockStore implements LockStore {
     )) as string[];
   }
 
+  /** The lockids of the records `holder` holds. */
+  async heldBy(holder: string): Promise<string[]> {
+    return (await this.script(
+      LOCK_SCRIPTS.heldBy,
+      [this.keys.expiry],
+      [this.keys.recordPrefix, holder],
+    )) as string[];
+  }
+
   /**
    * Records again a lock its holder still holds, whatever the bound (after Redis lost data or
    * another primary took over): creates the record when it is gone, and when the same holder's

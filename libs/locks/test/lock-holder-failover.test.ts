@@ -6,6 +6,10 @@
  * reaches the new primary, that record may look expired although the keeplocked client renewed
  * it all along: the lock must hold, in Redis and in the repository.
  *
+ * When a record that names the lock-service is written again after it let the lock go (a
+ * gateway's keeplocked finds its record gone after a failover and records it again), the
+ * lock-service takes the lock in the repository again.
+ *
  * The two primaries are played by one private redis-server (real records, real epoch, a real
  * repository and git-annex-shell sessions): what the promoted replica had is written back in
  * one transaction that also changes the epoch (as the new primary's replication id does).
@@ -152,4 +156,41 @@ describe('a held lock across a failover to a primary that is behind', () => {
       await fixture.close();
     }
   }, 60_000);
+
+  it('takes a lock again when its record is written again after the holder let it go', async () => {
+    const fixture = await open();
+    try {
+      const key = [...repo.keys.values()].sort()[1]!;
+      const lockid = await lock(fixture, key);
+      const record = (await fixture.store.get(lockid))!;
+      // The record vanishes under the same epoch: the holder lets the lock go.
+      await fixture.store.delete(lockid);
+      await until('the lock let go', async () =>
+        (await lockedInRepository(repo, key)) ? undefined : true,
+      );
+      expect(fixture.holder.lockids()).not.toContain(lockid);
+
+      // A gateway's keeplocked writes the record again, naming the holder it had.
+      expect(await fixture.store.restore({ ...record, expiresAt: Date.now() + TTL_MS })).toBe(true);
+      await until('the lock taken again', async () =>
+        fixture.holder.lockids().includes(lockid) && (await lockedInRepository(repo, key))
+          ? true
+          : undefined,
+      );
+      expect(await fixture.store.isLocked(repo.uuid, key)).toBe(true);
+    } finally {
+      await fixture.close();
+    }
+  }, 60_000);
 });
+
+async function until(what: string, probe: () => Promise<true | undefined>): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    if (await probe()) {
+      return;
+    }
+    await delay(50);
+  }
+  throw new Error(`timed out waiting: ${what}`);
+}

@@ -207,6 +207,17 @@ describe('RedisLockStore', () => {
     expect(await a.isLocked('repo-uuid', 'k1')).toBe(false);
   });
 
+  it('lists the records a holder holds', async () => {
+    const a = await store();
+    await a.create(record('one'), 10);
+    await a.create(record('two', { key: 'k2' }), 10);
+    await a.create(record('theirs', { key: 'k3', holder: 'holder-b' }), 10);
+    await a.create(record('reserved', { key: 'k4', holder: RESERVED }), 10);
+    expect((await a.heldBy('holder-a')).sort()).toEqual(['one', 'two']);
+    expect(await a.heldBy('holder-b')).toEqual(['theirs']);
+    expect(await a.heldBy('nobody')).toEqual([]);
+  });
+
   it('fails at once while Redis is down and works again after it is back', async () => {
     const a = await store();
     await a.create(record('before'), 10);
