@@ -10,6 +10,10 @@
  * gateway's keeplocked finds its record gone after a failover and records it again), the
  * lock-service takes the lock in the repository again.
  *
+ * And a gateway's keeplocked writes a record again only when it was lost (its last heartbeat
+ * went to another primary, or Redis lost its data), not when it was deleted since (an unlock
+ * through another gateway) under the epoch of that heartbeat, however many failovers came before.
+ *
  * The two primaries are played by one private redis-server (real records, real epoch, a real
  * repository and git-annex-shell sessions): what the promoted replica had is written back in
  * one transaction that also changes the epoch (as the new primary's replication id does).
@@ -21,6 +25,7 @@ import { OperationExecutor, RepositoryRegistry } from '@annex-p2phttp/ops';
 import {
   closeRedis,
   ClusterLockHolder,
+  ClusterRetentionLocks,
   openRedis,
   RedisLockStore,
   RESERVED,
@@ -182,6 +187,54 @@ describe('a held lock across a failover to a primary that is behind', () => {
       await fixture.close();
     }
   }, 60_000);
+
+  it('leaves deleted a record unlocked elsewhere, in a keeplocked gateway that outlived a failover', async () => {
+    const redis = openRedis(server!.url, 'command');
+    await whenReady(redis);
+    const prefix = `keeper-${randomUUID().slice(0, 8)}:`;
+    const store = new RedisLockStore(redis, prefix);
+    const gateway = new ClusterRetentionLocks({
+      redisUrl: server!.url,
+      prefix,
+      lockedFiles: 10,
+      ttlMs: TTL_MS,
+      heartbeatMs: 100,
+    });
+    try {
+      await gateway.ready();
+      const lockid = randomUUID();
+      const now = Date.now();
+      const key = 'SHA256E-s1--a';
+      expect(
+        await store.create(
+          {
+            lockid,
+            repository: repo.uuid,
+            key,
+            holder: 'svc',
+            lockedAt: now,
+            expiresAt: now + TTL_MS,
+          },
+          10,
+        ),
+      ).toBe(true);
+      const keeper = await gateway.keep(lockid);
+      expect(keeper).not.toBeNull();
+      // A failover that kept the record: another epoch, the heartbeats go on.
+      await redis.del(store.keys.epoch);
+      await delay(500);
+      expect(await store.get(lockid)).toBeDefined();
+      // Unlocked through another gateway under this epoch: the record stays deleted.
+      await store.delete(lockid);
+      await delay(500);
+      keeper?.stop();
+      expect(await store.get(lockid)).toBeUndefined();
+      expect(await store.isLocked(repo.uuid, key)).toBe(false);
+    } finally {
+      await gateway.close();
+      await closeRedis(redis);
+    }
+  }, 30_000);
 });
 
 async function until(what: string, probe: () => Promise<true | undefined>): Promise<void> {
