@@ -3,12 +3,16 @@
  * LOCKCONTENT on a dedicated git-annex-shell session per lock, and keeps them in step with their
  * records in the RedisLockStore. Each tick (about every second) it:
  *  1. heartbeats its holder key (its liveness, with a TTL);
- *  2. compares the epoch key with the one it knew: a different one means Redis lost its data, and
- *     every lock held here is recorded again, so none is forgotten;
+ *  2. compares the epoch key with the one it knew: a different one means Redis lost its data or
+ *     another primary took over, and every lock held here is recorded again, with the expiry
+ *     known here when the new primary has an older one (it missed extends), so none is forgotten
+ *     or expired by mistake;
  *  3. releases held locks whose record was deleted (an unlock whose pub/sub message was missed) or
  *     taken over by another lock-service (this one was thought dead);
  *  4. deletes expired records (any holder's) and releases those held here;
- *  5. adopts records whose holder is dead, by an atomic claim, and re-takes their locks.
+ *  5. takes again the locks of records that name this instance but are not held here (a
+ *     keeplocked gateway wrote a record again after this instance had let it go);
+ *  6. adopts records whose holder is dead, by an atomic claim, and re-takes their locks.
  * Unlocks arrive over pub/sub and release at once. A lock whose session dies is re-taken.
  *
  * The repository-side locks outlive this process: each is a RepositoryLock (repository-lock.ts),
@@ -61,6 +65,8 @@ export class ClusterLockHolder {
   private readonly held = new Map<string, Held>();
   /** Records this instance owns whose repository-side lock it must (re-)take. */
   private readonly retakes = new Set<string>();
+  /** Lock requests being handled: their record may name this instance before they are held. */
+  private readonly handling = new Set<string>();
   private readonly holderTtlMs: number;
   private readonly sweepIntervalMs: number;
   private readonly now: () => number;
@@ -107,7 +113,6 @@ export class ClusterLockHolder {
     if (this.closing) {
       throw new Error('the lock-service is shutting down');
     }
-    const { store } = this.options;
     const session: SessionParams = {
       clientUuid: request.clientUuid,
       bypass: request.bypass,
@@ -115,6 +120,20 @@ export class ClusterLockHolder {
       mode: request.mode,
     };
     const key = keyOfRequest(request);
+    this.handling.add(request.lockid);
+    try {
+      return await this.lockFor(request, key, session);
+    } finally {
+      this.handling.delete(request.lockid);
+    }
+  }
+
+  private async lockFor(
+    request: LockRequest,
+    key: string,
+    session: SessionParams,
+  ): Promise<LockReply> {
+    const { store } = this.options;
     const lock = await this.take(request.serverUuid, key, session);
     if (!lock) {
       // The gateway deletes its reservation when it hears of the refusal.
@@ -156,7 +175,7 @@ export class ClusterLockHolder {
    * which answers its client only once the repository would remove the content.
    */
   async unlocked(lockid: string): Promise<void> {
-    if (await this.release(lockid)) {
+    if (await this.release(lockid, null)) {
       await this.options.store.markReleased(lockid).catch(() => undefined);
     }
   }
@@ -234,6 +253,12 @@ export class ClusterLockHolder {
     if (this.closing) {
       return;
     }
+    for (const lockid of await store.heldBy(this.holder)) {
+      if (!this.held.has(lockid) && !this.handling.has(lockid) && !this.retakes.has(lockid)) {
+        this.log(`lock ${lockid} is recorded as held here but is not; taking it again`);
+        this.retakes.add(lockid);
+      }
+    }
     // Every sweep asks which repositories have orphaned records; the served ones among them (the
     // registry is consulted only then) are named when adopting: no list of every repository.
     const orphaned = await store.orphanedRepositories(this.holder);
@@ -260,7 +285,9 @@ export class ClusterLockHolder {
       return;
     }
     if (this.epoch !== null && this.held.size > 0) {
-      this.log(`Redis lost its lock records; recording the ${this.held.size} held here again`);
+      this.log(
+        `Redis lost its lock records or another primary took over; recording the ${this.held.size} held here again`,
+      );
     }
     for (const held of this.held.values()) {
       await store.restore({ ...held.record, holder: this.holder, expiresAt: held.expiresAt });
@@ -273,18 +300,21 @@ export class ClusterLockHolder {
     const { store } = this.options;
     const lockids = this.lockids();
     const states = await store.holders(lockids);
-    const gone: string[] = [];
+    const gone = new Map<string, string>();
     lockids.forEach((lockid, i) => {
       const state = states[i];
       const held = this.held.get(lockid);
       if (!state || state.holder !== this.holder) {
-        gone.push(lockid);
+        gone.set(
+          lockid,
+          state ? `its record is held by ${state.holder || 'nobody'} now` : 'its record is gone',
+        );
       } else if (held) {
         held.expiresAt = state.expiresAt;
       }
     });
     for (const [lockid, held] of this.held) {
-      if (!gone.includes(lockid)) {
+      if (!gone.has(lockid)) {
         await held.lock.cover(
           held.expiresAt,
           () => this.held.get(lockid) === held && !this.closing,
@@ -294,8 +324,8 @@ export class ClusterLockHolder {
     }
     // Records that vanished because Redis lost its data are recorded again by the next tick,
     // not released: look at the epoch once more before trusting their absence.
-    if (gone.length > 0 && (await store.epoch()) === this.epoch) {
-      await Promise.all(gone.map((lockid) => this.release(lockid)));
+    if (gone.size > 0 && (await store.epoch()) === this.epoch) {
+      await Promise.all([...gone].map(([lockid, reason]) => this.release(lockid, reason)));
     }
   }
 
@@ -305,7 +335,7 @@ export class ClusterLockHolder {
       if (record.holder !== RESERVED) {
         this.options.onExpired?.();
       }
-      await this.release(record.lockid);
+      await this.release(record.lockid, `its record expired at ${record.expiresAt}`);
     }
   }
 
@@ -313,7 +343,12 @@ export class ClusterLockHolder {
   private async retake(lockid: string): Promise<void> {
     const { store } = this.options;
     const record = await store.get(lockid);
-    if (!record || record.holder !== this.holder || this.held.has(lockid)) {
+    if (
+      !record ||
+      record.holder !== this.holder ||
+      this.held.has(lockid) ||
+      this.handling.has(lockid)
+    ) {
       this.retakes.delete(lockid);
       return;
     }
@@ -340,7 +375,14 @@ export class ClusterLockHolder {
       return;
     }
     const [state] = await store.holders([lockid]).catch(() => [null]);
-    if (this.closing || !state || state.holder !== this.holder) {
+    if (
+      this.closing ||
+      !state ||
+      state.holder !== this.holder ||
+      this.held.has(lockid) ||
+      this.handling.has(lockid)
+    ) {
+      // Gone, taken over, or held here meanwhile (a lock request): this one is not needed.
       await lock.release();
       return;
     }
@@ -383,11 +425,17 @@ export class ClusterLockHolder {
     });
   }
 
-  /** Releases a lock held here; false when this holder did not hold it. */
-  private async release(lockid: string): Promise<boolean> {
+  /**
+   * Releases a lock held here; false when this holder did not hold it. `reason` is logged, unless
+   * this is an unlock (null), the usual end of a lock.
+   */
+  private async release(lockid: string, reason: string | null): Promise<boolean> {
     const held = this.held.get(lockid);
     if (!held) {
       return false;
+    }
+    if (reason !== null) {
+      this.log(`releasing lock ${lockid} of ${held.record.key}: ${reason}`);
     }
     this.held.delete(lockid);
     await held.lock.release();

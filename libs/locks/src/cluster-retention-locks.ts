@@ -163,21 +163,24 @@ export class ClusterRetentionLocks implements RetentionLocks {
    * party left that knows of the lock (its lock-service crashed and Redis lost its data): when a
    * heartbeat finds the record gone and the epoch changed, the record is written again, with the
    * holder it had. A live holder then finds its own record again; a dead one's record is adopted
-   * by a live lock-service, which takes the lock in the repository again. A record deleted while
-   * the epoch stayed was unlocked or expired, and stays deleted.
+   * by a live lock-service, which takes the lock in the repository again (a live holder that let
+   * it go takes it again as well). A record deleted while the epoch stayed what it was at the
+   * last heartbeat that found it was unlocked or expired, and stays deleted.
    */
   async keep(lockid: string): Promise<LockKeeper | null> {
     const record = await guard(() => this.store.get(lockid));
     if (!record || record.holder === RESERVED) {
       return null;
     }
+    /** The epoch under which the record was last found (read before the extend that found it). */
     let epoch = await guard(() => this.store.epoch());
     const heartbeat = async () => {
       const expiresAt = this.now() + this.ttlMs;
+      const now = await this.store.epoch();
       if (await this.store.extend(lockid, expiresAt)) {
+        epoch = now;
         return;
       }
-      const now = await this.store.epoch();
       if (now !== epoch) {
         await this.store.restore({ ...record, expiresAt });
         epoch = now;

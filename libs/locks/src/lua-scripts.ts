@@ -32,4 +32,6 @@ export const LOCK_SCRIPTS = {
   claimPending: loadLuaScript('claim-pending'),
   adopt: loadLuaScript('adopt'),
   orphaned: loadLuaScript('orphaned'),
+  restore: loadLuaScript('restore'),
+  heldBy: loadLuaScript('held-by'),
 } as const;

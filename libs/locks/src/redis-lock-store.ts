@@ -6,7 +6,7 @@
  * Beyond LockStore, the lock-service uses: `claimPending` (a reserved record becomes held by a
  * lock-service), `adoptOrphans` (records whose holder stopped heartbeating move to a live one),
  * `deleteIf` (delete only when still expired, or still reserved), `restore` (re-record after Redis
- * lost its data) and the holder liveness and epoch keys.
+ * lost its data or another primary took over) and the holder liveness and epoch keys.
  *
  * A key is a byte string (@annex-p2phttp/protocol, byte-text): it is stored as its `wireText`
  * (itself, or `[base64url]` when it is not UTF-8), because ioredis sends strings as UTF-8.
@@ -159,9 +159,29 @@ export class RedisLockStore implements LockStore {
     )) as string[];
   }
 
-  /** Records again a lock its holder still holds, whatever the bound (after Redis lost data). */
-  restore(record: ClusterLockRecord): Promise<boolean> {
-    return this.create(record, Number.MAX_SAFE_INTEGER);
+  /** The lockids of the records `holder` holds. */
+  async heldBy(holder: string): Promise<string[]> {
+    return (await this.script(
+      LOCK_SCRIPTS.heldBy,
+      [this.keys.expiry],
+      [this.keys.recordPrefix, holder],
+    )) as string[];
+  }
+
+  /**
+   * Records again a lock its holder still holds, whatever the bound (after Redis lost data or
+   * another primary took over): creates the record when it is gone, and when the same holder's
+   * record is there with an earlier expiry (the new primary missed the extends that the old one
+   * took after the switch) moves it to `record.expiresAt`. True when the record was created or
+   * its expiry moved.
+   */
+  async restore(record: ClusterLockRecord): Promise<boolean> {
+    const restored = await this.script(
+      LOCK_SCRIPTS.restore,
+      [this.keys.record(record.lockid), this.keys.expiry, this.keys.cover],
+      fieldValues(record),
+    );
+    return restored === 1 || restored === 2;
   }
 
   /** The holder and expiry of each record, or null for records that do not exist. */

@@ -188,6 +188,36 @@ describe('RedisLockStore', () => {
     expect(await a.isLocked('repo-uuid', 'k1')).toBe(true);
   });
 
+  it('restores an existing record of the same holder with the later expiry', async () => {
+    const a = await store();
+    await a.create(record('behind', { key: 'k1', expiresAt: 1000 }), 10);
+    await a.create(record('ahead', { key: 'k2', expiresAt: 9000 }), 10);
+    await a.create(record('theirs', { key: 'k3', holder: 'holder-b', expiresAt: 1000 }), 10);
+    // A new primary that missed extends: the expiry the holder knew wins, never an earlier one.
+    expect(await a.restore(record('behind', { key: 'k1', expiresAt: 5000 }))).toBe(true);
+    expect(await a.restore(record('ahead', { key: 'k2', expiresAt: 5000 }))).toBe(false);
+    expect(await a.restore(record('theirs', { key: 'k3', expiresAt: 5000 }))).toBe(false);
+    expect((await a.get('behind'))?.expiresAt).toBe(5000);
+    expect((await a.get('ahead'))?.expiresAt).toBe(9000);
+    expect(await a.get('theirs')).toMatchObject({ holder: 'holder-b', expiresAt: 1000 });
+    expect((await a.expired(2000)).map((r) => r.lockid)).toEqual(['theirs']);
+    expect(await a.count()).toBe(3);
+    expect(await a.isLocked('repo-uuid', 'k1')).toBe(true);
+    await a.delete('behind');
+    expect(await a.isLocked('repo-uuid', 'k1')).toBe(false);
+  });
+
+  it('lists the records a holder holds', async () => {
+    const a = await store();
+    await a.create(record('one'), 10);
+    await a.create(record('two', { key: 'k2' }), 10);
+    await a.create(record('theirs', { key: 'k3', holder: 'holder-b' }), 10);
+    await a.create(record('reserved', { key: 'k4', holder: RESERVED }), 10);
+    expect((await a.heldBy('holder-a')).sort()).toEqual(['one', 'two']);
+    expect(await a.heldBy('holder-b')).toEqual(['theirs']);
+    expect(await a.heldBy('nobody')).toEqual([]);
+  });
+
   it('fails at once while Redis is down and works again after it is back', async () => {
     const a = await store();
     await a.create(record('before'), 10);
